@@ -1,0 +1,214 @@
+"""The front doors: :func:`solve` (finite horizon) and :func:`solve_static`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError, check_choice, check_finite, check_positive
+from .problem import Problem
+from .solution import Solution, StaticSolution
+from .solvers import built_solver, run, solver_options
+from .static import StaticNLP
+from .transcription import INTEGRATORS, MultipleShooting
+
+__all__ = ["solve", "solve_static", "grid_steps"]
+
+
+def _check_problem(problem) -> Problem:
+    if not isinstance(problem, Problem):
+        raise InputError(f"problem must be a turnpike.Problem, got {type(problem).__name__}")
+    return problem
+
+
+def grid_steps(T: float, steps: int | None = None, dt: float | None = None) -> int:
+    """The number of intervals for horizon ``T`` from exactly one of ``steps`` or ``dt``.
+
+    ``dt`` must divide ``T`` (to 1e-9 relative): the grid is never silently stretched.
+    """
+    T = check_positive("T", T)
+    if (steps is None) == (dt is None):
+        raise InputError(f"give exactly one of steps or dt, got steps={steps!r}, dt={dt!r}")
+    if steps is not None:
+        return check_positive("steps", steps, integer=True)
+    dt = check_positive("dt", dt)
+    n = round(T / dt)
+    if n < 1 or abs(n * dt - T) > 1e-9 * T:
+        raise InputError(f"dt={dt!r} must divide T={T!r} into a whole number of steps")
+    return n
+
+
+def _random_controls(problem: Problem, n: int, seed, scale: float) -> np.ndarray:
+    """Seeded ``scale * N(0, 1)`` controls (n, nu), moved inside the bounds and the L1 ball."""
+    rng = np.random.default_rng(seed)
+    u = scale * rng.standard_normal((n, problem.nu))
+    u = np.clip(u, problem.control_lower, problem.control_upper)
+    if problem.l1_bound is not None:
+        norms = np.abs(u).sum(axis=1, keepdims=True)
+        u *= np.minimum(1.0, 0.9 * problem.l1_bound / np.maximum(norms, 1e-300))
+    return u
+
+
+def _resample_controls(u: np.ndarray, steps: int) -> np.ndarray:
+    """Piecewise-constant controls on a new grid of the same normalised time ``t/T``."""
+    old = u.shape[0]
+    idx = np.minimum(((np.arange(steps) + 0.5) * old / steps).astype(int), old - 1)
+    return u[idx]
+
+
+def _initial_guess(ms: MultipleShooting, T, initial_guess, seed, guess_scale) -> np.ndarray:
+    P, steps = ms.problem, ms.steps
+    if initial_guess is None:
+        u = _random_controls(P, steps, seed, guess_scale)
+        x = ms.simulate(u, T)
+        if not np.all(np.isfinite(x)):  # the random controls blew up: start from x0 everywhere
+            x = np.broadcast_to(P.x0_samples, (steps + 1, *P.x0_samples.shape))
+        return ms.pack(x, u)
+    if isinstance(initial_guess, Solution):
+        u = _resample_controls(np.asarray(initial_guess.u), steps)
+        if initial_guess.steps == steps:
+            x = np.asarray(initial_guess.x)
+        else:
+            s_old = np.linspace(0.0, 1.0, initial_guess.steps + 1)
+            s_new = np.linspace(0.0, 1.0, steps + 1)
+            flat = np.asarray(initial_guess.x).reshape(initial_guess.steps + 1, -1)
+            x = np.stack([np.interp(s_new, s_old, col) for col in flat.T], axis=1)
+        if x.size != (steps + 1) * P.nx * P.n_samples or u.shape[1] != P.nu:
+            raise InputError(
+                "initial_guess is a Solution of a problem with other dimensions: "
+                f"x {initial_guess.x.shape[1:]} and u {initial_guess.u.shape[1:]}, "
+                f"expected {P.state_shape} and {P.control_shape}"
+            )
+        return ms.pack(x, u)
+    u = check_finite("initial_guess", initial_guess, shape=(steps, P.nu))
+    return ms.pack(ms.simulate(u, T), u)
+
+
+def solve(
+    problem: Problem,
+    T: float,
+    steps: int | None = None,
+    *,
+    dt: float | None = None,
+    method: str = "rk4",
+    solver: str = "ipopt",
+    options: dict | None = None,
+    initial_guess=None,
+    seed: int | None = 0,
+    guess_scale: float = 0.1,
+    verbose: bool = False,
+) -> Solution:
+    """Solve ``problem`` on ``[0, T]`` by direct multiple shooting.
+
+    The control is piecewise constant on ``steps`` intervals of length ``h = T/steps``, each
+    advanced by one step of ``method`` (see :mod:`turnpike.transcription`); the NLP is solved by
+    ``solver`` to its tolerance (IPOPT default ``tol = 1e-8``, scaled KKT error).
+
+    Arguments:
+        problem: the :class:`Problem`.
+        T: horizon, > 0.
+        steps: number of intervals (>= 1); or give ``dt`` (which must divide T).
+        method: ``"rk4"`` (default) or ``"euler"`` (a ResNet for a neural ODE).
+        solver: ``"ipopt"`` (default) or ``"fatrop"``.
+        options: passed to ``casadi.nlpsol`` over the defaults, e.g. ``{"ipopt.tol": 1e-10}``.
+        initial_guess: None (seeded random controls ``guess_scale * N(0, 1)``, clipped to the
+            bounds, and the states they produce: u = 0 is a critical point of many learning
+            problems), a :class:`Solution` (warm start, resampled in ``t/T`` if the grid differs),
+            or an array of controls (steps, nu).
+        seed: seed of the random initial controls.
+        verbose: print the solver's iteration log.
+
+    Returns:
+        A :class:`Solution`. ``success`` is False (never an exception) when the solver did not
+        converge; its arrays are then the last iterate, not an optimum.
+
+    Raises:
+        InputError: bad arguments (named in the message).
+        SolverError: the solver could not be built or stopped with an evaluation error.
+    """
+    P = _check_problem(problem)
+    T = check_positive("T", T)
+    steps = grid_steps(T, steps, dt)
+    check_choice("method", method, INTEGRATORS)
+    opts = solver_options(solver, options, verbose=verbose)
+    guess_scale = check_positive("guess_scale", guess_scale, minimum=-1e-300)
+
+    built, fresh = built_solver(
+        P, ("multiple-shooting", steps, method), lambda: MultipleShooting(P, steps, method), solver, opts
+    )
+    ms = built.nlp
+    w0 = _initial_guess(ms, T, initial_guess, seed, guess_scale)
+    res = run(built.solver, w0=w0, p=ms.parameters(T), bounds=ms.bounds())
+    x, u = ms.unpack(res.w)
+    shape = P.state_shape
+    return Solution(
+        success=res.success,
+        status=res.status,
+        cost=res.cost,
+        cost_terms=ms.cost_terms(res.w, T),
+        stats={
+            "iterations": res.iterations,
+            "build_seconds": built.build_seconds if fresh else 0.0,
+            "solve_seconds": res.solve_seconds,
+            "solver": solver,
+            "method": method,
+            "formulation": "multiple-shooting",
+            "reused_solver": not fresh,
+        },
+        problem=P.name,
+        T=T,
+        steps=steps,
+        t=np.linspace(0.0, T, steps + 1),
+        x=x.reshape(steps + 1, *shape),
+        u=u,
+        adjoint=ms.adjoint(res.lam_g).reshape(steps, *shape),
+    )
+
+
+def solve_static(
+    problem: Problem,
+    *,
+    options: dict | None = None,
+    initial_guess: StaticSolution | None = None,
+    seed: int | None = 0,
+    guess_scale: float = 0.1,
+    verbose: bool = False,
+) -> StaticSolution:
+    """Solve the static problem ``min L(x, u)`` s.t. ``f(x, u) = 0`` with IPOPT.
+
+    See :mod:`turnpike.static` for the NLP. The start is ``x̄ = x0`` and seeded random
+    ``ū = guess_scale * N(0, 1)`` (clipped to the bounds), or ``initial_guess``.
+    IPOPT's default tolerance here is ``tol = 1e-10``: the static optimum is the reference
+    the turnpike is measured against.
+
+    Returns:
+        A :class:`StaticSolution`; ``success`` is False when IPOPT did not converge.
+    """
+    P = _check_problem(problem)
+    guess_scale = check_positive("guess_scale", guess_scale, minimum=-1e-300)
+    opts = solver_options("ipopt", {"ipopt.tol": 1e-10, **(options or {})}, verbose=verbose)
+    built, fresh = built_solver(P, ("static",), lambda: StaticNLP(P), "ipopt", opts)
+    nlp = built.nlp
+    if initial_guess is None:
+        w0 = nlp.pack(P.x0_samples, _random_controls(P, 1, seed, guess_scale)[0])
+    elif isinstance(initial_guess, StaticSolution):
+        w0 = nlp.pack(initial_guess.x, initial_guess.u)
+    else:
+        raise InputError(f"initial_guess must be a StaticSolution or None, got {type(initial_guess).__name__}")
+    res = run(built.solver, w0=w0, p=nlp.parameters(), bounds=nlp.bounds())
+    x, u = nlp.unpack(res.w)
+    return StaticSolution(
+        success=res.success,
+        status=res.status,
+        cost=res.cost,
+        cost_terms=nlp.cost_terms(res.w),
+        stats={
+            "iterations": res.iterations,
+            "build_seconds": built.build_seconds if fresh else 0.0,
+            "solve_seconds": res.solve_seconds,
+            "solver": "ipopt",
+        },
+        problem=P.name,
+        x=x.reshape(P.state_shape),
+        u=u,
+        adjoint=nlp.adjoint(res.lam_g).reshape(P.state_shape),
+    )

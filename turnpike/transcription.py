@@ -1,0 +1,233 @@
+"""Direct multiple shooting: a :class:`~turnpike.Problem` on a grid becomes an NLP.
+
+Discretisation. ``[0, T]`` is cut into ``steps`` intervals of length ``h = T/steps``;
+the control is constant on each interval, ``u(t) = u_k`` on ``[t_k, t_{k+1})``. On one
+interval each sample's state is advanced by one step of an explicit integrator applied
+to the augmented system ``(dx/dt, dq/dt) = (f(x, u, y), L(x, u, y))``:
+
+* ``"euler"``: ``x_{k+1} = x_k + h f(x_k, u_k)``, ``q_k = h L(x_k, u_k)``. For a neural ODE
+  this is exactly a ResNet with ``steps`` residual layers.
+* ``"rk4"``: the classical fourth-order Runge-Kutta step (four evaluations per interval),
+  so states and the cost quadrature are accurate to ``O(h^4)``.
+
+The NLP. Variables in stage order ``w = (X_0, V_0, X_1, V_1, ..., V_{n-1}, X_n)`` where
+``X_k`` stacks the N sample states (sample-major) and ``V_k`` is ``u_k`` or, when the problem
+has an L1 term or bound, ``(u⁺_k, u⁻_k) >= 0`` with ``u_k = u⁺_k - u⁻_k``. ``X_0`` is fixed by
+equal bounds. Constraints per stage, in order: the gap ``X_{k+1} - F(X_k, u_k) = 0`` and, with
+an L1 bound, ``Σ(u⁺_k + u⁻_k) <= M``. Objective
+
+.. math::  \\sum_k \\Big( \\frac1N\\sum_i q_{k,i} + h\\lambda_2|u_k|^2 + h\\lambda_1 \\textstyle\\sum(u^+_k + u^-_k) \\Big)
+           + \\frac1N \\sum_i \\varphi(x_{n,i}, y_i).
+
+NLP parameters are ``(h, y_1, ..., y_N)``: a new horizon with the same ``steps``, or new
+data, changes numbers only and reuses the built NLP. The stage is one CasADi ``Function``
+(one sample, expanded to SX), ``map``-ped over samples and then over stages: no Python
+loop over stages, and the block-sparse, stage-wise layout that FATROP exploits.
+
+Adjoint. With CasADi's Lagrangian ``J + νᵀ g`` and gaps written as ``X_{k+1} - F(X_k, u_k)``,
+the discrete adjoint at ``t_{k+1}`` is ``p_{k+1} = -ν_k``; it satisfies
+``p_n = ∇φ(x_n)`` and ``p_k = ∇_x q_k + F_x(x_k, u_k)ᵀ p_{k+1}``, the discretisation of
+``dp/dt = -∇_x(L + pᵀ f)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import casadi as ca
+import numpy as np
+
+from .errors import check_choice
+from .problem import Problem
+
+__all__ = ["INTEGRATORS", "MultipleShooting", "stage_function"]
+
+INTEGRATORS = ("euler", "rk4")
+
+
+def stage_function(problem: Problem, method: str) -> ca.Function:
+    """One interval of one sample: ``(x, u, y, h) -> (x_next, q)``, ``q ≈ ∫ L dt``, in SX."""
+    check_choice("method", method, INTEGRATORS)
+    f, L = problem.dynamics, problem.running_cost
+    x = ca.SX.sym("x", problem.nx)
+    u = ca.SX.sym("u", problem.nu)
+    y = ca.SX.sym("y", problem.ny)
+    h = ca.SX.sym("h")
+
+    def rhs(z):
+        return f(z, u, y), L(z, u, y)
+
+    if method == "euler":
+        k1, l1 = rhs(x)
+        x_next, q = x + h * k1, h * l1
+    else:
+        k1, l1 = rhs(x)
+        k2, l2 = rhs(x + h / 2 * k1)
+        k3, l3 = rhs(x + h / 2 * k2)
+        k4, l4 = rhs(x + h * k3)
+        x_next = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        q = h / 6 * (l1 + 2 * l2 + 2 * l3 + l4)
+    return ca.Function(f"stage_{method}", [x, u, y, h], [x_next, q], ["x", "u", "y", "h"], ["x_next", "q"])
+
+
+@dataclass(frozen=True)
+class _Layout:
+    nx: int
+    n_samples: int
+    nu: int
+    split: bool
+    steps: int
+
+    @property
+    def n_state(self) -> int:  # X_k, all samples
+        return self.nx * self.n_samples
+
+    @property
+    def n_v(self) -> int:  # V_k
+        return 2 * self.nu if self.split else self.nu
+
+    @property
+    def n_stage(self) -> int:
+        return self.n_state + self.n_v
+
+    @property
+    def n_w(self) -> int:
+        return self.steps * self.n_stage + self.n_state
+
+
+class MultipleShooting:
+    """The NLP of ``problem`` on ``steps`` intervals with integrator ``method``.
+
+    Built once; :meth:`parameters`, :meth:`bounds` and :meth:`guess` give the numbers for a
+    horizon, and :meth:`unpack` turns the NLP's primal-dual solution into arrays.
+
+    Attributes:
+        nlp: the dict ``{"x": w, "p": p, "f": J, "g": g}`` for ``casadi.nlpsol``.
+        equality: per constraint, whether it is an equality (FATROP's ``equality`` option).
+    """
+
+    def __init__(self, problem: Problem, steps: int, method: str = "rk4"):
+        self.problem, self.steps, self.method = problem, steps, method
+        P = problem
+        lay = self.layout = _Layout(P.nx, P.n_samples, P.nu, P.split_control, steps)
+        N = P.n_samples
+
+        # One stage of the whole ensemble, SX: (X, V, Y, h) -> (X_next, [running, l2, l1]).
+        one = stage_function(P, method)
+        X = ca.SX.sym("X", lay.n_state)
+        V = ca.SX.sym("V", lay.n_v)
+        Y = ca.SX.sym("Y", P.ny * N)
+        h = ca.SX.sym("h")
+        u = V[: P.nu] - V[P.nu :] if lay.split else V
+        x_next, q = one.map(N)(ca.reshape(X, P.nx, N), u, ca.reshape(Y, P.ny, N), h)
+        terms = ca.vertcat(ca.sum2(q) / N, h * ca.sumsqr(u), h * ca.sum1(V) if lay.split else 0)
+        self._stage = ca.Function(
+            "ensemble_stage", [X, V, Y, h], [ca.vec(x_next), terms], ["X", "V", "Y", "h"], ["X_next", "q"]
+        )
+        phi = ca.sum2(P.terminal_cost.map(N)(ca.reshape(X, P.nx, N), ca.reshape(Y, P.ny, N))) / N
+        self._terminal = ca.Function("ensemble_terminal", [X, Y], [phi], ["X", "Y"], ["phi"])
+
+        # The NLP: one MX vector w, sliced stage-wise; the stage mapped over all intervals.
+        w = ca.MX.sym("w", lay.n_w)
+        p = ca.MX.sym("p", 1 + P.ny * N)
+        hp, Yp = p[0], p[1:]
+        stages = ca.reshape(w[: steps * lay.n_stage], lay.n_stage, steps)
+        Xk, Vk = stages[: lay.n_state, :], stages[lay.n_state :, :]
+        X_end = w[steps * lay.n_stage :]
+        X_next, Q = self._stage.map(steps)(Xk, Vk, Yp, hp)
+        gaps = ca.horzcat(Xk[:, 1:], X_end) - X_next
+        rows = [gaps]
+        if P.l1_bound is not None:
+            rows.append(ca.sum1(Vk))
+        g = ca.vec(ca.vertcat(*rows))
+        running, l2, l1 = ca.sum2(Q[0, :]), ca.sum2(Q[1, :]), ca.sum2(Q[2, :])
+        terminal = self._terminal(X_end, Yp)
+        J = running + P.l2 * l2 + P.l1 * l1 + terminal
+        self.nlp = {"x": w, "p": p, "f": J, "g": g}
+        self._cost_terms = ca.Function(
+            "cost_terms", [w, p], [running, P.l2 * l2, P.l1 * l1, terminal]
+        )
+        self.n_g_stage = lay.n_state + (1 if P.l1_bound is not None else 0)
+        eq = [True] * lay.n_state + [False] * (self.n_g_stage - lay.n_state)
+        self.equality = eq * steps
+
+        # Forward simulation of given controls (initial guesses, re-simulation).
+        self._simulate = self._stage.mapaccum(steps)
+
+    # -- numbers for one horizon -----------------------------------------------------------
+    def parameters(self, T: float) -> np.ndarray:
+        """``p = (h, y_1, ..., y_N)`` for horizon ``T``."""
+        return np.concatenate([[T / self.steps], self.problem.data_values.reshape(-1)])
+
+    def bounds(self) -> dict[str, np.ndarray]:
+        """``lbx, ubx, lbg, ubg``: X_0 fixed to x0, control bounds, gaps = 0, L1 bound."""
+        P, lay = self.problem, self.layout
+        lo, hi = P.control_lower, P.control_upper
+        if lay.split:
+            v_lo = np.zeros(2 * P.nu)
+            v_hi = np.concatenate([np.maximum(hi, 0), np.maximum(-lo, 0)])
+        else:
+            v_lo, v_hi = lo, hi
+        free = np.full(lay.n_state, np.inf)
+        stage_lo = np.concatenate([-free, v_lo])
+        stage_hi = np.concatenate([free, v_hi])
+        lbx = np.concatenate([np.tile(stage_lo, self.steps), -free])
+        ubx = np.concatenate([np.tile(stage_hi, self.steps), free])
+        x0 = P.x0_samples.reshape(-1)
+        lbx[: lay.n_state] = x0
+        ubx[: lay.n_state] = x0
+        g_lo = np.zeros(self.n_g_stage)
+        g_hi = np.zeros(self.n_g_stage)
+        if P.l1_bound is not None:
+            g_lo[-1], g_hi[-1] = -np.inf, P.l1_bound
+        return {
+            "lbx": lbx,
+            "ubx": ubx,
+            "lbg": np.tile(g_lo, self.steps),
+            "ubg": np.tile(g_hi, self.steps),
+        }
+
+    def control_variables(self, u: np.ndarray) -> np.ndarray:
+        """V_k from controls u (steps, nu): u itself, or (max(u, 0), max(-u, 0))."""
+        if self.layout.split:
+            return np.hstack([np.maximum(u, 0), np.maximum(-u, 0)])
+        return u
+
+    def simulate(self, u: np.ndarray, T: float) -> np.ndarray:
+        """States (steps+1, N, nx) reached from x0 under controls ``u`` (steps, nu) with this integrator."""
+        V = self.control_variables(np.asarray(u, dtype=float))
+        p = self.parameters(T)
+        Xs = self._simulate(
+            self.problem.x0_samples.reshape(-1), V.T, np.tile(p[1:, None], self.steps), p[0]
+        )[0]
+        X = np.hstack([self.problem.x0_samples.reshape(-1, 1), np.asarray(Xs)])
+        return X.T.reshape(self.steps + 1, self.problem.n_samples, self.problem.nx)
+
+    def pack(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The NLP vector w from states (steps+1, N, nx) and controls (steps, nu)."""
+        lay = self.layout
+        X = np.asarray(x, dtype=float).reshape(self.steps + 1, lay.n_state)
+        V = self.control_variables(np.asarray(u, dtype=float))
+        stages = np.hstack([X[:-1], V]).reshape(-1)
+        return np.concatenate([stages, X[-1]])
+
+    def unpack(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """States (steps+1, N, nx) and controls (steps, nu) from the NLP vector w."""
+        lay, P = self.layout, self.problem
+        w = np.asarray(w, dtype=float).reshape(-1)
+        stages = w[: self.steps * lay.n_stage].reshape(self.steps, lay.n_stage)
+        X = np.vstack([stages[:, : lay.n_state], w[self.steps * lay.n_stage :]])
+        V = stages[:, lay.n_state :]
+        u = V[:, : P.nu] - V[:, P.nu :] if lay.split else V
+        return X.reshape(self.steps + 1, P.n_samples, P.nx), u
+
+    def adjoint(self, lam_g: np.ndarray) -> np.ndarray:
+        """Discrete adjoint (steps, N, nx): ``p_{k+1} = -ν_k``, ν the multipliers of the gaps."""
+        lay = self.layout
+        lam = np.asarray(lam_g, dtype=float).reshape(self.steps, self.n_g_stage)
+        return -lam[:, : lay.n_state].reshape(self.steps, self.problem.n_samples, self.problem.nx)
+
+    def cost_terms(self, w: np.ndarray, T: float) -> dict[str, float]:
+        """The objective split into ``running``, ``l2``, ``l1`` and ``terminal`` parts."""
+        vals = self._cost_terms(w, self.parameters(T))
+        return {k: float(v) for k, v in zip(("running", "l2", "l1", "terminal"), vals)}
