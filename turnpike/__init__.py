@@ -4,6 +4,9 @@ Define a :class:`Problem` with CasADi symbols, solve it on a horizon with :func:
 solve its static problem with :func:`solve_static`, and compare the two.
 """
 
+from . import catalogue as catalogue
+from .checks import resimulate as resimulate
+from .checks import resimulation_error as resimulation_error
 from .errors import InputError as InputError
 from .errors import SolverError as SolverError
 from .errors import TurnpikeError as TurnpikeError

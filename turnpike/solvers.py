@@ -88,7 +88,7 @@ def built_solver(problem: Problem, key: tuple, transcribe, solver: str, options:
     nlp = transcribe()
     opts = {**options, "equality": nlp.equality} if solver == "fatrop" else options
     try:
-        fn = ca.nlpsol(f"{problem.name}_{solver}", solver, nlp.nlp, opts)
+        fn = ca.nlpsol(f"turnpike_{solver}", solver, nlp.nlp, opts)
     except RuntimeError as exc:
         raise SolverError(f"could not build solver={solver!r} with options={options!r}: {exc}") from exc
     per_problem[full_key] = Built(nlp, fn, time.perf_counter() - start)

@@ -1,0 +1,9 @@
+"""The catalogue of problem classes for turnpike.
+
+Each class subclasses :class:`turnpike.Problem`; calling it with no arguments gives the
+documented default instance. They are registered in ``pyproject.toml`` under the entry-point
+group ``turnpike.problems``, which is how ``turnpike list`` and ``turnpike solve NAME`` find them.
+"""
+
+from .linear_quadratic import LinearQuadratic as LinearQuadratic
+from .pendulum import Pendulum as Pendulum
