@@ -10,7 +10,7 @@ from turnpike.errors import InputError, check_finite
 
 
 class LinearQuadratic(tp.Problem):
-    """``dy/dt = A y + B u``, running cost ``½ (|u - u_d|²_R + |C (y - y_d)|²)``, terminal ``½|y - y_T|²_S``.
+    """Linear-quadratic tracking: ``dy/dt = A y + B u``, cost ``½(|u - u_d|²_R + |C(y - y_d)|²)`` + ``½|y - y_T|²_S``.
 
     The static problem is ``min ½(|u - u_d|²_R + |C(y - y_d)|²)`` s.t. ``A y + B u = 0``.
     The turnpike rate is the spectral gap of the Hamiltonian matrix (:meth:`hamiltonian`),
@@ -62,7 +62,8 @@ class LinearQuadratic(tp.Problem):
             raise InputError(f"R must be symmetric positive definite, got {R!r}")
         y_d = np.zeros(n) if target is None else check_finite("target", target, shape=(n,))
         u_d = np.zeros(m) if control_target is None else check_finite("control_target", control_target, shape=(m,))
-        S = np.zeros((n, n)) if terminal_weight is None else check_finite("terminal_weight", terminal_weight, shape=(n, n))
+        S = (np.zeros((n, n)) if terminal_weight is None
+             else check_finite("terminal_weight", terminal_weight, shape=(n, n)))
         y_T = y_d if terminal_target is None else check_finite("terminal_target", terminal_target, shape=(n,))
         x0 = np.zeros(n) if x0 is None else x0
 

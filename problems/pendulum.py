@@ -11,7 +11,7 @@ from turnpike.errors import check_finite, check_positive
 
 
 class Pendulum(tp.Problem):
-    """``dθ/dt = ω``, ``dω/dt = -sin θ - c ω + u``; cost ``½((θ - θ_d)² + ω² + r u²)``.
+    """Damped pendulum held at an angle: ``dθ/dt = ω``, ``dω/dt = -sin θ - cω + u``, cost ``½((θ-θ_d)² + ω² + ru²)``.
 
     Holding the pendulum at ``θ_d`` costs torque ``u = sin θ``, so the static problem
     ``min ½((θ - θ_d)² + r sin²θ)`` (``ω = 0``, ``u = sin θ``) settles for an angle between 0 and

@@ -42,6 +42,6 @@ def load(name: str) -> Problem:
 
 
 def describe(name: str) -> str:
-    """The first line of the docstring of catalogue entry ``name``."""
+    """The first line of the docstring of catalogue entry ``name``, without reST markup."""
     doc = (_entries()[name].load().__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    return doc.splitlines()[0].replace("``", "") if doc else ""

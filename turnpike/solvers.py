@@ -44,7 +44,7 @@ _DEFAULTS = {
 # Statuses a solver may pair with success=True that do not meet the requested tolerance.
 _NOT_CONVERGED = {"Solved_To_Acceptable_Level"}
 
-_cache: "weakref.WeakKeyDictionary[Problem, dict]" = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[Problem, dict] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)

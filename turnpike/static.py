@@ -89,4 +89,4 @@ class StaticNLP:
 
     def cost_terms(self, w: np.ndarray) -> dict[str, float]:
         vals = self._cost_terms(w, self.parameters())
-        return {k: float(v) for k, v in zip(("running", "l2", "l1"), vals)}
+        return {k: float(v) for k, v in zip(("running", "l2", "l1"), vals, strict=True)}

@@ -16,8 +16,10 @@ has an L1 term or bound, ``(u⁺_k, u⁻_k) >= 0`` with ``u_k = u⁺_k - u⁻_k`
 equal bounds. Constraints per stage, in order: the gap ``X_{k+1} - F(X_k, u_k) = 0`` and, with
 an L1 bound, ``Σ(u⁺_k + u⁻_k) <= M``. Objective
 
-.. math::  \\sum_k \\Big( \\frac1N\\sum_i q_{k,i} + h\\lambda_2|u_k|^2 + h\\lambda_1 \\textstyle\\sum(u^+_k + u^-_k) \\Big)
-           + \\frac1N \\sum_i \\varphi(x_{n,i}, y_i).
+.. math::
+
+    \\sum_k \\Big( \\frac1N\\sum_i q_{k,i} + h\\lambda_2|u_k|^2 + h\\lambda_1 \\sum(u^+_k + u^-_k) \\Big)
+    + \\frac1N \\sum_i \\varphi(x_{n,i}, y_i).
 
 NLP parameters are ``(h, y_1, ..., y_N)``: a new horizon with the same ``steps``, or new
 data, changes numbers only and reuses the built NLP. The stage is one CasADi ``Function``
@@ -230,4 +232,4 @@ class MultipleShooting:
     def cost_terms(self, w: np.ndarray, T: float) -> dict[str, float]:
         """The objective split into ``running``, ``l2``, ``l1`` and ``terminal`` parts."""
         vals = self._cost_terms(w, self.parameters(T))
-        return {k: float(v) for k, v in zip(("running", "l2", "l1", "terminal"), vals)}
+        return {k: float(v) for k, v in zip(("running", "l2", "l1", "terminal"), vals, strict=True)}
