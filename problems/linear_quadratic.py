@@ -19,9 +19,7 @@ class LinearQuadratic(tp.Problem):
     gap when a mode of ``A`` on the imaginary axis is undetectable through ``C`` or
     unstabilisable through ``B``.
 
-    Called with no arguments it is the catalogue's default: a harmonic oscillator
-    ``A = [[0, 1], [-1, 0]]``, ``B = (0, 1)ᵀ``, ``C = I``, ``R = 1``, tracking ``y_d = (1, 0)``
-    from ``y(0) = 0``, no terminal cost.
+    The catalogue's instance is :meth:`example`.
 
     Arguments:
         A: (n, n); B: (n, m); C: (p, n), default I; R: (m, m) symmetric positive definite, default I.
@@ -33,8 +31,8 @@ class LinearQuadratic(tp.Problem):
 
     def __init__(
         self,
-        A=((0.0, 1.0), (-1.0, 0.0)),
-        B=((0.0,), (1.0,)),
+        A,
+        B,
         C=None,
         R=None,
         target=None,
@@ -84,6 +82,13 @@ class LinearQuadratic(tp.Problem):
             control_upper=control_upper,
             name=name,
         )
+
+    @classmethod
+    def example(cls) -> LinearQuadratic:
+        """A harmonic oscillator ``A = [[0, 1], [-1, 0]]``, ``B = (0, 1)ᵀ``, ``C = I``, ``R = 1``,
+        tracking ``y_d = (1, 0)`` from ``y(0) = 0``, no terminal cost. Its turnpike rate is
+        ``μ ≈ 0.676`` (eigenvalues ``±0.676 ± 0.978i``)."""
+        return cls(A=[[0.0, 1.0], [-1.0, 0.0]], B=[[0.0], [1.0]], target=[1.0, 0.0], x0=[0.0, 0.0])
 
     def hamiltonian(self) -> np.ndarray:
         """The Hamiltonian matrix ``[[A, -B R⁻¹ Bᵀ], [-CᵀC, -Aᵀ]]`` (2n, 2n) of the optimality system."""

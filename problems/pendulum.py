@@ -17,7 +17,7 @@ class Pendulum(tp.Problem):
     ``min ½((θ - θ_d)² + r sin²θ)`` (``ω = 0``, ``u = sin θ``) settles for an angle between 0 and
     ``θ_d``: the root of ``θ - θ_d + r sin θ cos θ = 0`` (:meth:`static_optimum`).
 
-    Called with no arguments it is the catalogue's default: ``θ_d = 1``, ``c = 0.5``, ``r = 1``,
+    The defaults (the catalogue's instance, :meth:`example`): ``θ_d = 1``, ``c = 0.5``, ``r = 1``,
     starting at rest at the bottom, ``(θ, ω)(0) = (0, 0)``.
     """
 
@@ -41,6 +41,11 @@ class Pendulum(tp.Problem):
             state_names=["angle", "angular velocity"],
             control_names=["torque"],
         )
+
+    @classmethod
+    def example(cls) -> Pendulum:
+        """The default pendulum (see the class docstring)."""
+        return cls()
 
     def static_optimum(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(x̄, ū, p̄)`` from the scalar optimality condition, independently of any NLP solver.

@@ -5,6 +5,14 @@ solve its static problem with :func:`solve_static`, and compare the two.
 """
 
 from . import catalogue as catalogue
+from .analysis import HorizonStudy as HorizonStudy
+from .analysis import TurnpikeReport as TurnpikeReport
+from .analysis import compare_horizons as compare_horizons
+from .analysis import distances as distances
+from .analysis import fit_rate as fit_rate
+from .analysis import predicted_rate as predicted_rate
+from .analysis import tube as tube
+from .analysis import turnpike_report as turnpike_report
 from .checks import resimulate as resimulate
 from .checks import resimulation_error as resimulation_error
 from .errors import InputError as InputError

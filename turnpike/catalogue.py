@@ -42,6 +42,7 @@ def load(name: str) -> Problem:
 
 
 def describe(name: str) -> str:
-    """The first line of the docstring of catalogue entry ``name``, without reST markup."""
-    doc = (_entries()[name].load().__doc__ or "").strip()
+    """The first line of the docstring of the class of catalogue entry ``name``, without reST markup."""
+    entry = _entries()[name].load()
+    doc = (getattr(entry, "__self__", entry).__doc__ or "").strip()
     return doc.splitlines()[0].replace("``", "") if doc else ""

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from .solution import Solution, StaticSolution
 
-__all__ = ["plot_solution"]
+__all__ = ["plot_solution", "plot_study"]
 
 _MAX_SAMPLES = 50  # ensemble samples drawn per panel; more only clutter the figure
 
@@ -61,3 +61,85 @@ def plot_solution(
     if path is not None:
         fig.savefig(Path(path), dpi=110)
     return fig
+
+
+def plot_study(study, directory: Path) -> list[Path]:
+    """The figures of a :class:`~turnpike.analysis.study.HorizonStudy`, written as PNG into ``directory``.
+
+    * ``distance.png``: total distance to the static optimum on a log scale, all horizons
+      overlaid, against t and against t/T, with the ε-tube and the noise floor;
+    * ``trajectories.png``: states and controls over time, static values dashed;
+    * ``value_and_rate.png``: J_T/T against T with J̄, J_T - T·J̄ against T, and the fitted rate
+      against the predicted one.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    colors = [f"C{i % 10}" for i in range(len(study.solutions))]
+    paths = []
+
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax_t, ax_s = fig.subplots(1, 2)
+    for rep, c in zip(study.reports, colors, strict=True):
+        d = rep.distances
+        style = "-" if rep.success else ":"
+        ax_t.semilogy(d.t_total, d.total, style, color=c, lw=1.2, label=f"T = {rep.T:g}")
+        ax_s.semilogy(d.t_total / rep.T, d.total, style, color=c, lw=1.2)
+    for ax in (ax_t, ax_s):
+        ax.axhline(study.settings["epsilon"], color="k", ls="--", lw=0.8, label="ε-tube")
+        ax.axhline(study.settings["floor"], color="0.6", ls=":", lw=0.8, label="noise floor (not fitted)")
+        ax.set_ylabel("|x - x̄| + |u - ū| + |p - p̄|")
+    ax_t.set(xlabel="t", title="distance to the static optimum")
+    ax_s.set(xlabel="t / T", title="against rescaled time")
+    ax_t.legend(fontsize=8)
+    fig.suptitle(f"{study.problem}: turnpike (dotted: not converged)", fontsize=10)
+    paths.append(directory / "distance.png")
+    fig.savefig(paths[-1], dpi=110)
+
+    first = study.solutions[0]
+    nx = first.x.shape[-1]
+    nu = first.u.shape[1]
+    cols = nx + nu
+    fig = Figure(figsize=(3.6 * cols, 3.2), layout="constrained")
+    axes = fig.subplots(1, cols, squeeze=False).ravel()
+    for sol, c in zip(study.solutions, colors, strict=True):
+        x = sol.x.reshape(sol.steps + 1, -1, nx)[:, :_MAX_SAMPLES, :]
+        for i in range(nx):
+            axes[i].plot(sol.t, x[:, :, i], color=c, lw=0.9, alpha=0.8)
+        for j in range(nu):
+            axes[nx + j].stairs(sol.u[:, j], sol.t, color=c, lw=0.9, baseline=None, label=f"T = {sol.T:g}")
+    static_x = study.static.x.reshape(-1, nx)[:_MAX_SAMPLES]
+    for i in range(nx):
+        for value in np.unique(np.round(static_x[:, i], 12)):
+            axes[i].axhline(value, color="k", ls="--", lw=0.8)
+        axes[i].set(title=f"state {i + 1}", xlabel="t")
+    for j in range(nu):
+        axes[nx + j].axhline(study.static.u[j], color="k", ls="--", lw=0.8)
+        axes[nx + j].set(title=f"control {j + 1}", xlabel="t")
+    axes[nx].legend(fontsize=8)
+    fig.suptitle(f"{study.problem}: optimal trajectories (dashed: static optimum)", fontsize=10)
+    paths.append(directory / "trajectories.png")
+    fig.savefig(paths[-1], dpi=110)
+
+    rows = study.rows()
+    T = np.array([r["T"] for r in rows])
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1.plot(T, [r["cost_per_time"] for r in rows], "o-", label="J_T / T")
+    ax1.axhline(study.static.cost, color="k", ls="--", lw=0.8, label="static J̄")
+    ax1.set(xlabel="T", title="cost per unit time")
+    ax1.legend(fontsize=8)
+    ax2.plot(T, [r["cost_excess"] for r in rows], "o-")
+    ax2.set(xlabel="T", title="J_T - T·J̄ (bounded by the theory)")
+    fitted = [np.nan if r["rate"] is None else r["rate"] for r in rows]
+    ax3.plot(T, fitted, "o-", label="fitted μ")
+    predicted = rows[-1]["predicted_rate"]
+    if predicted is not None:
+        ax3.axhline(predicted, color="k", ls="--", lw=0.8, label="predicted (spectral gap)")
+    else:
+        ax3.text(0.5, 0.9, f"no predicted rate: {rows[-1]['predicted_reason']}", transform=ax3.transAxes,
+                 ha="center", fontsize=7, wrap=True)
+    ax3.set(xlabel="T", title="exponential rate μ")
+    ax3.legend(fontsize=8)
+    fig.suptitle(f"{study.problem}: value and rate across horizons", fontsize=10)
+    paths.append(directory / "value_and_rate.png")
+    fig.savefig(paths[-1], dpi=110)
+    return paths

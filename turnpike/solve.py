@@ -59,10 +59,7 @@ def _initial_guess(ms: MultipleShooting, T, initial_guess, seed, guess_scale) ->
     P, steps = ms.problem, ms.steps
     if initial_guess is None:
         u = _random_controls(P, steps, seed, guess_scale)
-        x = ms.simulate(u, T)
-        if not np.all(np.isfinite(x)):  # the random controls blew up: start from x0 everywhere
-            x = np.broadcast_to(P.x0_samples, (steps + 1, *P.x0_samples.shape))
-        return ms.pack(x, u)
+        return ms.pack(_states_for(ms, u, T), u)
     if isinstance(initial_guess, Solution):
         u = _resample_controls(np.asarray(initial_guess.u), steps)
         if initial_guess.steps == steps:
@@ -80,7 +77,20 @@ def _initial_guess(ms: MultipleShooting, T, initial_guess, seed, guess_scale) ->
             )
         return ms.pack(x, u)
     u = check_finite("initial_guess", initial_guess, shape=(steps, P.nu))
-    return ms.pack(ms.simulate(u, T), u)
+    return ms.pack(_states_for(ms, u, T), u)
+
+
+_GROWTH = 1e3
+
+
+def _states_for(ms: MultipleShooting, u: np.ndarray, T: float) -> np.ndarray:
+    """States for an initial guess: the simulation of ``u`` from x0, or x0 at every grid point if
+    that simulation grows past ``1e3 (1 + |x0|_∞)`` (an unstable system over a long horizon)."""
+    x = ms.simulate(u, T)
+    x0 = ms.problem.x0_samples
+    if not np.all(np.abs(x) <= _GROWTH * (1 + np.abs(x0).max())):
+        x = np.broadcast_to(x0, x.shape)
+    return x
 
 
 def solve(
@@ -111,9 +121,9 @@ def solve(
         solver: ``"ipopt"`` (default) or ``"fatrop"``.
         options: passed to ``casadi.nlpsol`` over the defaults, e.g. ``{"ipopt.tol": 1e-10}``.
         initial_guess: None (seeded random controls ``guess_scale * N(0, 1)``, clipped to the
-            bounds, and the states they produce: u = 0 is a critical point of many learning
-            problems), a :class:`Solution` (warm start, resampled in ``t/T`` if the grid differs),
-            or an array of controls (steps, nu).
+            bounds, and the states they produce, or x0 throughout if those grow by 1e3: u = 0 is a
+            critical point of many learning problems), a :class:`Solution` (warm start, resampled in
+            ``t/T`` if the grid differs), or an array of controls (steps, nu).
         seed: seed of the random initial controls.
         verbose: print the solver's iteration log.
 

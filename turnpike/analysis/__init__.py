@@ -1,0 +1,14 @@
+"""Turnpike analysis: distances to the static optimum, rates, tubes, horizon studies."""
+
+from .distances import Distances as Distances
+from .distances import Tube as Tube
+from .distances import distances as distances
+from .distances import tube as tube
+from .rates import PredictedRate as PredictedRate
+from .rates import RateFit as RateFit
+from .rates import fit_rate as fit_rate
+from .rates import predicted_rate as predicted_rate
+from .report import TurnpikeReport as TurnpikeReport
+from .report import turnpike_report as turnpike_report
+from .study import HorizonStudy as HorizonStudy
+from .study import compare_horizons as compare_horizons

@@ -1,0 +1,99 @@
+"""One horizon's turnpike report: how close the optimum stays to the static one, and how fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..problem import Problem
+from ..solution import Solution, StaticSolution
+from .distances import Distances, Tube, distances, tube
+from .rates import DEFAULT_FLOOR, PredictedRate, RateFit, fit_rate, predicted_rate
+
+__all__ = ["TurnpikeReport", "turnpike_report", "DEFAULT_EPSILON"]
+
+DEFAULT_EPSILON = 1e-3
+"""Default radius of the ε-tube, in the norm of the total distance ``d_x + d_u + d_p``."""
+
+
+@dataclass(frozen=True)
+class TurnpikeReport:
+    """The turnpike figures of one solution against the static optimum.
+
+    ``fit`` is fitted to the total distance ``d_x + d_u + d_p`` (see
+    :mod:`turnpike.analysis.distances`); ``tube`` is the ε-tube of the same curve; ``predicted``
+    is None when no problem was given. ``cost_per_time`` is ``J_T / T`` and ``cost_excess`` is
+    ``J_T - T J_static``, which the turnpike theory bounds independently of T.
+    """
+
+    success: bool
+    status: str
+    T: float
+    steps: int
+    cost: float
+    static_cost: float
+    distances: Distances
+    fit: RateFit
+    tube: Tube
+    predicted: PredictedRate | None
+
+    @property
+    def cost_per_time(self) -> float:
+        return self.cost / self.T
+
+    @property
+    def cost_excess(self) -> float:
+        return self.cost - self.T * self.static_cost
+
+    def summary(self) -> dict:
+        """The report as one flat dict of numbers and words (None where there is no value)."""
+        pred = self.predicted
+        fit = self.fit
+        return {
+            "T": self.T,
+            "steps": self.steps,
+            "success": self.success,
+            "status": self.status,
+            "cost": self.cost,
+            "cost_per_time": self.cost_per_time,
+            "static_cost": self.static_cost,
+            "cost_excess": self.cost_excess,
+            "rate": fit.rate if fit.success else None,
+            "rate_constant": fit.constant if fit.success else None,
+            "rate_r2": fit.r2 if fit.success else None,
+            "rate_points": fit.points,
+            "predicted_rate": pred.rate if pred is not None else None,
+            "predicted_reason": pred.reason if pred is not None else "no problem given",
+            "tube_epsilon": self.tube.epsilon,
+            "tube_entry": self.tube.entry,
+            "tube_exit": self.tube.exit,
+            "tube_fraction": self.tube.fraction,
+        }
+
+
+def turnpike_report(
+    solution: Solution,
+    static: StaticSolution,
+    *,
+    problem: Problem | None = None,
+    epsilon: float = DEFAULT_EPSILON,
+    one_sided: bool = False,
+    floor: float = DEFAULT_FLOOR,
+) -> TurnpikeReport:
+    """Distances, fitted rate, ε-tube and (with ``problem``) the predicted rate of one solution.
+
+    A non-converged solution is reported with ``success=False``; its figures describe the
+    solver's last iterate, not an optimum.
+    """
+    d = distances(solution, static)
+    return TurnpikeReport(
+        success=solution.success and static.success,
+        status=solution.status if static.success else f"{solution.status}; static: {static.status}",
+        T=solution.T,
+        steps=solution.steps,
+        cost=solution.cost,
+        static_cost=static.cost,
+        distances=d,
+        fit=fit_rate(d.t_total, d.total, solution.T, one_sided=one_sided, floor=floor),
+        tube=tube(d.t_total, d.total, epsilon),
+        predicted=predicted_rate(problem, static) if problem is not None else None,
+    )

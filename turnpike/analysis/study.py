@@ -1,0 +1,244 @@
+"""Horizon comparison: solve one problem for several T and measure how the turnpike changes.
+
+Grid policy: a fixed interval length ``dt`` (``steps = T/dt``, the default in the theory: the
+same resolution on every horizon) or a fixed number of ``steps`` (``h = T/steps``, which reuses one
+built solver for every horizon). Continuation: horizons are solved in increasing order, each
+warm-started from the previous solution *stretched around the static optimum*: the first half of
+the previous solution on ``[0, T_prev/2]``, its second half on ``[T - T_prev/2, T]``, and the static
+optimum in between, which is what the turnpike predicts the new optimum looks like.
+
+A :class:`HorizonStudy` holds everything needed to print, plot and save the comparison; a saved
+study is loaded back and re-plotted without solving again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, check_positive
+from ..problem import Problem
+from ..solution import Solution, StaticSolution
+from ..solve import grid_steps, solve, solve_static
+from .rates import DEFAULT_FLOOR, PredictedRate
+from .report import DEFAULT_EPSILON, TurnpikeReport, turnpike_report
+
+__all__ = ["HorizonStudy", "compare_horizons", "stretched_guess"]
+
+COLUMNS = (
+    "T", "steps", "success", "status", "cost", "cost_per_time", "static_cost", "cost_excess",
+    "rate", "rate_constant", "rate_r2", "predicted_rate", "tube_entry", "tube_exit", "tube_fraction",
+    "solve_seconds", "iterations",
+)
+
+
+def stretched_guess(previous: Solution, static: StaticSolution, T: float, steps: int) -> Solution:
+    """``previous`` stretched to horizon ``T`` (>= previous.T) around the static optimum in the middle.
+
+    Returned as a (non-converged) :class:`Solution` to be used as ``initial_guess``.
+    """
+    t = np.linspace(0.0, T, steps + 1)
+    half = previous.T / 2
+    shift = T - previous.T
+
+    def sample(times, values, grid):
+        flat = values.reshape(len(grid), -1)
+        return np.stack([np.interp(times, grid, col) for col in flat.T], axis=1)
+
+    x = np.broadcast_to(static.x.reshape(1, -1), (steps + 1, static.x.size)).copy()
+    early, late = t <= half, t >= T - half
+    x[early] = sample(t[early], previous.x, previous.t)
+    x[late] = sample(t[late] - shift, previous.x, previous.t)
+    t_mid = 0.5 * (t[:-1] + t[1:])
+    prev_mid = 0.5 * (previous.t[:-1] + previous.t[1:])
+    u = np.broadcast_to(static.u, (steps, static.u.size)).copy()
+    early, late = t_mid <= half, t_mid >= T - half
+    u[early] = sample(t_mid[early], previous.u, prev_mid)
+    u[late] = sample(t_mid[late] - shift, previous.u, prev_mid)
+    return Solution(
+        success=False, status="initial guess", cost=np.nan, cost_terms={}, stats={}, problem=previous.problem,
+        T=T, steps=steps, t=t, x=x.reshape(steps + 1, *previous.x.shape[1:]), u=u,
+        adjoint=np.zeros((steps, *previous.x.shape[1:])),
+    )
+
+
+@dataclass(frozen=True)
+class HorizonStudy:
+    """Solutions for several horizons, the static optimum, and their turnpike reports."""
+
+    problem: str
+    static: StaticSolution
+    solutions: tuple[Solution, ...]
+    reports: tuple[TurnpikeReport, ...]
+    settings: dict
+
+    @property
+    def horizons(self) -> list[float]:
+        return [s.T for s in self.solutions]
+
+    @property
+    def success(self) -> bool:
+        """Whether the static problem and every horizon converged."""
+        return self.static.success and all(s.success for s in self.solutions)
+
+    def rows(self) -> list[dict]:
+        """One flat dict per horizon: the report's summary plus solve time and iterations."""
+        return [
+            {**r.summary(), "solve_seconds": s.stats.get("solve_seconds"), "iterations": s.stats.get("iterations")}
+            for r, s in zip(self.reports, self.solutions, strict=True)
+        ]
+
+    def table(self) -> str:
+        """A plain-text table, one row per horizon."""
+        head = ["T", "steps", "ok", "J_T", "J_T/T", "J_T-T·J̄", "rate", "predicted", "tube in", "tube out", "sec"]
+        lines = []
+        for row in self.rows():
+            lines.append([
+                f"{row['T']:g}", str(row["steps"]), "yes" if row["success"] else "NO",
+                f"{row['cost']:.6g}", f"{row['cost_per_time']:.6g}", f"{row['cost_excess']:.4g}",
+                _fmt(row["rate"]), _fmt(row["predicted_rate"]), _fmt(row["tube_entry"]), _fmt(row["tube_exit"]),
+                f"{row['solve_seconds']:.2f}",
+            ])
+        widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
+        out = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+        out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in lines]
+        static = f"static cost J̄ = {self.static.cost:.6g} ({'converged' if self.static.success else 'NOT converged'})"
+        return "\n".join([f"{self.problem}: {static}", *out])
+
+    def plot(self, directory) -> list[Path]:
+        """Write the comparison's figures as PNG files into ``directory``; returns their paths."""
+        from ..plots import plot_study
+
+        return plot_study(self, Path(directory))
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, directory) -> Path:
+        """Write ``summary.json``, ``summary.csv``, ``static.npz`` and ``T{T}.npz`` per horizon."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.static.save(directory / "static.npz")
+        files = []
+        for s in self.solutions:
+            files.append(s.save(directory / f"T{s.T:g}.npz").name)
+        rows = self.rows()
+        summary = {"problem": self.problem, "settings": self.settings, "static_cost": self.static.cost,
+                   "static_success": self.static.success, "horizons": rows, "files": files}
+        (directory / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+        with open(directory / "summary.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return directory
+
+    @classmethod
+    def load(cls, directory) -> HorizonStudy:
+        """Read a study written by :meth:`save`; the reports are recomputed from the solutions."""
+        directory = Path(directory)
+        try:
+            summary = json.loads((directory / "summary.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"directory={str(directory)!r} holds no readable summary.json: {exc}") from exc
+        static = StaticSolution.load(directory / "static.npz")
+        solutions = tuple(Solution.load(directory / name) for name in summary["files"])
+        predicted = {row["T"]: row for row in summary["horizons"]}
+        settings = summary["settings"]
+        reports = tuple(
+            _with_predicted(turnpike_report(s, static, epsilon=settings["epsilon"], one_sided=settings["one_sided"],
+                                            floor=settings["floor"]), predicted.get(s.T))
+            for s in solutions
+        )
+        return cls(summary["problem"], static, solutions, reports, settings)
+
+
+def _with_predicted(report: TurnpikeReport, row: dict | None) -> TurnpikeReport:
+    """The report with the predicted rate read back from a saved summary row."""
+    if row is None or row.get("predicted_reason") == "no problem given":
+        return report
+    return replace(report, predicted=PredictedRate(row["predicted_rate"], row["predicted_reason"], np.zeros(0)))
+
+
+def _fmt(value) -> str:
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.4g}"
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} in summary.json")
+
+
+def _progress(done: int, total: int, label: str, stream=sys.stderr) -> None:
+    width = 24
+    filled = int(width * done / total)
+    bar = "#" * filled + "-" * (width - filled)
+    end = "\n" if done == total or not stream.isatty() else ""
+    stream.write(f"\r[{bar}] {done}/{total} {label}" + end)
+    stream.flush()
+
+
+def compare_horizons(
+    problem: Problem,
+    horizons: Sequence[float],
+    *,
+    dt: float | None = None,
+    steps: int | None = None,
+    continuation: bool = True,
+    epsilon: float = DEFAULT_EPSILON,
+    one_sided: bool = False,
+    floor: float = DEFAULT_FLOOR,
+    progress: bool = True,
+    **solve_options,
+) -> HorizonStudy:
+    """Solve ``problem`` for every horizon in ``horizons`` and report the turnpike of each.
+
+    Arguments:
+        problem: the :class:`~turnpike.Problem`.
+        horizons: the horizons T (> 0, distinct); solved in increasing order.
+        dt / steps: exactly one: a fixed interval length or a fixed number of intervals.
+        continuation: warm-start each horizon from the previous one (see the module docstring);
+            otherwise every horizon starts from the seeded random guess of :func:`~turnpike.solve`.
+        epsilon, one_sided, floor: passed to :func:`~turnpike.turnpike_report`.
+        progress: print a progress line per horizon on stderr.
+        **solve_options: ``method``, ``solver``, ``options``, ``seed`` ... for :func:`~turnpike.solve`.
+
+    Returns:
+        A :class:`HorizonStudy`. Horizons that did not converge are kept and marked
+        ``success=False``; a failed horizon is not used to warm-start the next.
+    """
+    if isinstance(horizons, (str, bytes)) or not isinstance(horizons, Sequence) or len(horizons) == 0:
+        raise InputError(f"horizons must be a non-empty sequence of numbers, got {horizons!r}")
+    Ts = sorted(check_positive("horizons", T) for T in horizons)
+    if len(set(Ts)) != len(Ts):
+        raise InputError(f"horizons must be distinct, got {list(horizons)!r}")
+    grids = [grid_steps(T, steps, dt) for T in Ts]  # validates dt/steps for every T before solving
+    for key in ("initial_guess", "T", "steps", "dt"):
+        if key in solve_options:
+            raise InputError(f"{key} cannot be passed to compare_horizons (it is set per horizon)")
+
+    static = solve_static(problem)
+    solutions, reports = [], []
+    previous = None
+    for i, (T, n) in enumerate(zip(Ts, grids, strict=True)):
+        if progress:
+            _progress(i, len(Ts), f"solving T = {T:g} ({n} steps)")
+        guess = None
+        if continuation and previous is not None and static.success:
+            guess = stretched_guess(previous, static, T, n)
+        sol = solve(problem, T, n, initial_guess=guess, **solve_options)
+        solutions.append(sol)
+        reports.append(turnpike_report(sol, static, problem=problem, epsilon=epsilon, one_sided=one_sided,
+                                       floor=floor))
+        if sol.success:
+            previous = sol
+    if progress:
+        _progress(len(Ts), len(Ts), "done")
+    settings = {"dt": dt, "steps": steps, "continuation": continuation, "epsilon": epsilon,
+                "one_sided": one_sided, "floor": floor,
+                **{k: v for k, v in solve_options.items() if isinstance(v, (str, int, float, bool))}}
+    return HorizonStudy(problem.name, static, tuple(solutions), tuple(reports), settings)
