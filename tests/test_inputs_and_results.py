@@ -117,7 +117,7 @@ def test_fixed_control_is_a_feasible_optimum():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    prob = LinearQuadratic(x0=np.zeros((2, 2)))
+    prob = LinearQuadratic(A=[[0.0, 1.0], [-1.0, 0.0]], B=[[0.0], [1.0]], target=[1.0, 0.0], x0=np.zeros((2, 2)))
     sol = tp.solve(prob, T=3.0, steps=30)
     path = sol.save(tmp_path / "sol")
     assert path.suffix == ".npz"
