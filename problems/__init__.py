@@ -7,3 +7,4 @@ group ``turnpike.problems``, which is how ``turnpike list`` and ``turnpike solve
 
 from .linear_quadratic import LinearQuadratic as LinearQuadratic
 from .pendulum import Pendulum as Pendulum
+from .transport import Transport as Transport

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import catalogue
+from .analysis import DEFAULT_EPSILON, compare_horizons
 from .errors import InputError, SolverError
 from .plots import plot_solution
 from .solve import grid_steps, solve, solve_static
@@ -24,17 +25,28 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the problems of the catalogue")
 
     s = sub.add_parser("solve", help="solve a catalogue problem on one horizon")
-    s.add_argument("name", help="catalogue name (see `turnpike list`)")
     s.add_argument("--T", type=float, required=True, help="horizon T > 0")
-    grid = s.add_mutually_exclusive_group(required=True)
+    _common(s, "out")
+
+    c = sub.add_parser("compare", help="solve a catalogue problem for several horizons and compare their turnpikes")
+    c.add_argument("--horizons", type=float, nargs="+", required=True, metavar="T", help="horizons T > 0")
+    c.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="radius of the ε-tube")
+    c.add_argument("--one-sided", action="store_true", help="fit K e^{-μt} (no boundary layer at T)")
+    c.add_argument("--no-continuation", action="store_true", help="solve every horizon from a cold start")
+    _common(c, "out/compare")
+    return parser
+
+
+def _common(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("name", help="catalogue name (see `turnpike list`)")
+    grid = p.add_mutually_exclusive_group(required=True)
     grid.add_argument("--steps", type=int, help="number of control intervals")
     grid.add_argument("--dt", type=float, help="interval length (must divide T)")
-    s.add_argument("--method", choices=INTEGRATORS, default="rk4", help="integrator per interval")
-    s.add_argument("--solver", choices=SOLVERS, default="ipopt", help="NLP solver")
-    s.add_argument("--seed", type=int, default=0, help="seed of the random initial controls")
-    s.add_argument("--out", type=Path, default=Path("out"), help="output directory (created)")
-    s.add_argument("--verbose", action="store_true", help="print the solver's iterations")
-    return parser
+    p.add_argument("--method", choices=INTEGRATORS, default="rk4", help="integrator per interval")
+    p.add_argument("--solver", choices=SOLVERS, default="ipopt", help="NLP solver")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initial controls")
+    p.add_argument("--out", type=Path, default=Path(out), help=f"output directory, created (default {out})")
+    p.add_argument("--verbose", action="store_true", help="print the solver's iterations")
 
 
 def _out_dir(path: Path) -> Path:
@@ -80,11 +92,33 @@ def _solve(args) -> int:
     return 0 if sol.success else 1
 
 
+def _compare(args) -> int:
+    problem = catalogue.load(args.name)
+    for T in args.horizons:  # bad grids are reported before any work
+        grid_steps(T, args.steps, args.dt)
+    out = _out_dir(args.out)
+    study = compare_horizons(
+        problem, args.horizons, dt=args.dt, steps=args.steps, continuation=not args.no_continuation,
+        epsilon=args.epsilon, one_sided=args.one_sided, method=args.method, solver=args.solver, seed=args.seed,
+        verbose=args.verbose,
+    )
+    study.save(out)
+    figures = study.plot(out)
+    print(study.table())
+    print(f"wrote {out / 'summary.json'}, {out / 'summary.csv'}, {len(study.solutions)} solutions, "
+          + ", ".join(p.name for p in figures))
+    if not study.success:
+        print("turnpike: some solves did not converge (marked NO above)", file=sys.stderr)
+    return 0 if study.success else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "list":
             return _list()
+        if args.command == "compare":
+            return _compare(args)
         return _solve(args)
     except InputError as exc:
         print(f"turnpike: error: {exc}", file=sys.stderr)

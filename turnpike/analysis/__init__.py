@@ -8,6 +8,7 @@ from .rates import PredictedRate as PredictedRate
 from .rates import RateFit as RateFit
 from .rates import fit_rate as fit_rate
 from .rates import predicted_rate as predicted_rate
+from .report import DEFAULT_EPSILON as DEFAULT_EPSILON
 from .report import TurnpikeReport as TurnpikeReport
 from .report import turnpike_report as turnpike_report
 from .study import HorizonStudy as HorizonStudy
