@@ -56,3 +56,32 @@ def test_unwritable_output_exits_2(tmp_path):
     proc = run("solve", "pendulum", "--T", "1", "--steps", "5", "--out", str(blocker / "sub"))
     assert proc.returncode == 2 and "is not a writable directory" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_compare_writes_table_solutions_and_figures(tmp_path):
+    import csv
+    import json
+
+    proc = run("compare", "linear-quadratic", "--horizons", "5", "10", "20", "--dt", "0.1", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "3/3" in proc.stderr  # the progress bar
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    required = {"T", "steps", "cost", "cost_per_time", "static_cost", "rate", "rate_constant", "predicted_rate",
+                "tube_entry", "tube_exit", "status", "success", "solve_seconds", "iterations"}
+    rows = summary["horizons"]
+    assert [r["T"] for r in rows] == [5.0, 10.0, 20.0]
+    assert all(required <= set(r) for r in rows)
+    assert all(r["success"] for r in rows)
+    with open(tmp_path / "summary.csv") as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert [float(r["cost"]) for r in csv_rows] == [r["cost"] for r in rows]
+    for name in ("T5.npz", "T10.npz", "T20.npz", "static.npz", "distance.png", "trajectories.png",
+                 "value_and_rate.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "J_T/T" in proc.stdout
+
+
+def test_compare_usage_errors_exit_2(tmp_path):
+    proc = run("compare", "pendulum", "--horizons", "5", "-3", "--dt", "0.1", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "must be a finite number > 0" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -44,7 +44,8 @@ class RateFit:
     """``d(t) ≈ K (e^{-μt} + e^{-μ(T-t)})`` (two-sided) or ``K e^{-μt}`` (one-sided).
 
     ``success`` is False (and ``rate`` NaN) when fewer than ``min_points`` points lie above the
-    floor; ``r2`` is the coefficient of determination of the fit of ``log d``.
+    floor, or when the fitted curve does not decay (``μT < 1``): a rate is never made up for a
+    curve without a turnpike. ``r2`` is the coefficient of determination of the fit of ``log d``.
     """
 
     success: bool
@@ -98,6 +99,9 @@ def fit_rate(
     ss_res = float(np.sum((yk - model) ** 2))
     ss_tot = float(np.sum((yk - yk.mean()) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0
+    if mu * T < 1.0:  # the model does not fall even by a factor e over [0, T]: no rate to report
+        return RateFit(False, f"no exponential decay over [0, T] (fitted μT = {mu * T:.2g} < 1)", np.nan, np.nan,
+                       r2, n, floor, one_sided)
     return RateFit(True, "fitted", float(mu), float(np.exp(logK)), r2, n, floor, one_sided)
 
 
