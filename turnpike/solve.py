@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError, check_choice, check_finite, check_positive
+from .presolve import PRESOLVES, reduced_space_descent
 from .problem import Problem
 from .solution import Solution, StaticSolution
 from .solvers import built_solver, run, solver_options
@@ -55,29 +56,26 @@ def _resample_controls(u: np.ndarray, steps: int) -> np.ndarray:
     return u[idx]
 
 
-def _initial_guess(ms: MultipleShooting, T, initial_guess, seed, guess_scale) -> np.ndarray:
+def _initial_guess(ms: MultipleShooting, T, initial_guess, seed, guess_scale):
+    """``(x, u)`` to start from; ``x`` is None where it is to be simulated from ``u``."""
     P, steps = ms.problem, ms.steps
     if initial_guess is None:
-        u = _random_controls(P, steps, seed, guess_scale)
-        return ms.pack(_states_for(ms, u, T), u)
+        return None, _random_controls(P, steps, seed, guess_scale)
     if isinstance(initial_guess, Solution):
-        u = _resample_controls(np.asarray(initial_guess.u), steps)
-        if initial_guess.steps == steps:
-            x = np.asarray(initial_guess.x)
-        else:
-            s_old = np.linspace(0.0, 1.0, initial_guess.steps + 1)
-            s_new = np.linspace(0.0, 1.0, steps + 1)
-            flat = np.asarray(initial_guess.x).reshape(initial_guess.steps + 1, -1)
-            x = np.stack([np.interp(s_new, s_old, col) for col in flat.T], axis=1)
-        if x.size != (steps + 1) * P.nx * P.n_samples or u.shape[1] != P.nu:
+        if initial_guess.x[0].size != P.nx * P.n_samples or initial_guess.u.shape[1] != P.nu:
             raise InputError(
                 "initial_guess is a Solution of a problem with other dimensions: "
                 f"x {initial_guess.x.shape[1:]} and u {initial_guess.u.shape[1:]}, "
                 f"expected {P.state_shape} and {P.control_shape}"
             )
-        return ms.pack(x, u)
-    u = check_finite("initial_guess", initial_guess, shape=(steps, P.nu))
-    return ms.pack(_states_for(ms, u, T), u)
+        u = _resample_controls(np.asarray(initial_guess.u), steps)
+        if initial_guess.steps == steps:
+            return np.asarray(initial_guess.x), u
+        s_old = np.linspace(0.0, 1.0, initial_guess.steps + 1)
+        s_new = np.linspace(0.0, 1.0, steps + 1)
+        flat = np.asarray(initial_guess.x).reshape(initial_guess.steps + 1, -1)
+        return np.stack([np.interp(s_new, s_old, col) for col in flat.T], axis=1), u
+    return None, check_finite("initial_guess", initial_guess, shape=(steps, P.nu))
 
 
 _GROWTH = 1e3
@@ -105,6 +103,7 @@ def solve(
     initial_guess=None,
     seed: int | None = 0,
     guess_scale: float = 0.1,
+    presolve: str = "auto",
     verbose: bool = False,
 ) -> Solution:
     """Solve ``problem`` on ``[0, T]`` by direct multiple shooting.
@@ -125,6 +124,11 @@ def solve(
             critical point of many learning problems), a :class:`Solution` (warm start, resampled in
             ``t/T`` if the grid differs), or an array of controls (steps, nu).
         seed: seed of the random initial controls.
+        presolve: ``"lbfgs"`` improves the initial controls by a few hundred cheap L-BFGS-B steps
+            on the reduced (single-shooting) objective before the NLP solver certifies the
+            optimum (see :mod:`turnpike.presolve`); ``"none"`` skips it; ``"auto"`` (default) uses
+            it for ensembles (N > 1) started from the random guess, where it is several times
+            faster than the NLP solver alone. ``stats["presolve"]`` reports what it did.
         verbose: print the solver's iteration log.
 
     Returns:
@@ -139,6 +143,7 @@ def solve(
     T = check_positive("T", T)
     steps = grid_steps(T, steps, dt)
     check_choice("method", method, INTEGRATORS)
+    check_choice("presolve", presolve, PRESOLVES)
     opts = solver_options(solver, options, verbose=verbose)
     guess_scale = check_positive("guess_scale", guess_scale, minimum=-1e-300)
 
@@ -146,8 +151,15 @@ def solve(
         P, ("multiple-shooting", steps, method), lambda: MultipleShooting(P, steps, method), solver, opts
     )
     ms = built.nlp
-    w0 = _initial_guess(ms, T, initial_guess, seed, guess_scale)
-    res = run(built.solver, w0=w0, p=ms.parameters(T), bounds=ms.bounds())
+    x_guess, u_guess = _initial_guess(ms, T, initial_guess, seed, guess_scale)
+    stats = {}
+    if presolve == "lbfgs" or (presolve == "auto" and initial_guess is None and P.n_samples > 1):
+        pre = reduced_space_descent(ms, u_guess, T)
+        u_guess, x_guess = pre.u, None
+        stats["presolve"] = pre.summary()
+    if x_guess is None:
+        x_guess = _states_for(ms, u_guess, T)
+    res = run(built.solver, w0=ms.pack(x_guess, u_guess), p=ms.parameters(T), bounds=ms.bounds())
     x, u = ms.unpack(res.w)
     shape = P.state_shape
     return Solution(
@@ -163,6 +175,7 @@ def solve(
             "method": method,
             "formulation": "multiple-shooting",
             "reused_solver": not fresh,
+            **stats,
         },
         problem=P.name,
         T=T,

@@ -155,6 +155,23 @@ class MultipleShooting:
 
         # Forward simulation of given controls (initial guesses, re-simulation).
         self._simulate = self._stage.mapaccum(steps)
+        self._reduced = None
+
+    def reduced_objective(self) -> ca.Function:
+        """``(V, p) -> (J, ∇_V J)``: the objective as a function of the controls alone (single shooting).
+
+        The states are eliminated by forward simulation (``mapaccum`` of the stage); the gradient
+        is CasADi's reverse mode through it. ``V`` is (n_v, steps), column k the stage-k controls.
+        Built on first use and kept.
+        """
+        if self._reduced is None:
+            P, lay = self.problem, self.layout
+            V = ca.MX.sym("V", lay.n_v, self.steps)
+            p = ca.MX.sym("p", 1 + P.ny * P.n_samples)
+            X, Q = self._simulate(P.x0_samples.reshape(-1), V, ca.repmat(p[1:], 1, self.steps), p[0])
+            J = ca.sum2(Q[0, :]) + P.l2 * ca.sum2(Q[1, :]) + P.l1 * ca.sum2(Q[2, :]) + self._terminal(X[:, -1], p[1:])
+            self._reduced = ca.Function("reduced", [V, p], [J, ca.gradient(J, V)], ["V", "p"], ["J", "grad"])
+        return self._reduced
 
     # -- numbers for one horizon -----------------------------------------------------------
     def parameters(self, T: float) -> np.ndarray:
@@ -164,12 +181,7 @@ class MultipleShooting:
     def bounds(self) -> dict[str, np.ndarray]:
         """``lbx, ubx, lbg, ubg``: X_0 fixed to x0, control bounds, gaps = 0, L1 bound."""
         P, lay = self.problem, self.layout
-        lo, hi = P.control_lower, P.control_upper
-        if lay.split:
-            v_lo = np.zeros(2 * P.nu)
-            v_hi = np.concatenate([np.maximum(hi, 0), np.maximum(-lo, 0)])
-        else:
-            v_lo, v_hi = lo, hi
+        v_lo, v_hi = self.control_bounds()
         free = np.full(lay.n_state, np.inf)
         stage_lo = np.concatenate([-free, v_lo])
         stage_hi = np.concatenate([free, v_hi])
@@ -188,6 +200,14 @@ class MultipleShooting:
             "lbg": np.tile(g_lo, self.steps),
             "ubg": np.tile(g_hi, self.steps),
         }
+
+    def control_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of one stage's V: ``u``'s bounds, or ``0 <= u⁺ <= max(u_hi, 0)``, ``0 <= u⁻ <= max(-u_lo, 0)``."""
+        P = self.problem
+        lo, hi = P.control_lower, P.control_upper
+        if self.layout.split:
+            return np.zeros(2 * P.nu), np.concatenate([np.maximum(hi, 0), np.maximum(-lo, 0)])
+        return lo, hi
 
     def control_variables(self, u: np.ndarray) -> np.ndarray:
         """V_k from controls u (steps, nu): u itself, or (max(u, 0), max(-u, 0))."""
