@@ -26,6 +26,10 @@ data, changes numbers only and reuses the built NLP. The stage is one CasADi ``F
 (one sample, expanded to SX), ``map``-ped over samples and then over stages: no Python
 loop over stages, and the block-sparse, stage-wise layout that FATROP exploits.
 
+Derivatives. :meth:`MultipleShooting.derivatives` gives IPOPT the gradient, Jacobian and
+Lagrangian Hessian of this NLP assembled from stage-wise SX derivatives
+(:mod:`turnpike.derivatives`) instead of CasADi's differentiation of the whole graph.
+
 Adjoint. With CasADi's Lagrangian ``J + νᵀ g`` and gaps written as ``X_{k+1} - F(X_k, u_k)``,
 the discrete adjoint at ``t_{k+1}`` is ``p_{k+1} = -ν_k``; it satisfies
 ``p_n = ∇φ(x_n)`` and ``p_k = ∇_x q_k + F_x(x_k, u_k)ᵀ p_{k+1}``, the discretisation of
@@ -39,6 +43,7 @@ from dataclasses import dataclass
 import casadi as ca
 import numpy as np
 
+from .derivatives import stagewise_derivatives
 from .errors import check_choice
 from .problem import Problem
 
@@ -156,6 +161,26 @@ class MultipleShooting:
         # Forward simulation of given controls (initial guesses, re-simulation).
         self._simulate = self._stage.mapaccum(steps)
         self._reduced = None
+        self._derivatives = None
+
+    @property
+    def stage(self) -> ca.Function:
+        """One stage of the ensemble, SX: ``(X, V, Y, h) -> (X_next, [q̄, h|u|², h Σ V])``, ``q̄`` the sample mean."""
+        return self._stage
+
+    @property
+    def terminal(self) -> ca.Function:
+        """The ensemble terminal cost, SX: ``(X, Y) -> (1/N) Σ_i φ(x_i, y_i)``."""
+        return self._terminal
+
+    def derivatives(self) -> dict[str, ca.Function]:
+        """IPOPT's ``grad_f``, ``jac_g`` and ``hess_lag`` for :attr:`nlp`, from stage-wise SX derivatives.
+
+        See :mod:`turnpike.derivatives`. Built on first use and kept.
+        """
+        if self._derivatives is None:
+            self._derivatives = stagewise_derivatives(self)
+        return self._derivatives
 
     def reduced_objective(self) -> ca.Function:
         """``(V, p) -> (J, ∇_V J)``: the objective as a function of the controls alone (single shooting).
