@@ -8,7 +8,7 @@ from .errors import InputError, check_choice, check_finite, check_positive
 from .presolve import PRESOLVES, reduced_space_descent
 from .problem import Problem
 from .solution import Solution, StaticSolution
-from .solvers import built_solver, run, solver_options
+from .solvers import DERIVATIVES, built_solver, run, solver_options
 from .static import StaticNLP
 from .transcription import INTEGRATORS, MultipleShooting
 
@@ -104,6 +104,7 @@ def solve(
     seed: int | None = 0,
     guess_scale: float = 0.1,
     presolve: str = "auto",
+    derivatives: str = "auto",
     verbose: bool = False,
 ) -> Solution:
     """Solve ``problem`` on ``[0, T]`` by direct multiple shooting.
@@ -129,6 +130,11 @@ def solve(
             optimum (see :mod:`turnpike.presolve`); ``"none"`` skips it; ``"auto"`` (default) uses
             it for ensembles (N > 1) started from the random guess, where it is several times
             faster than the NLP solver alone. ``stats["presolve"]`` reports what it did.
+        derivatives: ``"auto"`` (default) gives IPOPT the gradient, Jacobian and Lagrangian
+            Hessian assembled from stage-wise derivatives (:mod:`turnpike.derivatives`; the same
+            numbers, faster), unless ``options`` bring their own ``grad_f``/``jac_g``/``hess_lag``;
+            ``"casadi"`` uses CasADi's automatic differentiation of the whole NLP; ``"stage-wise"``
+            insists (an error with FATROP). ``stats["derivatives"]`` says which were used.
         verbose: print the solver's iteration log.
 
     Returns:
@@ -144,11 +150,13 @@ def solve(
     steps = grid_steps(T, steps, dt)
     check_choice("method", method, INTEGRATORS)
     check_choice("presolve", presolve, PRESOLVES)
+    check_choice("derivatives", derivatives, DERIVATIVES)
     opts = solver_options(solver, options, verbose=verbose)
     guess_scale = check_positive("guess_scale", guess_scale, minimum=-1e-300)
 
     built, fresh = built_solver(
-        P, ("multiple-shooting", steps, method), lambda: MultipleShooting(P, steps, method), solver, opts
+        P, ("multiple-shooting", steps, method), lambda: MultipleShooting(P, steps, method), solver, opts,
+        derivatives=derivatives,
     )
     ms = built.nlp
     x_guess, u_guess = _initial_guess(ms, T, initial_guess, seed, guess_scale)
@@ -175,6 +183,7 @@ def solve(
             "method": method,
             "formulation": "multiple-shooting",
             "reused_solver": not fresh,
+            "derivatives": built.derivatives,
             **stats,
         },
         problem=P.name,

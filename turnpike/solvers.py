@@ -11,6 +11,14 @@ Options are passed through to ``nlpsol`` on top of the defaults below, as CasADi
 (``{"ipopt.tol": 1e-10}`` or ``{"ipopt": {"tol": 1e-10}}``). A built solver is kept for as long
 as its problem lives, keyed by ``(steps, method, solver, options)``: solving the same problem
 again, for another horizon with the same number of steps, only changes numbers.
+
+Derivatives (``derivatives=``). With IPOPT on the multiple-shooting NLP, ``"auto"`` (default)
+and ``"stage-wise"`` hand IPOPT the gradient, constraint Jacobian and Lagrangian Hessian built
+from stage-level SX derivatives (:mod:`turnpike.derivatives`): the same numbers as CasADi's
+automatic differentiation of the whole NLP, cheaper to build and to evaluate. ``"casadi"``
+keeps CasADi's own. FATROP and the static NLP always use CasADi's; under ``"auto"`` so does a
+solve whose options bring their own ``grad_f``, ``jac_g`` or ``hess_lag`` (they are used as
+given). :attr:`Built.derivatives` says which were used.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ import numpy as np
 from .errors import InputError, SolverError, check_choice
 from .problem import Problem
 
-__all__ = ["SOLVERS", "NLPResult", "Built", "built_solver", "run", "solver_options"]
+__all__ = ["DERIVATIVES", "SOLVERS", "NLPResult", "Built", "built_solver", "run", "solver_options"]
 
 SOLVERS = ("ipopt", "fatrop")
+DERIVATIVES = ("auto", "stage-wise", "casadi")
+_DERIVATIVE_OPTIONS = ("grad_f", "jac_g", "hess_lag")
 
 _QUIET = {
     "ipopt": {"ipopt.print_level": 0, "ipopt.sb": "yes", "print_time": False},
@@ -49,11 +59,17 @@ _cache: weakref.WeakKeyDictionary[Problem, dict] = weakref.WeakKeyDictionary()
 
 @dataclass(frozen=True)
 class Built:
-    """A transcribed NLP (``.nlp`` dict, ``.equality`` flags), its solver and its build time."""
+    """A transcribed NLP (``.nlp`` dict, ``.equality`` flags), its solver and its build time.
+
+    ``derivatives`` is where the solver's derivatives come from: ``"stage-wise"``
+    (:mod:`turnpike.derivatives`), ``"casadi"`` (CasADi's AD of the NLP) or ``"user"`` (functions
+    given in the options).
+    """
 
     nlp: object
     solver: ca.Function
     build_seconds: float
+    derivatives: str = "casadi"
 
 
 @dataclass(frozen=True)
@@ -70,29 +86,65 @@ class NLPResult:
 
 
 def _key(options: dict):
-    return tuple(sorted((k, repr(v)) for k, v in options.items()))
+    # A Function (a user's hess_lag, say) by identity: two of them can print the same. The cached
+    # solver holds it, so its hash is not reused while the entry lives.
+    return tuple(sorted((k, hash(v) if isinstance(v, ca.Function) else repr(v)) for k, v in options.items()))
 
 
-def built_solver(problem: Problem, key: tuple, transcribe, solver: str, options: dict) -> tuple[Built, bool]:
-    """The cached solver for ``(problem, key, solver, options)`` and whether it was built now.
+def built_solver(
+    problem: Problem, key: tuple, transcribe, solver: str, options: dict, *, derivatives: str = "auto"
+) -> tuple[Built, bool]:
+    """The cached solver for ``(problem, key, solver, options, derivatives)`` and whether it was built now.
 
     ``transcribe()`` makes the NLP object (with ``.nlp``, the dict for ``nlpsol``, and
-    ``.equality``, per constraint, which FATROP needs) when nothing is cached.
+    ``.equality``, per constraint, which FATROP needs) when nothing is cached. If it also has
+    ``.derivatives()`` (:class:`~turnpike.transcription.MultipleShooting`), IPOPT can be given
+    those (see the module docstring for ``derivatives``).
     """
     check_choice("solver", solver, SOLVERS)
+    check_choice("derivatives", derivatives, DERIVATIVES)
     per_problem = _cache.setdefault(problem, {})
-    full_key = (key, solver, _key(options))
+    full_key = (key, solver, _key(options), derivatives)
     if full_key in per_problem:
         return per_problem[full_key], False
     start = time.perf_counter()
     nlp = transcribe()
-    opts = {**options, "equality": nlp.equality} if solver == "fatrop" else options
+    mode = _derivative_mode(nlp, solver, options, derivatives)
+    opts = options
+    if solver == "fatrop":
+        opts = {**options, "equality": nlp.equality}
+    elif mode == "stage-wise":
+        supplied = nlp.derivatives()
+        if not _exact_hessian(options):
+            supplied = {k: v for k, v in supplied.items() if k != "hess_lag"}
+        opts = {**supplied, **options}
     try:
         fn = ca.nlpsol(f"turnpike_{solver}", solver, nlp.nlp, opts)
     except RuntimeError as exc:
         raise SolverError(f"could not build solver={solver!r} with options={options!r}: {exc}") from exc
-    per_problem[full_key] = Built(nlp, fn, time.perf_counter() - start)
+    per_problem[full_key] = Built(nlp, fn, time.perf_counter() - start, mode)
     return per_problem[full_key], True
+
+
+def _derivative_mode(nlp, solver: str, options: dict, derivatives: str) -> str:
+    """``"stage-wise"``, ``"casadi"`` or ``"user"``: which derivatives the solver will use."""
+    own = [k for k in _DERIVATIVE_OPTIONS if k in options]
+    able = solver == "ipopt" and hasattr(nlp, "derivatives")
+    if derivatives == "stage-wise" and (own or not able):
+        why = f"the options already give {own}" if own else f"solver={solver!r} and this NLP do not take them"
+        raise InputError(f"derivatives='stage-wise' is not possible here: {why}; use 'auto' or 'casadi'")
+    if own:
+        return "user"
+    if derivatives == "casadi" or not able:
+        return "casadi"
+    return "stage-wise"
+
+
+def _exact_hessian(options: dict) -> bool:
+    """Whether IPOPT will ask for the Lagrangian Hessian (not ``hessian_approximation = limited-memory``)."""
+    nested = options.get("ipopt") if isinstance(options.get("ipopt"), dict) else {}
+    value = options.get("ipopt.hessian_approximation", nested.get("hessian_approximation", "exact"))
+    return value == "exact"
 
 
 def run(fn: ca.Function, *, w0, p, bounds: dict) -> NLPResult:
