@@ -1,0 +1,43 @@
+"""Transformers as interacting particles: self-attention dynamics, clustering, metastability, control.
+
+See ``../shared/REFERENCE.md`` section 3 and Geshkovski, Letrouit, Polyanskiy, Rigollet, *A mathematical
+perspective on Transformers* (arXiv 2312.10794). Modules: :mod:`.dynamics` (SA/USA on the sphere, the
+circle, the unnormalised R^d form), :mod:`.integrate` (RK4 with projection, DOP853, BDF),
+:mod:`.diagnostics` (energy, clusters, collapse, leaders, equiangular ODE), :mod:`.metastability`,
+:mod:`.phase` (probability of two tokens within a tolerance over (t, β)), :mod:`.control` (the
+measure-to-measure control problem as a :class:`turnpike.Problem`) and :mod:`.plots`.
+"""
+
+from .control import matching_loss as matching_loss
+from .control import measure_matching as measure_matching
+from .control import parameter_count as parameter_count
+from .control import transformer_field as transformer_field
+from .control import wasserstein2 as wasserstein2
+from .diagnostics import cluster_count as cluster_count
+from .diagnostics import cluster_counts as cluster_counts
+from .diagnostics import collapse_time as collapse_time
+from .diagnostics import diameter as diameter
+from .diagnostics import energy as energy
+from .diagnostics import energy_rate as energy_rate
+from .diagnostics import equiangular_rho as equiangular_rho
+from .diagnostics import equiangular_start as equiangular_start
+from .diagnostics import gram as gram
+from .diagnostics import is_boolean as is_boolean
+from .diagnostics import leaders as leaders
+from .diagnostics import pairwise_angles as pairwise_angles
+from .diagnostics import proximity_probability as proximity_probability
+from .dynamics import CircleAttention as CircleAttention
+from .dynamics import SelfAttention as SelfAttention
+from .dynamics import Unnormalised as Unnormalised
+from .dynamics import random_sphere as random_sphere
+from .dynamics import sphere_project as sphere_project
+from .integrate import Trajectory as Trajectory
+from .integrate import simulate as simulate
+from .metastability import MetastableRun as MetastableRun
+from .metastability import Plateau as Plateau
+from .metastability import fastest_mode as fastest_mode
+from .metastability import metastable_count as metastable_count
+from .metastability import metastable_run as metastable_run
+from .metastability import plateaus as plateaus
+from .phase import PhaseDiagram as PhaseDiagram
+from .phase import phase_diagram as phase_diagram
