@@ -64,7 +64,10 @@ def transformer_field(x, theta, n: int, d: int, width: int, activation: str = "s
     E = ca.exp((B @ X).T @ X - ca.sqrt(ca.sumsqr(B) + 1))  # E_kj ∝ e^{<B x_k, x_j>}
     A = (X @ E.T) / ca.repmat(ca.sum2(E).T, d, 1)  # column k = A_B[μ](x_k)
     pre = U @ X + ca.repmat(b, 1, n)
-    act = ca.fmax(pre, 0) if activation == "relu" else ca.log1p(ca.exp(pre))
+    if activation == "relu":
+        act = ca.fmax(pre, 0)
+    else:  # softplus without overflow: max(z, 0) + log(1 + e^{-|z|})
+        act = ca.fmax(pre, 0) + ca.log1p(ca.exp(-ca.fabs(pre)))
     F = V @ A + W @ act
     F = F - X * ca.repmat(ca.sum1(F * X), d, 1)
     return ca.reshape(F, n * d, 1)
@@ -118,6 +121,7 @@ def measure_matching(
     terminal: float = 1.0,
     l2: float = 1e-3,
     bandwidth: float = 0.5,
+    bound: float | None = 3.0,
     name: str = "measure-matching",
 ) -> Problem:
     """The measure-to-measure control problem of the module docstring as an ensemble :class:`~turnpike.Problem`.
@@ -131,6 +135,10 @@ def measure_matching(
             ``"relu"`` (the paper's ``(·)_+``; IPOPT typically stalls on its kink).
         l2: ``λ2`` of ``λ2 |θ|²`` in the running cost.
         bandwidth: σ of the MMD kernel.
+        bound: box ``|θ_k| <= bound`` on every parameter (None: unbounded). Without it the optimiser
+            drives θ to sizes at which the transcription's step no longer resolves the flow and
+            exploits the integrator's error instead of steering the continuous dynamics; check any
+            solution with :func:`turnpike.resimulation_error`.
 
     Solve with ``tp.solve(problem, T, steps)``; compare horizons with ``tp.compare_horizons``.
     """
@@ -164,5 +172,7 @@ def measure_matching(
         running_cost=running * ell, terminal_cost=terminal * ell,
         x0=inputs.reshape(N, n * d), data_values=targets.reshape(N, n * d),
         l2=l2, name=name,
+        control_lower=None if bound is None else -check_positive("bound", bound),
+        control_upper=None if bound is None else bound,
         state_names=[f"x{k}_{c}" for k in range(n) for c in range(d)], control_names=names,
     )
