@@ -41,3 +41,19 @@ from .metastability import metastable_run as metastable_run
 from .metastability import plateaus as plateaus
 from .phase import PhaseDiagram as PhaseDiagram
 from .phase import phase_diagram as phase_diagram
+
+_PLOTS = ("plot_attention_matrix", "plot_circle_tokens", "plot_clusters_energy", "plot_phase_diagram",
+          "plot_sphere_tokens")
+
+
+def __getattr__(name: str):
+    """The figure functions of :mod:`.plots`, imported on first use (matplotlib is not loaded before)."""
+    if name in _PLOTS:
+        from . import plots
+
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_PLOTS])

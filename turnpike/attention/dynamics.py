@@ -148,16 +148,17 @@ class SelfAttention:
     def field(self, t, x: np.ndarray) -> np.ndarray:
         """``dx/d(clock)`` for tokens ``x`` of shape (..., n, d) on the sphere (``t`` is unused)."""
         x = np.asarray(x, dtype=float)
-        L = self.logits(x)
-        if self.kind == "sa":
-            W = np.exp(L - L.max(axis=-1, keepdims=True))
-            W /= W.sum(axis=-1, keepdims=True)
-        else:
-            W = np.exp(L - self.shift) / L.shape[-1]
-            if not self.rescaled:
-                W *= np.exp(self.shift)
+        W = self.logits(x)
+        n = W.shape[-1]
+        W -= W.max(axis=-1, keepdims=True) if self.kind == "sa" else self.shift
+        np.exp(W, out=W)  # in place: (..., n, n) is the largest array
         A = W @ _apply(self.V, x)
-        return A - np.sum(A * x, axis=-1, keepdims=True) * x
+        if self.kind == "sa":
+            A /= W.sum(axis=-1, keepdims=True)
+        else:
+            A *= (1.0 if self.rescaled else np.exp(self.shift)) / n
+        A -= np.einsum("...i,...i->...", A, x)[..., None] * x
+        return A
 
     def project(self, x: np.ndarray) -> np.ndarray:
         return sphere_project(x)
