@@ -51,6 +51,8 @@ def main() -> None:
     ax.plot(bb, [ta.fastest_mode(x) for x in bb], color="C3", label="argmax_k k² I_k(β)")
     ax.plot(bb, np.sqrt(2 * bb), "--", color="0.5", label="√(2β)")
     ax.set(xscale="log", xlabel="β", ylabel="clusters", title=f"metastable clusters, SA, n = {args.n}")
+    ax.set_xticks(b, labels=[f"{x:g}" for x in b])
+    ax.minorticks_off()
     ax.legend()
     fig.savefig(out / "counts.png", dpi=120)
     (out / "metastability.json").write_text(json.dumps({"n": args.n, "t_max": args.t_max, "rows": rows}, indent=2))
