@@ -9,7 +9,7 @@ import numpy as np
 
 from turnpike.errors import InputError, check_positive
 
-__all__ = ["concentric_spheres"]
+__all__ = ["DATASETS", "concentric_spheres", "spirals", "two_moons", "xor"]
 
 
 def concentric_spheres(n: int = 40, d: int = 2, radii=(1.0, 2.0), noise: float = 0.0, seed: int | None = 0):
@@ -39,3 +39,42 @@ def concentric_spheres(n: int = 40, d: int = 2, radii=(1.0, 2.0), noise: float =
     points = np.vstack(blocks) + noise * rng.standard_normal((n, d))
     labels = np.concatenate([np.ones(sizes[0]), -np.ones(sizes[1])])
     return points, labels
+
+
+def two_moons(n: int = 40, noise: float = 0.05, seed: int | None = 0):
+    """Two interleaved half circles in d = 2 (label +1 upper, -1 lower), ``N(0, noise²)`` jitter."""
+    n = check_positive("n", n, integer=True)
+    rng = np.random.default_rng(seed)
+    n1, n2 = n - n // 2, n // 2
+    a1, a2 = np.linspace(0, np.pi, n1), np.linspace(0, np.pi, n2)
+    upper = np.column_stack([np.cos(a1), np.sin(a1)])
+    lower = np.column_stack([1 - np.cos(a2), 0.5 - np.sin(a2)])
+    points = np.vstack([upper, lower]) + noise * rng.standard_normal((n, 2))
+    return points, np.concatenate([np.ones(n1), -np.ones(n2)])
+
+
+def xor(n: int = 40, d: int = 2, noise: float = 0.0, seed: int | None = 0):
+    """Chequerboard: uniform points in ``[-1, 1]^d``, label the sign of the product of the coordinates."""
+    n = check_positive("n", n, integer=True)
+    d = check_positive("d", d, integer=True)
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(-1, 1, (n, d))
+    labels = np.where(np.prod(points, axis=1) >= 0, 1.0, -1.0)
+    return points + noise * rng.standard_normal((n, d)), labels
+
+
+def spirals(n: int = 40, turns: float = 1.0, noise: float = 0.0, seed: int | None = 0):
+    """Two interleaved spirals in d = 2 (the second is the first turned by π), ``turns`` turns each."""
+    n = check_positive("n", n, integer=True)
+    rng = np.random.default_rng(seed)
+    n1, n2 = n - n // 2, n // 2
+    blocks = []
+    for size, phase in ((n1, 0.0), (n2, np.pi)):
+        s = np.linspace(0.15, 1.0, size)
+        angle = 2 * np.pi * turns * s + phase
+        blocks.append(np.column_stack([s * np.cos(angle), s * np.sin(angle)]))
+    points = np.vstack(blocks) + noise * rng.standard_normal((n, 2))
+    return points, np.concatenate([np.ones(n1), -np.ones(n2)])
+
+
+DATASETS = {"circles": concentric_spheres, "moons": two_moons, "xor": xor, "spirals": spirals}

@@ -4,6 +4,7 @@ Define a :class:`Problem` with CasADi symbols, solve it on a horizon with :func:
 solve its static problem with :func:`solve_static`, and compare the two.
 """
 
+from . import attention as attention
 from . import catalogue as catalogue
 from .analysis import HorizonStudy as HorizonStudy
 from .analysis import TurnpikeReport as TurnpikeReport

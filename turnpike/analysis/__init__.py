@@ -4,6 +4,10 @@ from .distances import Distances as Distances
 from .distances import Tube as Tube
 from .distances import distances as distances
 from .distances import tube as tube
+from .learning import control_norm as control_norm
+from .learning import first_time_below as first_time_below
+from .learning import rescaled_controls as rescaled_controls
+from .learning import stopping_time as stopping_time
 from .rates import PredictedRate as PredictedRate
 from .rates import RateFit as RateFit
 from .rates import fit_rate as fit_rate

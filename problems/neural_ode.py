@@ -1,0 +1,210 @@
+"""Neural-ODE classification posed as finite-horizon optimal control (REFERENCE.md section 1).
+
+Every data point ``x_i ∈ R^d`` (augmented by ``a`` zeros to ``R^D``, ``D = d + a``) flows by one
+shared control ``u(t)`` (the weights):
+
+* ``"inner"``:      ``f = w σ(A x + b)``,            ``u = (w, A, b) ∈ R^{D×D} × R^{D×D} × R^D``;
+* ``"outer"``:      ``f = w σ(x) + b``,              ``u = (w, b)``, linear in u;
+* ``"bottleneck"``: ``f = W2 σ(W1 x + b1) + b2``,    ``u = (W2, W1, b1, b2)``, hidden width ``hidden``.
+
+Matrices are stored column-major in u (CasADi's ``reshape``). Activations ``σ``: ``tanh``,
+``sigmoid``, ``relu`` (``max(0, z)``: not twice differentiable, so an interior-point method with
+exact Hessian may stall at the kinks) and ``softplus`` (``log(1 + e^z)``, the smooth ReLU that
+turnpike recommends with IPOPT). The output is a fixed linear map ``P: R^D -> R`` (default: the
+last coordinate) and the loss of sample i is ``(P x_i - y_i)²`` (``"squared"``) or
+``log(1 + e^{-y_i P x_i})`` (``"logistic"``), labels ``y_i ∈ {-1, +1}``; the training error is
+``E(x) = (1/N) Σ_i loss_i``.
+
+Costs (every weight explicit; the per-sample terms are averaged over the N samples, as in
+:class:`turnpike.Problem`):
+
+* ``"erm"`` (A):       ``E(x(T)) + λ ∫ |u|² dt``;
+* ``"turnpike"`` (B):  ``E(x(T)) + ∫ (α E(x(t)) + λ |u|²) dt``;
+* ``"tracking"``:      ``E(x(T)) + ∫ (α (1/N) Σ_i |x_i(t) - x̄_i|² + λ |u|²) dt`` with prescribed
+  ``x̄`` (``tracking_target``, one row per sample, in the zero-training-error set);
+* ``"sparse"`` (C):    ``∫ (E(x(t)) + λ |u(t)|_1) dt`` with ``|u(t)|_1 <= M`` (``l1_bound``), L1 exact
+  through ``u = u⁺ - u⁻``.
+
+With ``σ(0) = 0`` (tanh, ReLU) the control ``u = 0`` is a critical point of the inner model, so
+:func:`turnpike.solve` starts from seeded random controls.
+"""
+
+from __future__ import annotations
+
+import casadi as ca
+import numpy as np
+
+import turnpike as tp
+from turnpike.errors import InputError, check_choice, check_finite, check_positive
+from turnpike.transcription import stage_function
+
+__all__ = ["NeuralODEClassification", "ACTIVATIONS", "FIELDS", "COSTS", "LOSSES"]
+
+ACTIVATIONS = {
+    "tanh": ca.tanh,
+    "sigmoid": lambda z: 1 / (1 + ca.exp(-z)),
+    "relu": lambda z: ca.fmax(z, 0),
+    "softplus": lambda z: ca.log1p(ca.exp(-ca.fabs(z))) + ca.fmax(z, 0),
+}
+FIELDS = ("inner", "outer", "bottleneck")
+COSTS = ("erm", "turnpike", "tracking", "sparse")
+LOSSES = ("squared", "logistic")
+
+
+class NeuralODEClassification(tp.Problem):
+    """Binary classification by a neural ODE, as an ensemble optimal control problem.
+
+    Arguments:
+        points: data (N, d); labels: (N,) in {-1, +1}.
+        field: ``"inner"``, ``"outer"`` or ``"bottleneck"``; activation: see ``ACTIVATIONS``.
+        augment: number ``a`` of extra state coordinates, starting at 0.
+        hidden: width of the bottleneck (required for it).
+        output: the output map P, shape (D,); default the last coordinate ``e_D``.
+        loss: ``"squared"`` or ``"logistic"``.
+        cost: ``"erm"`` (A), ``"turnpike"`` (B), ``"tracking"`` or ``"sparse"`` (C).
+        weight: λ > 0 of the control term (|u|² for A/B/tracking, |u|_1 for C).
+        alpha: α >= 0 of the running term of B and tracking.
+        l1_bound: M of cost C (required for it).
+        tracking_target: x̄ (N, D) for the tracking cost.
+        control_bound: optional box ``|u_j| <= bound`` on every control.
+    """
+
+    def __init__(
+        self,
+        points,
+        labels,
+        *,
+        field: str = "inner",
+        activation: str = "tanh",
+        augment: int = 0,
+        hidden: int | None = None,
+        output=None,
+        loss: str = "squared",
+        cost: str = "turnpike",
+        weight: float = 1e-2,
+        alpha: float = 1.0,
+        l1_bound: float | None = None,
+        tracking_target=None,
+        control_bound: float | None = None,
+        name: str = "neural-ode",
+    ):
+        points = check_finite("points", points)
+        if points.ndim != 2:
+            raise InputError(f"points must have shape (N, d), got shape {points.shape}")
+        N, d = points.shape
+        labels = check_finite("labels", labels, shape=(N,))
+        if not np.all(np.isin(labels, (-1.0, 1.0))):
+            raise InputError(f"labels must be -1 or +1, got values {np.unique(labels)}")
+        self.field = check_choice("field", field, FIELDS)
+        self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
+        self.loss = check_choice("loss", loss, LOSSES)
+        self.cost = check_choice("cost", cost, COSTS)
+        if augment != 0:
+            augment = check_positive("augment", augment, integer=True)
+        D = d + augment
+        self.d, self.augment, self.D = d, augment, D
+        P = np.eye(D)[-1] if output is None else check_finite("output", output, shape=(D,))
+        self.output = P
+        self.labels = labels
+        weight = check_positive("weight", weight)
+        alpha = float(check_finite("alpha", alpha, shape=()))
+        if alpha < 0:
+            raise InputError(f"alpha must be >= 0, got {alpha}")
+        self.weight, self.alpha = weight, alpha
+
+        x = ca.SX.sym("x", D)
+        sigma = ACTIVATIONS[self.activation]
+        if self.field == "inner":
+            u = ca.SX.sym("u", 2 * D * D + D)
+            w, A, b = ca.reshape(u[: D * D], D, D), ca.reshape(u[D * D : 2 * D * D], D, D), u[2 * D * D :]
+            f = w @ sigma(A @ x + b)
+        elif self.field == "outer":
+            u = ca.SX.sym("u", D * D + D)
+            w, b = ca.reshape(u[: D * D], D, D), u[D * D :]
+            f = w @ sigma(x) + b
+        else:
+            hidden = check_positive("hidden", hidden, integer=True) if hidden is not None else None
+            if hidden is None:
+                raise InputError("hidden (the bottleneck width) is required for field='bottleneck'")
+            u = ca.SX.sym("u", 2 * D * hidden + hidden + D)
+            W2 = ca.reshape(u[: D * hidden], D, hidden)
+            W1 = ca.reshape(u[D * hidden : 2 * D * hidden], hidden, D)
+            b1, b2 = u[2 * D * hidden : 2 * D * hidden + hidden], u[2 * D * hidden + hidden :]
+            f = W2 @ sigma(W1 @ x + b1) + b2
+        self.hidden = hidden
+
+        y = ca.SX.sym("y")
+        sample_loss = self._loss(ca.dot(ca.DM(P), x), y)
+        data, values = y, labels[:, None]
+        running, terminal, l2, l1, bound = 0, sample_loss, weight, 0.0, None
+        if self.cost == "turnpike":
+            running = alpha * sample_loss
+        elif self.cost == "tracking":
+            if tracking_target is None:
+                raise InputError("tracking_target (N, D) is required for cost='tracking'")
+            target = check_finite("tracking_target", tracking_target, shape=(N, D))
+            xbar = ca.SX.sym("xbar", D)
+            data, values = ca.vertcat(y, xbar), np.column_stack([labels, target])
+            running = alpha * ca.sumsqr(x - xbar)
+        elif self.cost == "sparse":
+            if l1_bound is None:
+                raise InputError("l1_bound (M) is required for cost='sparse'")
+            running, terminal, l2, l1, bound = sample_loss, 0, 0.0, weight, l1_bound
+        x0 = np.hstack([points, np.zeros((N, augment))])
+        lo, hi = (None, None) if control_bound is None else (-control_bound, control_bound)
+        super().__init__(
+            state=x, control=u, dynamics=f, x0=x0, data=data, data_values=values,
+            running_cost=running, terminal_cost=terminal, l2=l2, l1=l1, l1_bound=bound,
+            control_lower=lo, control_upper=hi, name=name,
+            state_names=[f"x{i + 1}" for i in range(D)],
+        )
+
+    def _loss(self, z, y):
+        if self.loss == "squared":
+            return (z - y) ** 2
+        return ca.log1p(ca.exp(-y * z))
+
+    @classmethod
+    def example(cls) -> NeuralODEClassification:
+        """Two circles of 20 points (radii 1, 2) in d = 2, inner tanh field, cost (B), λ = 1e-2, α = 1."""
+        from .datasets import concentric_spheres
+
+        points, labels = concentric_spheres(40, 2, radii=(1.0, 2.0), seed=0)
+        return cls(points, labels, name="two-circles")
+
+    # -- learning diagnostics ------------------------------------------------------------------
+    def outputs(self, x) -> np.ndarray:
+        """``P x_i`` for states (..., N, D) -> (..., N)."""
+        return np.asarray(x) @ self.output
+
+    def training_error(self, x) -> np.ndarray:
+        """``E(x) = (1/N) Σ loss(P x_i, y_i)`` for states (..., N, D), e.g. every layer of ``sol.x``."""
+        z = self.outputs(x)
+        if self.loss == "squared":
+            per = (z - self.labels) ** 2
+        else:
+            per = np.logaddexp(0.0, -self.labels * z)
+        return per.mean(axis=-1)
+
+    def accuracy(self, x) -> np.ndarray:
+        """Share of samples with ``sign(P x_i) = y_i``, for states (..., N, D)."""
+        return (np.sign(self.outputs(x)) == self.labels).mean(axis=-1)
+
+    def flow(self, solution: tp.Solution, points, method: str | None = None) -> np.ndarray:
+        """Push new points (M, d) through the network of ``solution`` with its integrator.
+
+        Returns the states (steps+1, M, D) at every layer (augmented coordinates start at 0).
+        """
+        points = check_finite("points", points)
+        if points.ndim != 2 or points.shape[1] != self.d:
+            raise InputError(f"points must have shape (M, {self.d}), got shape {points.shape}")
+        method = method or solution.stats.get("method", "rk4")
+        M = points.shape[0]
+        step = stage_function(self, method).map(M)
+        X = np.hstack([points, np.zeros((M, self.augment))]).T
+        y = np.zeros((self.ny, M))
+        out = [X.T]
+        for k in range(solution.steps):
+            X = np.asarray(step(X, solution.u[k], y, solution.h)[0])
+            out.append(X.T)
+        return np.array(out)
