@@ -260,6 +260,14 @@ class Problem:
         """Whether the transcription splits u = u⁺ - u⁻ (exact L1 term or L1 bound)."""
         return self._l1 > 0 or self._l1_bound is not None
 
+    def control_variable_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the control variables ``V``: ``u``'s own, or for the split ``V = (u⁺, u⁻)``
+        ``0 <= u⁺ <= max(u_hi, 0)`` and ``0 <= u⁻ <= max(-u_lo, 0)``."""
+        lo, hi = self._lower, self._upper
+        if self.split_control:
+            return np.zeros(2 * self._nu), np.concatenate([np.maximum(hi, 0), np.maximum(-lo, 0)])
+        return lo, hi
+
     @property
     def state_names(self) -> list[str]:
         return list(self._state_names)

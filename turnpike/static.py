@@ -51,12 +51,7 @@ class StaticNLP:
 
     def bounds(self) -> dict[str, np.ndarray]:
         P = self.problem
-        lo, hi = P.control_lower, P.control_upper
-        if P.split_control:
-            v_lo = np.zeros(2 * P.nu)
-            v_hi = np.concatenate([np.maximum(hi, 0), np.maximum(-lo, 0)])
-        else:
-            v_lo, v_hi = lo, hi
+        v_lo, v_hi = P.control_variable_bounds()
         free = np.full(self.n_state, np.inf)
         lbg = np.zeros(self.n_state)
         ubg = np.zeros(self.n_state)

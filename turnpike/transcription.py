@@ -227,12 +227,8 @@ class MultipleShooting:
         }
 
     def control_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Bounds of one stage's V: ``u``'s bounds, or ``0 <= u⁺ <= max(u_hi, 0)``, ``0 <= u⁻ <= max(-u_lo, 0)``."""
-        P = self.problem
-        lo, hi = P.control_lower, P.control_upper
-        if self.layout.split:
-            return np.zeros(2 * P.nu), np.concatenate([np.maximum(hi, 0), np.maximum(-lo, 0)])
-        return lo, hi
+        """Bounds of one stage's V (see :meth:`Problem.control_variable_bounds`)."""
+        return self.problem.control_variable_bounds()
 
     def control_variables(self, u: np.ndarray) -> np.ndarray:
         """V_k from controls u (steps, nu): u itself, or (max(u, 0), max(-u, 0))."""
