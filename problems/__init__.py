@@ -6,5 +6,6 @@ group ``turnpike.problems``, which is how ``turnpike list`` and ``turnpike solve
 """
 
 from .linear_quadratic import LinearQuadratic as LinearQuadratic
+from .neural_ode import NeuralODEClassification as NeuralODEClassification
 from .pendulum import Pendulum as Pendulum
 from .transport import Transport as Transport
