@@ -16,6 +16,7 @@ __all__ = [
     "SolverError",
     "check_finite",
     "check_positive",
+    "check_nonnegative",
     "check_choice",
 ]
 
@@ -66,6 +67,17 @@ def check_positive(name: str, value, *, integer: bool = False, minimum: float = 
         raise InputError(f"{name} must be a positive number, got {value!r}") from exc
     if not np.isfinite(val) or val <= minimum:
         raise InputError(f"{name} must be a finite number > {minimum:g}, got {value!r}")
+    return val
+
+
+def check_nonnegative(name: str, value) -> float:
+    """Return ``value`` as a float that is finite and >= 0 (weights, β, scales)."""
+    try:
+        val = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be a number >= 0, got {value!r}") from exc
+    if not np.isfinite(val) or val < 0:
+        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
     return val
 
 

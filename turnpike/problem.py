@@ -30,7 +30,7 @@ from __future__ import annotations
 import casadi as ca
 import numpy as np
 
-from .errors import InputError, check_finite
+from .errors import InputError, check_finite, check_nonnegative
 
 __all__ = ["Problem"]
 
@@ -150,10 +150,10 @@ class Problem:
         if np.any(lower > upper):
             raise InputError(f"control_lower must be <= control_upper, got {lower} and {upper}")
 
-        l2 = _weight("l2", l2)
-        l1 = _weight("l1", l1)
+        l2 = check_nonnegative("l2", l2)
+        l1 = check_nonnegative("l1", l1)
         if l1_bound is not None:
-            l1_bound = _weight("l1_bound", l1_bound)
+            l1_bound = check_nonnegative("l1_bound", l1_bound)
             if l1_bound == 0:
                 raise InputError("l1_bound must be > 0 (use control bounds to fix u = 0)")
         if (l1 > 0 or l1_bound is not None) and (np.any(lower > 0) or np.any(upper < 0)):
@@ -315,16 +315,6 @@ def _bound(name: str, value, n: int, default: float) -> np.ndarray:
     if np.any(np.isnan(arr)):
         raise InputError(f"{name} must not contain NaN, got {arr!r}")
     return np.broadcast_to(arr, (n,)).copy()
-
-
-def _weight(name: str, value) -> float:
-    try:
-        val = float(value)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be a number >= 0, got {value!r}") from exc
-    if not np.isfinite(val) or val < 0:
-        raise InputError(f"{name} must be a finite number >= 0, got {value!r}")
-    return val
 
 
 def _names(name: str, names, n: int, prefix: str) -> tuple[str, ...]:

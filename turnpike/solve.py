@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError, check_choice, check_finite, check_positive
+from .errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
 from .presolve import PRESOLVES, reduced_space_descent
 from .problem import Problem
 from .solution import Solution, StaticSolution
@@ -152,7 +152,7 @@ def solve(
     check_choice("presolve", presolve, PRESOLVES)
     check_choice("derivatives", derivatives, DERIVATIVES)
     opts = solver_options(solver, options, verbose=verbose)
-    guess_scale = check_positive("guess_scale", guess_scale, minimum=-1e-300)
+    guess_scale = check_nonnegative("guess_scale", guess_scale)
 
     built, fresh = built_solver(
         P, ("multiple-shooting", steps, method), lambda: MultipleShooting(P, steps, method), solver, opts,
@@ -216,7 +216,7 @@ def solve_static(
         A :class:`StaticSolution`; ``success`` is False when IPOPT did not converge.
     """
     P = _check_problem(problem)
-    guess_scale = check_positive("guess_scale", guess_scale, minimum=-1e-300)
+    guess_scale = check_nonnegative("guess_scale", guess_scale)
     opts = solver_options("ipopt", {"ipopt.tol": 1e-10, **(options or {})}, verbose=verbose)
     built, fresh = built_solver(P, ("static",), lambda: StaticNLP(P), "ipopt", opts)
     nlp = built.nlp

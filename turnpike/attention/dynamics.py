@@ -36,7 +36,7 @@ import casadi as ca
 import numpy as np
 from scipy.linalg import expm
 
-from ..errors import InputError, check_choice, check_finite, check_positive
+from ..errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
 
 __all__ = ["KINDS", "SelfAttention", "CircleAttention", "Unnormalised", "sphere_project", "random_sphere"]
 
@@ -55,16 +55,6 @@ def _matrix(name: str, value, d: int) -> np.ndarray | None:
         raise InputError(f"{name} must be None (identity), a scalar or have shape ({d}, {d}), got shape {arr.shape}")
     arr.flags.writeable = False
     return arr
-
-
-def _beta(beta) -> float:
-    try:
-        b = float(beta)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"beta must be a number >= 0, got {beta!r}") from exc
-    if not np.isfinite(b) or b < 0:
-        raise InputError(f"beta must be a finite number >= 0, got {beta!r}")
-    return b
 
 
 def _apply(M: np.ndarray | None, x: np.ndarray) -> np.ndarray:
@@ -108,7 +98,7 @@ class SelfAttention:
     def __post_init__(self):
         d = check_positive("d", self.d, integer=True)
         object.__setattr__(self, "d", d)
-        object.__setattr__(self, "beta", _beta(self.beta))
+        object.__setattr__(self, "beta", check_nonnegative("beta", self.beta))
         for name in ("Q", "K", "V"):
             object.__setattr__(self, name, _matrix(name, getattr(self, name), d))
         check_choice("kind", self.kind, KINDS)
@@ -200,7 +190,7 @@ class CircleAttention:
     shift: float = field(init=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "beta", _beta(self.beta))
+        object.__setattr__(self, "beta", check_nonnegative("beta", self.beta))
         check_choice("kind", self.kind, KINDS)
         object.__setattr__(self, "shift", self.beta)
         if self.kind == "usa" and not self.rescaled and self.shift > _MAX_EXP:
@@ -250,7 +240,7 @@ class Unnormalised:
     def __post_init__(self):
         d = check_positive("d", self.d, integer=True)
         object.__setattr__(self, "d", d)
-        object.__setattr__(self, "beta", _beta(self.beta))
+        object.__setattr__(self, "beta", check_nonnegative("beta", self.beta))
         for name in ("Q", "K", "V"):
             object.__setattr__(self, name, _matrix(name, getattr(self, name), d))
 
