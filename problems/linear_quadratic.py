@@ -6,7 +6,7 @@ import casadi as ca
 import numpy as np
 
 import turnpike as tp
-from turnpike.errors import InputError, check_finite
+from turnpike.errors import InputError, check_finite, check_positive
 
 
 class LinearQuadratic(tp.Problem):
@@ -84,11 +84,16 @@ class LinearQuadratic(tp.Problem):
         )
 
     @classmethod
-    def example(cls) -> LinearQuadratic:
-        """A harmonic oscillator ``A = [[0, 1], [-1, 0]]``, ``B = (0, 1)ᵀ``, ``C = I``, ``R = 1``,
-        tracking ``y_d = (1, 0)`` from ``y(0) = 0``, no terminal cost. Its turnpike rate is
-        ``μ ≈ 0.676`` (eigenvalues ``±0.676 ± 0.978i``)."""
-        return cls(A=[[0.0, 1.0], [-1.0, 0.0]], B=[[0.0], [1.0]], target=[1.0, 0.0], x0=[0.0, 0.0])
+    def example(cls, target: float = 1.0, control_weight: float = 1.0, x0=(0.0, 0.0)) -> LinearQuadratic:
+        """A harmonic oscillator ``A = [[0, 1], [-1, 0]]``, ``B = (0, 1)ᵀ``, ``C = I``, ``R = r``,
+        tracking ``y_d = (target, 0)`` from ``y(0) = x0``, no terminal cost.
+
+        ``r = control_weight > 0`` sets the turnpike rate (it does not depend on ``target`` or ``x0``):
+        ``μ ≈ 0.676`` for ``r = 1`` (eigenvalues ``±0.676 ± 0.978i``), smaller for dearer control.
+        """
+        target = float(check_finite("target", target, shape=()))
+        r = check_positive("control_weight", control_weight)
+        return cls(A=[[0.0, 1.0], [-1.0, 0.0]], B=[[0.0], [1.0]], R=[[r]], target=[target, 0.0], x0=x0)
 
     def hamiltonian(self) -> np.ndarray:
         """The Hamiltonian matrix ``[[A, -B R⁻¹ Bᵀ], [-CᵀC, -Aᵀ]]`` (2n, 2n) of the optimality system."""

@@ -43,9 +43,10 @@ class Pendulum(tp.Problem):
         )
 
     @classmethod
-    def example(cls) -> Pendulum:
-        """The default pendulum (see the class docstring)."""
-        return cls()
+    def example(cls, target_angle: float = 1.0, damping: float = 0.5, control_weight: float = 1.0,
+                x0=(0.0, 0.0)) -> Pendulum:
+        """The pendulum with these parameters; called with none, the default pendulum of the class docstring."""
+        return cls(target_angle=target_angle, damping=damping, control_weight=control_weight, x0=x0)
 
     def static_optimum(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(x̄, ū, p̄)`` from the scalar optimality condition, independently of any NLP solver.

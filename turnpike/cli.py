@@ -1,13 +1,16 @@
 """The ``turnpike`` command.
 
 Exit codes: 0 success, 1 a solve did not converge or failed, 2 a usage error (bad argument,
-unknown name, unwritable output). User errors print one line, never a traceback.
+unknown name, unwritable output), 130 interrupted (Ctrl-C). User errors print one line, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
+import warnings
 from pathlib import Path
 
 from . import catalogue
@@ -16,12 +19,21 @@ from .errors import InputError, SolverError
 from .plots import plot_solution
 from .solve import grid_steps, solve, solve_static
 from .solvers import SOLVERS
+from .sweeps import SweepInterrupted, sweep
+from .sweeps.runner import writable_directory
 from .transcription import INTEGRATORS
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``turnpike sweep: error: ...``) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="turnpike", description="Optimal control and the turnpike property.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="turnpike", description="Optimal control and the turnpike property.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     sub.add_parser("list", help="list the problems of the catalogue")
 
     s = sub.add_parser("solve", help="solve a catalogue problem on one horizon")
@@ -34,30 +46,39 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--one-sided", action="store_true", help="fit K e^{-μt} (no boundary layer at T)")
     c.add_argument("--no-continuation", action="store_true", help="solve every horizon from a cold start")
     _common(c, "out/compare")
+
+    w = sub.add_parser("sweep", help="a horizon comparison for every point of a parameter grid and every seed, "
+                                     "in parallel, checkpointed")
+    w.add_argument("--param", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a parameter of the problem and its values (numbers, words, or [lists]); repeat for a grid")
+    w.add_argument("--horizons", type=float, nargs="+", required=True, metavar="T", help="horizons T > 0")
+    w.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
+                   help="seeds of the random initial controls, one solve each (default 0)")
+    where = w.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="local processes (default: all cores; 1: in this process)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster instead (tcp://host:port)")
+    w.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="radius of the ε-tube")
+    w.add_argument("--one-sided", action="store_true", help="fit K e^{-μt} (no boundary layer at T)")
+    w.add_argument("--no-figures", action="store_true", help="write the table only")
+    _common(w, "out/sweep", seed=False)
     return parser
 
 
-def _common(p: argparse.ArgumentParser, out: str) -> None:
+def _common(p: argparse.ArgumentParser, out: str, seed: bool = True) -> None:
     p.add_argument("name", help="catalogue name (see `turnpike list`)")
     grid = p.add_mutually_exclusive_group(required=True)
     grid.add_argument("--steps", type=int, help="number of control intervals")
     grid.add_argument("--dt", type=float, help="interval length (must divide T)")
     p.add_argument("--method", choices=INTEGRATORS, default="rk4", help="integrator per interval")
     p.add_argument("--solver", choices=SOLVERS, default="ipopt", help="NLP solver")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random initial controls")
     p.add_argument("--out", type=Path, default=Path(out), help=f"output directory, created (default {out})")
-    p.add_argument("--verbose", action="store_true", help="print the solver's iterations")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="seed of the random initial controls")
+        p.add_argument("--verbose", action="store_true", help="print the solver's iterations")
 
 
 def _out_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".turnpike-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"--out {str(path)!r} is not a writable directory: {exc.strerror}") from exc
-    return path
+    return writable_directory(path, "--out")
 
 
 def _list() -> int:
@@ -112,20 +133,102 @@ def _compare(args) -> int:
     return 0 if study.success else 1
 
 
+def _value(key: str, text: str):
+    """One value of ``--param KEY=...``: a finite number, a [list] of them (JSON), or a word."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        if not math.isfinite(number):
+            raise InputError(f"--param {key}: {text!r} is not a finite number")
+        return int(text) if text.strip().lstrip("+-").isdigit() else number
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"--param {key}: {text!r} is not a list of finite numbers ({exc})") from exc
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in _flat(value)):
+            raise InputError(f"--param {key}: {text!r} must hold finite numbers only")
+        return value
+    if not text:
+        raise InputError(f"--param {key}: empty value")
+    return text
+
+
+def _flat(value):
+    if isinstance(value, list):
+        for v in value:
+            yield from _flat(v)
+    else:
+        yield value
+
+
+def _split_values(text: str) -> list[str]:
+    """``1,2,[0,1],word`` -> ``['1', '2', '[0,1]', 'word']``: commas inside brackets do not split."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
+
+
+def _params(specs: list[str]) -> dict[str, list]:
+    """``--param KEY=V1,V2`` options as ``{KEY: [V1, V2]}``."""
+    params = {}
+    for spec in specs:
+        key, eq, values = spec.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise InputError(f"--param {spec!r} must read KEY=V1,V2,... with KEY a parameter name")
+        if key in params:
+            raise InputError(f"--param {key} is given twice; list all its values in one --param {key}=V1,V2,...")
+        params[key] = [_value(key, v.strip()) for v in _split_values(values)]
+    return params
+
+
+def _sweep(args) -> int:
+    params = _params(args.param)
+    _out_dir(args.out)
+    result = sweep(
+        args.name, args.horizons, args.out, params=params, steps=args.steps, dt=args.dt,
+        seeds=args.seeds, workers=args.workers, scheduler=args.scheduler, method=args.method, solver=args.solver,
+        epsilon=args.epsilon, one_sided=args.one_sided, figures=not args.no_figures,
+    )
+    print(result.table())
+    print(f"{len(result.solved)} solves done now, {len(result.reused)} read from checkpoints; wrote "
+          + ", ".join(str(p) for p in result.files[:2])
+          + (f" and {len(result.files) - 2} figures" if len(result.files) > 2 else ""))
+    if not result.success:
+        print("turnpike: some solves did not converge or failed (marked NO above)", file=sys.stderr)
+    return 0 if result.success else 1
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"turnpike: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {"list": lambda _: _list(), "solve": _solve, "compare": _compare, "sweep": _sweep}
     try:
-        if args.command == "list":
-            return _list()
-        if args.command == "compare":
-            return _compare(args)
-        return _solve(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return commands[args.command](args)
     except InputError as exc:
         print(f"turnpike: error: {exc}", file=sys.stderr)
         return 2
     except SolverError as exc:
         print(f"turnpike: solver failed: {exc}", file=sys.stderr)
         return 1
+    except SweepInterrupted as exc:
+        print(f"turnpike: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("turnpike: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+"""Where the tasks of a sweep run: in this process, on a local process pool, or on a Dask cluster.
+
+Each executor is a generator of ``(task, result)`` pairs in completion order; the caller checkpoints
+every pair as it arrives. Closing the generator (or an exception, Ctrl-C included, inside it) stops
+the work in flight: those solves are lost, every solve already yielded is kept.
+
+Fault policy:
+
+* a solve that raises returns a :class:`~turnpike.sweeps.tasks.SolveError` from the worker (a row);
+* local pool: the workers ignore SIGINT (the parent alone handles Ctrl-C and then terminates them), and
+  at most ``workers`` tasks are submitted at a time, so that "in flight" means "running". When a worker
+  process dies, Python breaks the whole pool and every running task is lost. Those tasks become
+  *suspects*: a fresh pool runs them one at a time, so a task that kills its worker on its own is
+  identified and yields :class:`~turnpike.sweeps.tasks.WorkerLost` (not checkpointed: the next run tries
+  it again), while the others, victims of a neighbour or of a kill from outside, simply finish;
+* Dask: the scheduler moves the tasks of a dead worker to other workers, and declares a task that
+  killed ``distributed.scheduler.allowed-failures`` (default 3) workers a ``KilledWorker``, which yields
+  :class:`~turnpike.sweeps.tasks.WorkerLost` likewise.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+
+from ..errors import InputError, SolverError
+from .tasks import Task, WorkerLost, run_task
+
+__all__ = ["run_serial", "run_pool", "dask_client", "run_dask"]
+
+
+@contextmanager
+def _sigint_noted():
+    """Within: Ctrl-C still raises KeyboardInterrupt, and is also noted in the yielded dict.
+
+    Needed because CasADi turns a KeyboardInterrupt raised while IPOPT iterates into an ordinary,
+    non-converged result (status ``NonIpopt_Exception_Thrown``), which must not be taken for a solve.
+    """
+    noted = {"interrupted": False}
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield noted
+        return
+
+    def handler(signum, frame):
+        noted["interrupted"] = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_serial(tasks: Iterable[Task]) -> Iterator[tuple[Task, object]]:
+    """Run the tasks one after the other in this process."""
+    for task in tasks:
+        with _sigint_noted() as noted:
+            result = run_task(task)
+        if noted["interrupted"]:
+            raise KeyboardInterrupt
+        yield task, result
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of fresh interpreters: "forkserver" where there is one (POSIX), else "spawn".
+
+    Not "fork": forking a process that has already run CasADi/IPOPT (threads, solver state) is unsafe.
+    """
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["turnpike"])  # workers fork from a server that has imported it
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop the pool now, running solves included (there is no public way to do that before Python 3.14)."""
+    for process in list((pool._processes or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _broken(future: Future) -> bool:
+    return isinstance(future.exception(), BrokenProcessPool)
+
+
+def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object]]:
+    """Run the tasks on ``workers`` local processes; see the module docstring for worker deaths."""
+    queue: deque[Task] = deque(tasks)
+    suspects: deque[Task] = deque()
+    running: dict[Future, tuple[Task, bool]] = {}  # future -> (task, whether it runs alone as a suspect)
+    pool = _new_pool(workers)
+    try:
+        while queue or suspects or running:
+            if suspects and not running:
+                task = suspects.popleft()
+                running[pool.submit(run_task, task)] = (task, True)
+            while not suspects and queue and len(running) < workers:
+                task = queue.popleft()
+                running[pool.submit(run_task, task)] = (task, False)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            if any(_broken(f) for f in done):
+                done, _ = wait(running)  # the pool is broken: every running future ends now
+                pool.shutdown(wait=True)
+                pool = _new_pool(workers)
+            for future in done:
+                task, alone = running.pop(future)
+                if not _broken(future):
+                    yield task, future.result()
+                elif alone:
+                    yield task, WorkerLost("worker died: its process ended while solving this task alone")
+                else:
+                    suspects.append(task)
+    except BaseException:
+        _terminate(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _dask():
+    try:
+        from distributed import Client, KilledWorker, as_completed
+    except ImportError as exc:
+        raise InputError(
+            "a scheduler address needs Dask distributed, which is not installed: pip install 'turnpike[dask]'"
+        ) from exc
+    return Client, KilledWorker, as_completed
+
+
+@contextmanager
+def dask_client(address: str, connect_timeout: float = 30.0):
+    """A ``distributed.Client`` connected to the scheduler at ``address``, closed on exit."""
+    Client = _dask()[0]
+    try:
+        client = Client(address, timeout=connect_timeout)
+    except ValueError as exc:
+        raise InputError(f"scheduler={address!r} is not a Dask scheduler address: {exc}") from exc
+    except (OSError, TimeoutError) as exc:
+        raise SolverError(f"cannot reach the Dask scheduler at {address!r}: {exc}") from exc
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def run_dask(tasks: Iterable[Task], client) -> Iterator[tuple[Task, object]]:
+    """Run the tasks on the Dask cluster of ``client`` (see :func:`dask_client`).
+
+    The workers must have turnpike (and the factory's module) installed; the results come back to this
+    process, which writes the checkpoints, so the workers need no shared file system.
+    """
+    _, KilledWorker, as_completed = _dask()
+    futures = {}
+    try:
+        futures = {client.submit(run_task, task, pure=False): task for task in tasks}
+        for future in as_completed(futures):
+            task = futures[future]
+            if future.status == "error" and isinstance(future.exception(), KilledWorker):
+                yield task, WorkerLost(f"worker died: {future.exception()}")
+            else:
+                yield task, future.result()
+    finally:
+        client.cancel(list(futures))

@@ -1,0 +1,416 @@
+"""The sweep: a grid of problem parameters x horizons x seeds, solved in parallel, checkpointed, tabulated.
+
+Every solve is independent: each horizon starts from the seeded random controls of
+:func:`~turnpike.solve` (no continuation from a shorter horizon, which would chain the solves), so the
+result of a solve does not depend on where or in which order it runs, and the serial, pool and
+Dask runs of one sweep give the same table. The static problem of each parameter point is solved once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..analysis import DEFAULT_EPSILON, HorizonStudy, turnpike_report
+from ..analysis.rates import DEFAULT_FLOOR
+from ..analysis.study import COLUMNS, _progress
+from ..errors import InputError, UnknownNameError, check_choice, check_positive
+from ..problem import Problem
+from ..solution import Solution, StaticSolution
+from ..solve import grid_steps
+from ..solvers import SOLVERS
+from ..transcription import INTEGRATORS
+from . import checkpoints
+from .executors import dask_client, run_dask, run_pool, run_serial
+from .tasks import Task, WorkerLost, build_problem, check_factory, factory_name
+
+__all__ = ["sweep", "SweepResult", "SweepInterrupted", "CheckpointWarning", "writable_directory"]
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint file was not trusted (unreadable, garbled, digest mismatch); its task is solved again."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a sweep; the finished solves are checkpointed and the next run of the same sweep skips them."""
+
+    def __init__(self, finished: int, total: int, directory: Path):
+        self.finished, self.total, self.directory = finished, total, directory
+        super().__init__(f"interrupted: {finished} of {total} solves are checkpointed in {directory}; "
+                         "run the same sweep again to finish it")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The table of a sweep and what this run did.
+
+    Attributes:
+        factory: the catalogue name or ``module:callable`` of the problem family.
+        columns: the table's columns: ``point``, the parameter names, ``seed``, the columns of a horizon
+            comparison (``T``, ``steps``, ``success``, ``status``, ``cost`` ... ``iterations``, see
+            :meth:`~turnpike.HorizonStudy.rows`), ``static_success``.
+        rows: one dict per solve, ordered by parameter point (grid order), then T (increasing), then seed
+            (as given), whatever the order in which the solves finished. Where a solve raised or its worker
+            died, ``status`` says so and the turnpike columns are None.
+        points: per parameter point: ``params``, the static problem's ``success``, ``status`` and ``cost``, and
+            its ``figures``.
+        solved, reused: labels (``point 0 T=10 seed=1``) of the solves this run did / read from checkpoints.
+        corrupted: checkpoint files that were not trusted, with the reason; they were solved again.
+        files: the table (``sweep.csv``, ``sweep.json``) and the figures written.
+    """
+
+    factory: str
+    columns: tuple[str, ...]
+    rows: tuple[dict, ...]
+    points: tuple[dict, ...]
+    solved: tuple[str, ...]
+    reused: tuple[str, ...]
+    corrupted: tuple[str, ...]
+    files: tuple[Path, ...]
+
+    @property
+    def success(self) -> bool:
+        """Whether every solve, static problems included, converged."""
+        return all(r["success"] and r["static_success"] for r in self.rows)
+
+    def table(self) -> str:
+        """A plain-text table: parameters, seed, T, steps, convergence, J_T, J_T/T, fitted and predicted rate."""
+        params = [c for c in self.columns[1:self.columns.index("seed")]]
+        head = ["point", *params, "seed", "T", "steps", "ok", "J_T", "J_T/T", "rate", "predicted"]
+        lines = [
+            [str(r["point"]), *(_fmt(r[p]) for p in params), str(r["seed"]), f"{r['T']:g}", str(r["steps"]),
+             "yes" if r["success"] else f"NO ({r['status']})", _fmt(r["cost"]), _fmt(r["cost_per_time"]),
+             _fmt(r["rate"]), _fmt(r["predicted_rate"])]
+            for r in self.rows
+        ]
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+        return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [head, *lines])
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+# -- validation -------------------------------------------------------------------------------------
+def writable_directory(path, name: str = "out") -> Path:
+    """``path`` as a directory, created if missing, after checking that a file can be written in it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".turnpike-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{name} {str(path)!r} is not a writable directory: {exc.strerror or exc}") from exc
+    return path
+
+
+def _plain(name: str, value):
+    """``value`` as JSON data: finite numbers, words, booleans and (nested) lists of them."""
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        value = value.tolist()
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InputError(f"{name} must be finite (no NaN or inf), got {value!r}")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(name, v) for v in value]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _plain(f"{name}[{k!r}]", v) for k, v in value.items()}
+    raise InputError(f"{name} must be numbers, words or lists of them, got {value!r}")
+
+
+_RESERVED = {"point", "seed", "static_success", *COLUMNS}
+
+
+def _grid(params: Mapping[str, Sequence] | None) -> list[dict]:
+    """The parameter points: the product of the value lists, in the order given (last key fastest)."""
+    if params is None:
+        return [{}]
+    if not isinstance(params, Mapping):
+        raise InputError(f"params must be a dict of parameter name -> list of values, got {params!r}")
+    values = {}
+    for key, vals in params.items():
+        if not isinstance(key, str) or not key.isidentifier() or key in _RESERVED:
+            raise InputError(f"params has the key {key!r}; a parameter name is an identifier other than "
+                             f"the table's columns ({', '.join(sorted(_RESERVED))})")
+        if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence) or len(vals) == 0:
+            raise InputError(f"params[{key!r}] must be a non-empty list of values, got {vals!r}")
+        plain = [_plain(f"params[{key!r}]", v) for v in vals]
+        repeated = [v for i, v in enumerate(plain) if v in plain[:i]]
+        if repeated:
+            raise InputError(f"params[{key!r}] has the value {repeated[0]!r} more than once")
+        values[key] = plain
+    return [dict(zip(values, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+def _horizons(horizons: Sequence[float], steps: int | None, dt: float | None) -> tuple[list[float], list[int]]:
+    if isinstance(horizons, (str, bytes)) or not isinstance(horizons, Sequence) or len(horizons) == 0:
+        raise InputError(f"horizons must be a non-empty list of numbers, got {horizons!r}")
+    Ts = sorted(check_positive("horizons", T) for T in horizons)
+    if len(set(Ts)) != len(Ts):
+        raise InputError(f"horizons must be distinct, got {list(horizons)!r}")
+    return Ts, [grid_steps(T, steps, dt) for T in Ts]
+
+
+def _seeds(seeds: Sequence[int]) -> list[int]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
+        raise InputError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise InputError(f"seeds must be integers >= 0, got {s!r}")
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds must be distinct, got {list(seeds)!r}")
+    return list(seeds)
+
+
+def _point_problem(factory, params: dict) -> Problem:
+    """The point's problem, built here first so that a bad parameter value stops the sweep before any solve."""
+    try:
+        return build_problem(factory, params)
+    except UnknownNameError:
+        raise
+    except InputError as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no parameters"
+        raise InputError(f"{factory_name(factory)} with {given}: {exc}") from exc
+
+
+def _where(workers: int | None, scheduler: str | None) -> int | None:
+    """The number of local workers (None with a scheduler), after checking the two arguments."""
+    if scheduler is not None:
+        if workers is not None:
+            raise InputError(f"give workers or scheduler, not both (got workers={workers!r}, scheduler={scheduler!r})")
+        if not isinstance(scheduler, str) or not scheduler.strip():
+            raise InputError(f"scheduler must be the address of a Dask scheduler (tcp://host:port), got {scheduler!r}")
+        return None
+    if workers is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return check_positive("workers", workers, integer=True)
+
+
+@contextmanager
+def _executor(workers: int | None, scheduler: str | None):
+    """The function that runs a list of tasks (see :mod:`turnpike.sweeps.executors`), connected and ready."""
+    if scheduler is not None:
+        with dask_client(scheduler) as client:
+            yield lambda tasks: run_dask(tasks, client)
+    elif workers == 1:
+        yield run_serial
+    else:
+        yield lambda tasks: run_pool(tasks, workers)
+
+
+# -- the sweep --------------------------------------------------------------------------------------
+def sweep(
+    factory: str | Callable[..., Problem],
+    horizons: Sequence[float],
+    out,
+    *,
+    params: Mapping[str, Sequence] | None = None,
+    steps: int | None = None,
+    dt: float | None = None,
+    seeds: Sequence[int] = (0,),
+    workers: int | None = None,
+    scheduler: str | None = None,
+    method: str = "rk4",
+    solver: str = "ipopt",
+    options: dict | None = None,
+    epsilon: float = DEFAULT_EPSILON,
+    one_sided: bool = False,
+    floor: float = DEFAULT_FLOOR,
+    figures: bool = True,
+    progress: bool = True,
+) -> SweepResult:
+    """Solve a family of problems on a grid of parameters x horizons x seeds, and compare their turnpikes.
+
+    For every parameter point ``p`` (the product of the lists in ``params``) the static problem is solved
+    once, and the problem ``factory(**p)`` on every horizon T from the random controls of every seed; each
+    solve's turnpike numbers (:func:`~turnpike.turnpike_report`: distance decay rate, predicted rate,
+    ε-tube, ``J_T/T`` and ``J_T - T·J̄``) make one row of the table.
+
+    Arguments:
+        factory: a catalogue name (``turnpike list``), or a module-level callable ``f(**params) -> Problem``.
+        horizons: the horizons T (> 0, distinct).
+        out: the output directory: ``checkpoints/`` (one file per finished solve), ``sweep.csv``,
+            ``sweep.json``, and ``point{i}/`` with the figures of point ``i`` (its first seed).
+        params: parameter name -> list of values (numbers, words, lists of numbers); default: no parameters.
+        steps / dt: exactly one: a fixed number of intervals or a fixed interval length (dividing every T).
+        seeds: seeds of the random initial controls, one solve per seed.
+        workers: local processes (default: all usable cores); 1 runs in this process.
+        scheduler: address of a Dask distributed scheduler (``tcp://host:port``) to run on instead of the
+            local processes; needs ``pip install 'turnpike[dask]'``.
+        method, solver, options: for :func:`~turnpike.solve`.
+        epsilon, one_sided, floor: for :func:`~turnpike.turnpike_report`.
+        figures: draw each point's horizon-comparison figures (:func:`~turnpike.plots.plot_study`).
+        progress: print a progress line on stderr, counting finished solves.
+
+    Checkpoints: each finished solve (converged, not converged, or raised) is written at once and atomically.
+    A later call with the same problem, parameters and solve settings skips the solves found there and
+    solves the rest; a checkpoint that cannot be trusted is reported (:class:`CheckpointWarning`) and solved
+    again. A solve whose worker process died is reported in the table but not checkpointed (see
+    :mod:`turnpike.sweeps.executors`). Ctrl-C raises :class:`SweepInterrupted`, losing only the solves in
+    flight. With local processes, call this under ``if __name__ == "__main__":`` in a script.
+
+    Returns:
+        A :class:`SweepResult`; the table is also written to ``out/sweep.csv`` and ``out/sweep.json``.
+
+    Raises:
+        InputError: a bad argument, an unknown name or parameter, a parameter value the problem rejects, an
+            output directory that cannot be written. Reported before any solve.
+        SweepInterrupted: on Ctrl-C.
+    """
+    factory = check_factory(factory)
+    points = _grid(params)
+    Ts, grids = _horizons(horizons, steps, dt)
+    seeds = _seeds(seeds)
+    check_choice("method", method, INTEGRATORS)
+    check_choice("solver", solver, SOLVERS)
+    check_positive("epsilon", epsilon)
+    check_positive("floor", floor)
+    if options is not None and not isinstance(options, Mapping):
+        raise InputError(f"options must be a dict of solver options, got {options!r}")
+    options = _plain("options", dict(options or {}))  # JSON data: part of each solve's checkpoint identity
+    workers = _where(workers, scheduler)
+    problems = [_point_problem(factory, p) for p in points]
+    out = writable_directory(out)
+    directory = writable_directory(out / "checkpoints", "checkpoint directory")
+
+    tasks = [Task(factory, p, i, "static") for i, p in enumerate(points)]
+    tasks += [Task(factory, p, i, "horizon", T, n, s, method, solver, options)
+              for i, p in enumerate(points) for T, n in zip(Ts, grids, strict=True) for s in seeds]
+    results, corrupted = {}, []
+    for task in tasks:
+        path = directory / task.filename
+        if path.exists():
+            try:
+                results[task.key] = checkpoints.read(path, task)
+            except checkpoints.CorruptCheckpoint as exc:
+                corrupted.append(f"{path}: {exc}")
+                warnings.warn(f"checkpoint {path} is corrupted: {exc}; solving it again", CheckpointWarning,
+                              stacklevel=2)
+    reused = [t.label for t in tasks if t.key in results]
+    todo = [t for t in tasks if t.key not in results]
+    solved = []
+    try:
+        if todo:
+            with _executor(workers, scheduler) as run, closing(run(todo)) as finished:
+                if progress:
+                    _progress(len(reused), len(tasks), f"solves ({len(reused)} read from checkpoints)")
+                for task, result in finished:
+                    if not isinstance(result, WorkerLost):
+                        checkpoints.write(directory / task.filename, task, result)
+                    results[task.key] = result
+                    solved.append(task.label)
+                    if progress:
+                        _progress(len(results), len(tasks), f"{task.label}: {_word(result)}")
+        elif progress:
+            _progress(len(tasks), len(tasks), "solves, all read from checkpoints")
+    except KeyboardInterrupt as exc:
+        finished = sum(not isinstance(r, WorkerLost) for r in results.values())
+        raise SweepInterrupted(finished, len(tasks), directory) from exc
+
+    settings = {"dt": dt, "steps": steps, "continuation": False, "epsilon": epsilon, "one_sided": one_sided,
+                "floor": floor, "method": method, "solver": solver}
+    rows, studies = [], []
+    for i, (p, problem) in enumerate(zip(points, problems, strict=True)):
+        point_rows, study = _point_rows(tasks, results, i, problem, Ts, seeds, settings)
+        rows += [{"point": i, **p, **row} for row in point_rows]
+        studies.append(study)
+    columns = ["point", *points[0], "seed", *COLUMNS]
+    columns += [c for c in dict.fromkeys(c for row in rows for c in row) if c not in columns]
+    rows = [{c: row.get(c) for c in columns} for row in rows]
+
+    point_info, figure_files = [], []
+    for i, (p, study) in enumerate(zip(points, studies, strict=True)):
+        static = results[tasks[i].key]
+        paths = study.plot(out / f"point{i}") if figures and study is not None else []
+        figure_files += paths
+        point_info.append({"point": i, "params": p, "static_success": getattr(static, "success", False),
+                           "static_status": static.status, "static_cost": getattr(static, "cost", None),
+                           "figures": [str(path.relative_to(out)) for path in paths]})
+    header = {"factory": factory_name(factory), "horizons": Ts, "steps": grids, "seeds": seeds,
+              "settings": {**settings, "options": options}, "points": point_info, "columns": columns}
+    files = _write_table(out, header, rows)
+    return SweepResult(factory_name(factory), tuple(columns), tuple(rows), tuple(point_info), tuple(solved),
+                       tuple(reused), tuple(corrupted), (*files, *figure_files))
+
+
+def _word(result) -> str:
+    if isinstance(result, (Solution, StaticSolution)):
+        return "converged" if result.success else f"NOT converged ({result.status})"
+    return result.status
+
+
+def _point_rows(tasks, results, point, problem, Ts, seeds, settings) -> tuple[list[dict], HorizonStudy | None]:
+    """The rows of one parameter point, by T then seed, and the horizon comparison of its first seed.
+
+    Each seed's converged-or-not solutions form a :class:`~turnpike.HorizonStudy` against the point's
+    static solution; its :meth:`~turnpike.HorizonStudy.rows` are the rows. A solve that raised (or whose
+    worker died), or every solve of a point whose static problem raised, gets a row with what is known.
+    """
+    static = results[tasks[point].key]
+    found = {(t.T, t.seed): (t, results[t.key]) for t in tasks if t.point == point and t.kind == "horizon"}
+    by_key, first = {}, None
+    for seed in seeds:
+        sols = [found[T, seed][1] for T in Ts if isinstance(found[T, seed][1], Solution)]
+        study = None
+        if isinstance(static, StaticSolution) and sols:
+            reports = [turnpike_report(s, static, problem=problem, epsilon=settings["epsilon"],
+                                       one_sided=settings["one_sided"], floor=settings["floor"]) for s in sols]
+            study = HorizonStudy(problem.name, static, tuple(sols), tuple(reports), {**settings, "seed": seed})
+            by_key.update({(s.T, seed): row for s, row in zip(sols, study.rows(), strict=True)})
+        if seed == seeds[0]:
+            first = study
+    rows = []
+    for T in Ts:
+        for seed in seeds:
+            row = by_key.get((T, seed)) or _bare_row(*found[T, seed], static)
+            rows.append({"seed": seed, **row, "static_success": getattr(static, "success", False)})
+    return rows, first
+
+
+def _bare_row(task: Task, result, static) -> dict:
+    """What is known of a solve without a turnpike report: it raised, its worker died, or the static problem raised."""
+    row = {"T": task.T, "steps": task.steps, "success": False, "status": result.status,
+           "static_cost": static.cost if isinstance(static, StaticSolution) else None}
+    if isinstance(result, Solution):
+        row.update(success=result.success, cost=result.cost,
+                   solve_seconds=result.stats.get("solve_seconds"), iterations=result.stats.get("iterations"))
+    return row
+
+
+def _jsonable(value):
+    """Strict JSON: NaN and infinities as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+def _write_table(out: Path, header: dict, rows: list[dict]) -> list[Path]:
+    """``sweep.json`` (the header and the rows) and ``sweep.csv`` (the rows), each written atomically."""
+    text = json.dumps(_jsonable({**header, "rows": rows}), indent=1, allow_nan=False)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header["columns"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return [checkpoints.atomic_write(out / "sweep.json", lambda fh: fh.write(text.encode())),
+            checkpoints.atomic_write(out / "sweep.csv", lambda fh: fh.write(buffer.getvalue().encode()))]
