@@ -21,8 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from .transcription import MultipleShooting
-
 __all__ = ["PRESOLVES", "ReducedSpaceResult", "reduced_space_descent"]
 
 PRESOLVES = ("auto", "lbfgs", "none")
@@ -44,9 +42,13 @@ class ReducedSpaceResult:
                 "evaluations": self.evaluations, "seconds": self.seconds, "message": self.message}
 
 
-def reduced_space_descent(ms: MultipleShooting, u: np.ndarray, T: float, *, max_iter: int = 300,
+def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 300,
                           rel_decrease: float = 1e-9) -> ReducedSpaceResult:
     """L-BFGS-B on ``J(u)`` from controls ``u`` (steps, nu), at most ``max_iter`` iterations.
+
+    ``ms`` is a transcription (:class:`~turnpike.transcription.MultipleShooting` or
+    :class:`~turnpike.reduced.ReducedSpace`): its ``reduced_objective()``, ``control_bounds()``
+    and ``control_variables()`` are used.
 
     It stops early when an iteration decreases J by less than ``rel_decrease`` relative (scipy's
     ``ftol``): the last digits are the NLP solver's job.
@@ -56,8 +58,8 @@ def reduced_space_descent(ms: MultipleShooting, u: np.ndarray, T: float, *, max_
         return ReducedSpaceResult(u, np.nan, 0, 0, 0.0, "skipped: the L1 bound is not a box constraint")
     fg = ms.reduced_objective()
     p = ms.parameters(T)
-    n_v = ms.layout.n_v
     lo, hi = ms.control_bounds()
+    n_v = lo.size
     bounds = list(zip(np.tile(lo, ms.steps), np.tile(hi, ms.steps), strict=True))
 
     def fun(v):
@@ -72,6 +74,6 @@ def reduced_space_descent(ms: MultipleShooting, u: np.ndarray, T: float, *, max_
                                   "discarded: non-finite cost")
     V = res.x.reshape(ms.steps, n_v)
     nu = ms.problem.nu
-    u_new = V[:, :nu] - V[:, nu:] if ms.layout.split else V
+    u_new = V[:, :nu] - V[:, nu:] if ms.problem.split_control else V
     return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), time.perf_counter() - start,
                               str(res.message))

@@ -7,12 +7,15 @@ import numpy as np
 from .errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
 from .presolve import PRESOLVES, reduced_space_descent
 from .problem import Problem
+from .reduced import ReducedSpace
 from .solution import Solution, StaticSolution
 from .solvers import DERIVATIVES, built_solver, run, solver_options
 from .static import StaticNLP
 from .transcription import INTEGRATORS, MultipleShooting
 
-__all__ = ["solve", "solve_static", "grid_steps"]
+__all__ = ["FORMULATIONS", "solve", "solve_static", "grid_steps"]
+
+FORMULATIONS = ("auto", "multiple-shooting", "reduced")
 
 
 def _check_problem(problem) -> Problem:
@@ -91,6 +94,15 @@ def _states_for(ms: MultipleShooting, u: np.ndarray, T: float) -> np.ndarray:
     return x
 
 
+def _formulation(problem: Problem, formulation: str, solver: str) -> str:
+    check_choice("formulation", formulation, FORMULATIONS)
+    if formulation == "auto":
+        return "reduced" if problem.n_samples > 1 and solver == "ipopt" else "multiple-shooting"
+    if formulation == "reduced" and solver != "ipopt":
+        raise InputError(f"formulation='reduced' is solved with IPOPT only, got solver={solver!r}")
+    return formulation
+
+
 def solve(
     problem: Problem,
     T: float,
@@ -105,6 +117,7 @@ def solve(
     guess_scale: float = 0.1,
     presolve: str = "auto",
     derivatives: str = "auto",
+    formulation: str = "auto",
     verbose: bool = False,
 ) -> Solution:
     """Solve ``problem`` on ``[0, T]`` by direct multiple shooting.
@@ -135,6 +148,12 @@ def solve(
             numbers, faster), unless ``options`` bring their own ``grad_f``/``jac_g``/``hess_lag``;
             ``"casadi"`` uses CasADi's automatic differentiation of the whole NLP; ``"stage-wise"``
             insists (an error with FATROP). ``stats["derivatives"]`` says which were used.
+        formulation: ``"multiple-shooting"`` (:mod:`turnpike.transcription`: states and controls
+            are variables, the gaps are constraints) or ``"reduced"`` (:mod:`turnpike.reduced`:
+            the controls alone, states by forward simulation, exact Hessian condensed sample by
+            sample; IPOPT only). ``"auto"`` (default) takes ``"reduced"`` for ensembles (N > 1)
+            with IPOPT, where the multiple-shooting KKT system is large and fills in, and
+            ``"multiple-shooting"`` otherwise. ``stats["formulation"]`` says which was used.
         verbose: print the solver's iteration log.
 
     Returns:
@@ -154,36 +173,39 @@ def solve(
     opts = solver_options(solver, options, verbose=verbose)
     guess_scale = check_nonnegative("guess_scale", guess_scale)
 
+    formulation = _formulation(P, formulation, solver)
+    transcription = ReducedSpace if formulation == "reduced" else MultipleShooting
     built, fresh = built_solver(
-        P, ("multiple-shooting", steps, method), lambda: MultipleShooting(P, steps, method), solver, opts,
+        P, (formulation, steps, method), lambda: transcription(P, steps, method), solver, opts,
         derivatives=derivatives,
     )
-    ms = built.nlp
-    x_guess, u_guess = _initial_guess(ms, T, initial_guess, seed, guess_scale)
+    nlp = built.nlp
+    x_guess, u_guess = _initial_guess(nlp, T, initial_guess, seed, guess_scale)
     stats = {}
     if presolve == "lbfgs" or (presolve == "auto" and initial_guess is None and P.n_samples > 1):
-        pre = reduced_space_descent(ms, u_guess, T)
+        pre = reduced_space_descent(nlp, u_guess, T)
         u_guess, x_guess = pre.u, None
         stats["presolve"] = pre.summary()
-    if x_guess is None:
-        x_guess = _states_for(ms, u_guess, T)
-    res = run(built.solver, w0=ms.pack(x_guess, u_guess), p=ms.parameters(T), bounds=ms.bounds())
-    x, u = ms.unpack(res.w)
+    if x_guess is None and formulation == "multiple-shooting":
+        x_guess = _states_for(nlp, u_guess, T)
+    res = run(built.solver, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(T), bounds=nlp.bounds())
+    x, u, adjoint = nlp.arrays(res.w, res.lam_g, T)
     shape = P.state_shape
     return Solution(
         success=res.success,
         status=res.status,
         cost=res.cost,
-        cost_terms=ms.cost_terms(res.w, T),
+        cost_terms=nlp.cost_terms(res.w, T),
         stats={
             "iterations": res.iterations,
             "build_seconds": built.build_seconds if fresh else 0.0,
             "solve_seconds": res.solve_seconds,
             "solver": solver,
             "method": method,
-            "formulation": "multiple-shooting",
+            "formulation": formulation,
             "reused_solver": not fresh,
             "derivatives": built.derivatives,
+            "compiled": getattr(nlp, "compiled", False),
             **stats,
         },
         problem=P.name,
@@ -192,7 +214,7 @@ def solve(
         t=np.linspace(0.0, T, steps + 1),
         x=x.reshape(steps + 1, *shape),
         u=u,
-        adjoint=ms.adjoint(res.lam_g).reshape(steps, *shape),
+        adjoint=adjoint.reshape(steps, *shape),
     )
 
 

@@ -113,6 +113,8 @@ class MultipleShooting:
         equality: per constraint, whether it is an equality (FATROP's ``equality`` option).
     """
 
+    formulation = "multiple-shooting"
+
     def __init__(self, problem: Problem, steps: int, method: str = "rk4"):
         self.problem, self.steps, self.method = problem, steps, method
         P = problem
@@ -263,6 +265,11 @@ class MultipleShooting:
         V = stages[:, lay.n_state :]
         u = V[:, : P.nu] - V[:, P.nu :] if lay.split else V
         return X.reshape(self.steps + 1, P.n_samples, P.nx), u
+
+    def arrays(self, w: np.ndarray, lam_g: np.ndarray, T: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(x, u, adjoint)`` of the NLP's primal-dual solution (see :meth:`unpack`, :meth:`adjoint`)."""
+        x, u = self.unpack(w)
+        return x, u, self.adjoint(lam_g)
 
     def adjoint(self, lam_g: np.ndarray) -> np.ndarray:
         """Discrete adjoint (steps, N, nx): ``p_{k+1} = -ν_k``, ν the multipliers of the gaps."""

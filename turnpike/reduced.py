@@ -1,0 +1,367 @@
+"""Single shooting with the exact reduced Hessian, condensed sample by sample.
+
+For an ensemble (N samples sharing one control) the states are determined by the controls and
+the samples are independent of each other given the controls. The *reduced* NLP keeps only the
+controls as variables. On the grid of :mod:`turnpike.transcription` (``h = T/steps``, controls
+``u_k`` constant on interval k, one step ``x_{k+1} = F(x_k, u_k)`` of the integrator with running
+cost quadrature ``q(x_k, u_k)``, the same numbers as multiple shooting) it reads
+
+.. math::
+
+    \\min_V\\; J(V) = \\sum_k \\Big(\\frac1N \\sum_i q_{i,k} + λ_2 h|u_k|^2 + λ_1 h \\textstyle\\sum V_k\\Big)
+        + \\frac1N \\sum_i φ(x_{i,n})
+    \\quad\\text{s.t. } V \\text{ in its bounds}, [\\textstyle\\sum V_k \\le M],
+
+``V_k = u_k`` or ``(u⁺_k, u⁻_k)`` as in multiple shooting. IPOPT solves it with exact first and
+second derivatives, computed for each sample and summed (``A = ∂F/∂x``, ``B = ∂F/∂u``):
+
+* Gradient, by the discrete adjoint: ``p_{i,n} = ∇φ_i``, ``p_{i,k} = ∇_x q_{i,k} + A_{i,k}ᵀ p_{i,k+1}``,
+  ``∇_{u_k} J = (1/N) Σ_i (∇_u q_{i,k} + B_{i,k}ᵀ p_{i,k+1}) + 2 λ_2 h u_k``.
+* Hessian, by the second-order adjoint, condensed: with the stage Lagrangian
+  ``ℓ_{i,k} = q_{i,k} + p_{i,k+1}ᵀ F_{i,k}`` and its blocks ``Q = ∇²_{xx} ℓ``, ``S = ∇²_{ux} ℓ``,
+  ``R = ∇²_{uu} ℓ``; the backward recursion ``P_{i,n} = ∇²φ_i``, ``P_{i,k} = Q_{i,k} + A_{i,k}ᵀ
+  P_{i,k+1} A_{i,k}``; the sensitivities ``D_{i,l} = ∂x_{i,l}/∂(u_0, …, u_{l-1})`` by
+  ``D_{i,l+1} = (A_{i,l} D_{i,l}, B_{i,l})``; and ``G_{i,l} = A_{i,l}ᵀ P_{i,l+1} B_{i,l} + S_{i,l}ᵀ``:
+
+  .. math::
+
+      H_{ll} = \\frac1N \\sum_i (R_{i,l} + B_{i,l}ᵀ P_{i,l+1} B_{i,l}) + 2λ_2 h I, \\qquad
+      H_{jl} = \\frac1N \\sum_i (D_{i,l})_jᵀ G_{i,l}\\quad (j < l).
+
+Cost per Hessian: ``O(N steps² nx nu²)`` flops in dense matrix products, against
+``O(N steps³ nu²)`` for a sparse factorisation of the multiple-shooting KKT system, which fills
+in the same dense block per sample. The stage derivatives are SX functions of one sample,
+``map``-ped over all samples and stages in one call (compiled to C when a compiler is there,
+see :mod:`turnpike.compiled`); only the recursions loop over stages, in numpy.
+
+The solver is IPOPT (its usual termination: scaled KKT error below ``tol``) on the variables
+``V`` with the bounds and L1-bound rows of multiple shooting; it receives ``grad_f`` and
+``hess_lag`` from here. The states of the answer are the forward simulation of its controls.
+Single shooting suits problems whose dynamics do not blow up over the horizon (neural ODEs);
+for unstable systems over long horizons multiple shooting is the better conditioned choice.
+"""
+
+from __future__ import annotations
+
+import casadi as ca
+import numpy as np
+
+from .compiled import compiled
+from .problem import Problem
+from .transcription import stage_function
+
+__all__ = ["ReducedSpace"]
+
+
+class _NumpyFunction(ca.Callback):
+    """A CasADi Function evaluated by a Python function on numpy arrays (for IPOPT's options)."""
+
+    def __init__(self, name: str, fn, names_in, sparsity_in, names_out, sparsity_out):
+        ca.Callback.__init__(self)
+        self._fn = fn
+        self._in, self._out = list(zip(names_in, sparsity_in, strict=True)), list(
+            zip(names_out, sparsity_out, strict=True)
+        )
+        self.construct(name, {})
+
+    def get_n_in(self):
+        return len(self._in)
+
+    def get_n_out(self):
+        return len(self._out)
+
+    def get_name_in(self, i):
+        return self._in[i][0]
+
+    def get_name_out(self, i):
+        return self._out[i][0]
+
+    def get_sparsity_in(self, i):
+        return self._in[i][1]
+
+    def get_sparsity_out(self, i):
+        return self._out[i][1]
+
+    def eval(self, args):
+        return self._fn(*(np.asarray(a) for a in args))
+
+
+class _Batch:
+    """``fn`` evaluated on numpy arrays through CasADi's buffer interface (no DM conversions).
+
+    Inputs are broadcast to ``fn``'s input shapes; outputs are new Fortran-ordered arrays of
+    ``fn``'s output shapes.
+    """
+
+    def __init__(self, fn: ca.Function):
+        self.fn = fn
+        self.buffer, self.evaluate = fn.buffer()
+
+    def __call__(self, *args) -> list[np.ndarray]:
+        fn = self.fn
+        # CasADi reads and writes the column-major nonzeros as flat, C-contiguous buffers.
+        flat = [np.broadcast_to(np.asarray(a, dtype=float), fn.size_in(i)).ravel(order="F")
+                for i, a in enumerate(args)]
+        out = [np.empty(fn.nnz_out(i)) for i in range(fn.n_out())]
+        for i, a in enumerate(flat):
+            self.buffer.set_arg(i, memoryview(a))
+        for i, o in enumerate(out):
+            self.buffer.set_res(i, memoryview(o))
+        self.evaluate()
+        if self.buffer.ret() != 0:
+            raise RuntimeError(f"evaluation of {fn.name()} failed")
+        return [o.reshape(fn.size_out(i), order="F") for i, o in enumerate(out)]
+
+
+class ReducedSpace:
+    """The reduced (single-shooting) NLP of an ensemble ``problem`` on ``steps`` intervals.
+
+    Same interface as :class:`~turnpike.transcription.MultipleShooting` for :func:`turnpike.solve`:
+    :attr:`nlp`, :meth:`parameters`, :meth:`bounds`, :meth:`pack`, :meth:`arrays`,
+    :meth:`cost_terms`, :meth:`simulate`, :meth:`derivatives`. The NLP vector is
+    ``w = (V_0, ..., V_{n-1})``.
+    """
+
+    formulation = "reduced"
+
+    def __init__(self, problem: Problem, steps: int, method: str = "rk4"):
+        self.problem, self.steps, self.method = problem, steps, method
+        P = problem
+        self.nu, self.nx, self.N = P.nu, P.nx, P.n_samples
+        self.split = P.split_control
+        self.n_v = 2 * P.nu if self.split else P.nu
+
+        # One sample, one interval (SX), and its first and second derivatives.
+        one = stage_function(P, method)
+        x, u, y, h = (ca.SX.sym(n, k) for n, k in (("x", P.nx), ("u", P.nu), ("y", P.ny), ("h", 1)))
+        lam = ca.SX.sym("lam", P.nx)
+        x_next, q = one(x, u, y, h)
+        ell = q + ca.dot(lam, x_next)
+        z = ca.vertcat(x, u)
+        H = ca.hessian(ell, z)[0]
+        first = [ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x), ca.gradient(q, u)]
+        second = [ca.vec(H[: P.nx, : P.nx]), ca.vec(H[P.nx :, : P.nx]), ca.vec(H[P.nx :, P.nx :])]
+        # Dense outputs: they are read as flat arrays (see _Batch). Compiled C where possible.
+        self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
+        self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
+        fast = [compiled(self._first), compiled(self._second)]
+        self.compiled = all(f is not None for f in fast)
+        if self.compiled:
+            self._first, self._second = fast
+        phi = P.terminal_cost(x, y)
+        terminal = [phi, ca.gradient(phi, x), ca.vec(ca.hessian(phi, x)[0])]
+        self._terminal = ca.Function("terminal", [x, y], [ca.densify(e) for e in terminal])
+
+        # The ensemble forward simulation (SX stage over all samples, accumulated over stages).
+        X = ca.SX.sym("X", P.nx, self.N)
+        Y = ca.SX.sym("Y", P.ny, self.N)
+        X_next, Qs = one.map(self.N)(X, u, Y, h)
+        self._forward = ca.Function("ensemble_step", [X, u, Y, h], [X_next, Qs]).mapaccum(steps)
+
+        # The NLP for nlpsol: f is the simulated cost (MX), g the L1-bound rows.
+        w = ca.MX.sym("w", self.n_v * steps)
+        p = ca.MX.sym("p", 1 + P.ny * self.N)
+        Vm = ca.reshape(w, self.n_v, steps)
+        um = Vm[: P.nu, :] - Vm[P.nu :, :] if self.split else Vm
+        Ym = ca.reshape(p[1:], P.ny, self.N)
+        Xs, Qm = self._forward(P.x0_samples.T, um, Ym, p[0])
+        phis = P.terminal_cost.map(self.N)(Xs[:, -(self.N) :], Ym)
+        J = ca.sum2(ca.sum1(Qm)) / self.N + ca.sum2(phis) / self.N
+        J += p[0] * (P.l2 * ca.sumsqr(um) + P.l1 * ca.sum1(ca.sum2(Vm)))
+        g = ca.sum1(Vm).T if P.l1_bound is not None else ca.MX(0, 1)
+        self.nlp = {"x": w, "p": p, "f": J, "g": g}
+        self.equality = [False] * g.numel()
+        self._cache_key = None
+        self._derivatives = None
+        self._maps = {}
+
+    # -- numbers for one horizon ------------------------------------------------------------
+    def parameters(self, T: float) -> np.ndarray:
+        """``p = (h, y_1, ..., y_N)`` for horizon ``T``."""
+        return np.concatenate([[T / self.steps], self.problem.data_values.reshape(-1)])
+
+    def bounds(self) -> dict[str, np.ndarray]:
+        """``lbx, ubx, lbg, ubg``: the control bounds of every stage, and the L1 bound."""
+        lo, hi = self.problem.control_variable_bounds()
+        n_g = self.steps if self.problem.l1_bound is not None else 0
+        return {"lbx": np.tile(lo, self.steps), "ubx": np.tile(hi, self.steps),
+                "lbg": np.full(n_g, -np.inf), "ubg": np.full(n_g, self.problem.l1_bound or 0.0)}
+
+    def pack(self, x, u: np.ndarray) -> np.ndarray:
+        """The NLP vector from controls (steps, nu); the states ``x`` are not variables here."""
+        u = np.asarray(u, dtype=float)
+        V = np.hstack([np.maximum(u, 0), np.maximum(-u, 0)]) if self.split else u
+        return V.reshape(-1)
+
+    def control_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of one stage's V (see :meth:`Problem.control_variable_bounds`)."""
+        return self.problem.control_variable_bounds()
+
+    def control_variables(self, u: np.ndarray) -> np.ndarray:
+        """V_k from controls u (steps, nu): u itself, or (max(u, 0), max(-u, 0))."""
+        return self.pack(None, u).reshape(self.steps, self.n_v)
+
+    def reduced_objective(self):
+        """``(V, p) -> (J, ∇_V J)`` with V (n_v, steps), from the adjoint of :meth:`derivatives` (for
+        :mod:`turnpike.presolve`, which needs no Hessian)."""
+        grad_f = self.derivatives()["grad_f"]
+
+        def fg(V, p):
+            J, g = grad_f(np.asarray(V).T.reshape(-1), p)
+            return J, np.asarray(g).reshape(self.steps, self.n_v).T
+
+        return fg
+
+    def controls(self, w: np.ndarray) -> np.ndarray:
+        """Controls (steps, nu) from the NLP vector."""
+        V = np.asarray(w, dtype=float).reshape(self.steps, self.n_v)
+        return V[:, : self.nu] - V[:, self.nu :] if self.split else V
+
+    def simulate(self, u: np.ndarray, T: float) -> np.ndarray:
+        """States (steps+1, N, nx) reached from x0 under controls ``u`` (steps, nu)."""
+        return self._trajectory(np.asarray(u, dtype=float), self.parameters(T))[0]
+
+    def arrays(self, w: np.ndarray, lam_g: np.ndarray, T: float):
+        """``(x, u, adjoint)`` of the NLP solution ``w``: simulated states (steps+1, N, nx),
+        controls (steps, nu) and the discrete adjoint ``p_{k+1}/N`` (steps, N, nx), the same
+        costate as multiple shooting's ``-ν_k``."""
+        u = self.controls(w)
+        d = self._first_order(u, self.parameters(T))
+        return d["x"], u, d["p"][1:] / self.N
+
+    def cost_terms(self, w: np.ndarray, T: float) -> dict[str, float]:
+        """The objective split into ``running``, ``l2``, ``l1`` and ``terminal`` parts."""
+        P, p = self.problem, self.parameters(T)
+        V = np.asarray(w, dtype=float).reshape(self.steps, self.n_v)
+        d = self._first_order(self.controls(w), p)
+        return {"running": float(d["running"]), "l2": float(P.l2 * p[0] * np.sum(self.controls(w) ** 2)),
+                "l1": float(P.l1 * p[0] * V.sum()) if self.split else 0.0, "terminal": float(d["terminal"])}
+
+    # -- derivatives ----------------------------------------------------------------------------
+    def _data(self, p: np.ndarray) -> np.ndarray:
+        return p[1:].reshape(self.N, self.problem.ny).T
+
+    def _mapped(self, name: str, copies: int) -> _Batch:
+        """The stage function ``name`` mapped over ``copies`` sample-stages, built once."""
+        key = (name, copies)
+        if key not in self._maps:
+            fn = getattr(self, name)
+            self._maps[key] = _Batch(fn if copies == 1 else fn.map(copies))
+        return self._maps[key]
+
+    def _trajectory(self, u: np.ndarray, p: np.ndarray):
+        """States (steps+1, N, nx) and running costs (steps, N) of controls ``u``."""
+        X, Q = self._mapped("_forward", 1)(self.problem.x0_samples.T, u.T, np.tile(self._data(p), self.steps), p[0])
+        X = X.reshape(self.nx, self.N, self.steps, order="F").transpose(2, 1, 0)
+        x = np.concatenate([self.problem.x0_samples[None], X])
+        return x, Q.reshape(self.steps, self.N)
+
+    def _first_order(self, u: np.ndarray, p: np.ndarray) -> dict:
+        """Trajectory, stage Jacobians, adjoint (unscaled, per sample) and ``∇_u J`` at controls ``u``.
+
+        Kept for the last ``(u, p)``: IPOPT asks for the Hessian at the point of the last gradient.
+        """
+        key = (u.tobytes(), p.tobytes())
+        if self._cache_key == key:
+            return self._cache
+        nx, nu, N, n = self.nx, self.nu, self.N, self.steps
+        x, q = self._trajectory(u, p)
+        Y = self._data(p)
+        M = n * N
+        xs = x[:-1].reshape(M, nx).T  # stage-major, sample-minor
+        us = np.repeat(u, N, axis=0).T
+        A, B, qx, qu = self._mapped("_first", M)(xs, us, np.tile(Y, n), p[0])
+        A = A.T.reshape(n, N, nx, nx).transpose(0, 1, 3, 2)  # column-major vec -> A[k, i, row, col]
+        B = B.T.reshape(n, N, nu, nx).transpose(0, 1, 3, 2)
+        qx, qu = qx.T.reshape(n, N, nx), qu.T.reshape(n, N, nu)
+        phi, phi_x, phi_xx = self._mapped("_terminal", N)(x[-1].T, Y)
+        lam = np.empty((n + 1, N, nx))
+        lam[n] = phi_x.T
+        for k in range(n - 1, -1, -1):
+            lam[k] = qx[k] + np.einsum("iab,ia->ib", A[k], lam[k + 1])
+        grad = (qu + np.einsum("kiab,kia->kib", B, lam[1:])).sum(axis=1) / N + 2 * self.problem.l2 * p[0] * u
+        self._cache_key = key
+        self._cache = {"x": x, "A": A, "B": B, "p": lam, "grad": grad, "phi_xx": phi_xx.T.reshape(N, nx, nx),
+                       "running": q.sum() / N, "terminal": phi.mean(), "J": q.sum() / N + phi.mean()}
+        return self._cache
+
+    def hessian(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The exact reduced Hessian ``∇²_u J`` (steps·nu, steps·nu), condensed sample by sample.
+
+        Only the diagonal blocks and the blocks above them are filled (the matrix is symmetric).
+        """
+        nx, nu, N, n = self.nx, self.nu, self.N, self.steps
+        d = self._first_order(u, p)
+        A, B, lam = d["A"], d["B"], d["p"]
+        M = n * N
+        xs = d["x"][:-1].reshape(M, nx).T
+        us = np.repeat(u, N, axis=0).T
+        Q, S, R = self._mapped("_second", M)(xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
+        Q = Q.T.reshape(n, N, nx, nx)  # symmetric: the vec order does not matter
+        S = S.T.reshape(n, N, nx, nu).transpose(0, 1, 3, 2)  # S[k, i] = ∇²_{ux} ℓ, (nu, nx)
+        R = R.T.reshape(n, N, nu, nu)
+        At = A.transpose(0, 1, 3, 2)
+        P_next = np.empty((n, N, nx, nx))  # P_{k+1}, by the backward recursion
+        P_next[n - 1] = d["phi_xx"]
+        for k in range(n - 1, 0, -1):
+            P_next[k - 1] = Q[k] + At[k] @ P_next[k] @ A[k]
+        PB = P_next @ B
+        G = At @ PB + S.transpose(0, 1, 3, 2)  # (n, N, nx, nu)
+        diagonal = (R + B.transpose(0, 1, 3, 2) @ PB).sum(axis=1) / N  # (n, nu, nu)
+        H = np.zeros((n * nu, n * nu))
+        for k in range(n):
+            H[k * nu:(k + 1) * nu, k * nu:(k + 1) * nu] = diagonal[k]
+        # D[i, :, j] = ∂x_{i,k}/∂u_j for j < k (later columns unused yet); two buffers, no copies.
+        D, D_next = np.zeros((N, nx, n * nu)), np.zeros((N, nx, n * nu))
+        for k in range(1, n):
+            J = (k - 1) * nu
+            np.matmul(A[k - 1], D[:, :, :J], out=D_next[:, :, :J])
+            D_next[:, :, J:J + nu] = B[k - 1]
+            D, D_next = D_next, D
+            rows = D.reshape(N * nx, n * nu)[:, : k * nu]  # a strided view: BLAS reads it in place
+            H[: k * nu, k * nu:(k + 1) * nu] = rows.T @ G[k].reshape(N * nx, nu) / N
+        H[np.diag_indices(n * nu)] += 2 * self.problem.l2 * p[0]
+        return H
+
+    def derivatives(self) -> dict[str, ca.Function]:
+        """IPOPT's ``grad_f`` and ``hess_lag`` for :attr:`nlp` (numpy, through CasADi callbacks).
+
+        With the L1 split ``u = u⁺ - u⁻`` the derivatives in ``V = (u⁺, u⁻)`` are those in u
+        mapped by ``E = (I, -I)``: ``∇_V J = Eᵀ ∇_u J + λ1 h``, ``∇²_V J = Eᵀ ∇²_u J E``.
+        """
+        if self._derivatives is not None:
+            return self._derivatives
+        n, nu, n_w = self.steps, self.nu, self.n_v * self.steps
+        n_p, n_g = 1 + self.problem.ny * self.N, self.nlp["g"].numel()
+        sign = np.array([1.0, -1.0])
+        upper = ca.Sparsity.upper(n_w)
+        cols, rows = np.tril_indices(n_w)  # the upper triangle, column by column
+
+        def grad_f(w, p):
+            p = p.reshape(-1)
+            d = self._first_order(self.controls(w), p)
+            g = d["grad"]
+            if self.split:
+                g = np.hstack([g, -g]) + self.problem.l1 * p[0]
+            return [ca.DM(d["J"] + self._control_cost(w, p)), ca.DM(g.reshape(-1))]
+
+        def hess_lag(w, p, lam_f, lam_g):
+            H = self.hessian(self.controls(w), p.reshape(-1))
+            if self.split:
+                H = H.reshape(n, 1, nu, n, 1, nu) * sign[None, :, None, None, None, None] * sign[:, None]
+                H = H.reshape(n_w, n_w)
+            return [ca.DM(upper, float(lam_f.reshape(-1)[0]) * H[rows, cols])]
+
+        dense = ca.Sparsity.dense
+        self._derivatives = {
+            "grad_f": _NumpyFunction("grad_f", grad_f, ["x", "p"], [dense(n_w), dense(n_p)],
+                                     ["f", "grad_f_x"], [dense(1), dense(n_w)]),
+            "hess_lag": _NumpyFunction("hess_lag", hess_lag, ["x", "p", "lam_f", "lam_g"],
+                                       [dense(n_w), dense(n_p), dense(1), dense(n_g)], ["hess_gamma_x_x"], [upper]),
+        }
+        return self._derivatives
+
+    def _control_cost(self, w: np.ndarray, p: np.ndarray) -> float:
+        """``h (λ2 |u|² + λ1 Σ V)`` summed over the stages."""
+        P, V = self.problem, np.asarray(w, dtype=float).reshape(-1)
+        return float(p[0] * (P.l2 * np.sum(self.controls(V) ** 2) + (P.l1 * V.sum() if self.split else 0.0)))
