@@ -26,6 +26,10 @@ from .solution import StaticSolution as StaticSolution
 from .solve import solve as solve
 from .solve import solve_static as solve_static
 from .solvers import SOLVERS as SOLVERS
+from .sweeps import CheckpointWarning as CheckpointWarning
+from .sweeps import SweepInterrupted as SweepInterrupted
+from .sweeps import SweepResult as SweepResult
+from .sweeps import sweep as sweep
 from .transcription import INTEGRATORS as INTEGRATORS
 
 __version__ = "0.1.0"

@@ -190,15 +190,13 @@ def _params(specs: list[str]) -> dict[str, list]:
 
 
 def _sweep(args) -> int:
-    params = _params(args.param)
-    _out_dir(args.out)
     result = sweep(
-        args.name, args.horizons, args.out, params=params, steps=args.steps, dt=args.dt,
+        args.name, args.horizons, args.out, params=_params(args.param), steps=args.steps, dt=args.dt,
         seeds=args.seeds, workers=args.workers, scheduler=args.scheduler, method=args.method, solver=args.solver,
         epsilon=args.epsilon, one_sided=args.one_sided, figures=not args.no_figures,
     )
     print(result.table())
-    print(f"{len(result.solved)} solves done now, {len(result.reused)} read from checkpoints; wrote "
+    print(f"{len(result.solved)} solved now, {len(result.reused)} read from checkpoints; wrote "
           + ", ".join(str(p) for p in result.files[:2])
           + (f" and {len(result.files) - 2} figures" if len(result.files) > 2 else ""))
     if not result.success:

@@ -95,9 +95,13 @@ def read(path: Path, task: Task):
             digest, or it belongs to another task or holds the wrong kind of result.
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            record = json.loads(str(data["record"]))
-            arrays = {k: data[k] for k in data.files if k != "record"}
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":  # the signature of a zip file, which an .npz archive is
+                raise CorruptCheckpoint("unreadable (not an .npz archive)")
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as data:
+                record = json.loads(str(data["record"]))
+                arrays = {k: data[k] for k in data.files if k != "record"}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise CorruptCheckpoint(f"unreadable ({type(exc).__name__}: {exc})") from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:

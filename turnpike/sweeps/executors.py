@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from ..errors import InputError, SolverError
 from .tasks import Task, WorkerLost, run_task
 
-__all__ = ["run_serial", "run_pool", "dask_client", "run_dask"]
+__all__ = ["run_serial", "run_pool", "distributed_api", "dask_client", "run_dask"]
 
 
 @contextmanager
@@ -101,19 +102,35 @@ def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object
     suspects: deque[Task] = deque()
     running: dict[Future, tuple[Task, bool]] = {}  # future -> (task, whether it runs alone as a suspect)
     pool = _new_pool(workers)
+
+    def submitted(task: Task, alone: bool) -> bool:
+        """Whether ``task`` could be submitted: not if a worker died since the last wait (a broken pool)."""
+        try:
+            running[pool.submit(run_task, task)] = (task, alone)
+        except BrokenProcessPool:
+            return False
+        return True
+
     try:
         while queue or suspects or running:
+            broken = False
             if suspects and not running:
-                task = suspects.popleft()
-                running[pool.submit(run_task, task)] = (task, True)
-            while not suspects and queue and len(running) < workers:
-                task = queue.popleft()
-                running[pool.submit(run_task, task)] = (task, False)
+                broken = not submitted(suspects[0], alone=True)
+                if not broken:
+                    suspects.popleft()
+            while not broken and not suspects and queue and len(running) < workers:
+                broken = not submitted(queue[0], alone=False)
+                if not broken:
+                    queue.popleft()
             done, _ = wait(running, return_when=FIRST_COMPLETED)
-            if any(_broken(f) for f in done):
+            if broken or any(_broken(f) for f in done):
                 done, _ = wait(running)  # the pool is broken: every running future ends now
                 pool.shutdown(wait=True)
                 pool = _new_pool(workers)
+                lost = sum(_broken(f) and not running[f][1] for f in done)
+                if lost:
+                    warnings.warn(f"a worker process died; the {lost} solves in flight run again, one at a time",
+                                  RuntimeWarning, stacklevel=2)
             for future in done:
                 task, alone = running.pop(future)
                 if not _broken(future):
@@ -128,7 +145,9 @@ def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object
     pool.shutdown(wait=True)
 
 
-def _dask():
+def distributed_api():
+    """``Client``, ``KilledWorker`` and ``as_completed`` from Dask distributed (imported only when a scheduler
+    is given); InputError if Dask is not installed."""
     try:
         from distributed import Client, KilledWorker, as_completed
     except ImportError as exc:
@@ -141,7 +160,7 @@ def _dask():
 @contextmanager
 def dask_client(address: str, connect_timeout: float = 30.0):
     """A ``distributed.Client`` connected to the scheduler at ``address``, closed on exit."""
-    Client = _dask()[0]
+    Client = distributed_api()[0]
     try:
         client = Client(address, timeout=connect_timeout)
     except ValueError as exc:
@@ -160,7 +179,7 @@ def run_dask(tasks: Iterable[Task], client) -> Iterator[tuple[Task, object]]:
     The workers must have turnpike (and the factory's module) installed; the results come back to this
     process, which writes the checkpoints, so the workers need no shared file system.
     """
-    _, KilledWorker, as_completed = _dask()
+    _, KilledWorker, as_completed = distributed_api()
     futures = {}
     try:
         futures = {client.submit(run_task, task, pure=False): task for task in tasks}

@@ -30,7 +30,7 @@ from ..solve import grid_steps
 from ..solvers import SOLVERS
 from ..transcription import INTEGRATORS
 from . import checkpoints
-from .executors import dask_client, run_dask, run_pool, run_serial
+from .executors import dask_client, distributed_api, run_dask, run_pool, run_serial
 from .tasks import Task, WorkerLost, build_problem, check_factory, factory_name
 
 __all__ = ["sweep", "SweepResult", "SweepInterrupted", "CheckpointWarning", "writable_directory"]
@@ -195,6 +195,7 @@ def _where(workers: int | None, scheduler: str | None) -> int | None:
             raise InputError(f"give workers or scheduler, not both (got workers={workers!r}, scheduler={scheduler!r})")
         if not isinstance(scheduler, str) or not scheduler.strip():
             raise InputError(f"scheduler must be the address of a Dask scheduler (tcp://host:port), got {scheduler!r}")
+        distributed_api()
         return None
     if workers is None:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
