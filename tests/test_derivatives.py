@@ -6,6 +6,7 @@ import pytest
 
 import turnpike as tp
 from problems import LinearQuadratic, Pendulum
+from turnpike.reduced import ReducedSpace
 from turnpike.transcription import MultipleShooting
 
 
@@ -149,3 +150,43 @@ def test_escape_hatches():
         tp.solve(prob, T=4.0, steps=40, solver="fatrop", derivatives="stage-wise")
     with pytest.raises(tp.InputError, match="derivatives"):
         tp.solve(prob, T=4.0, steps=40, derivatives="exact")
+
+
+def neural_ode_inner(**kw):
+    """Five two-circle points through the inner tanh field (the learning problems' model)."""
+    from problems.datasets import concentric_spheres
+    from problems.neural_ode import NeuralODEClassification
+
+    points, labels = concentric_spheres(5, 2, radii=(1.0, 2.0), seed=0)
+    return NeuralODEClassification(points, labels, **kw)
+
+
+REDUCED_CASES = {
+    "ensemble-data-rk4": (ensemble_with_data, 8, "rk4"),
+    "ensemble-data-l1-bound-euler": (lambda: ensemble_with_data(l1=0.2, l1_bound=3.0), 8, "euler"),
+    "neural-ode-turnpike-rk4": (lambda: neural_ode_inner(cost="turnpike"), 6, "rk4"),
+    "neural-ode-sparse-logistic-rk4": (
+        lambda: neural_ode_inner(cost="sparse", l1_bound=3.0, loss="logistic", augment=1), 5, "rk4"),
+    "one-sample-pendulum": (pendulum_l2_terminal, 10, "rk4"),
+}
+
+
+@pytest.mark.parametrize("case", list(REDUCED_CASES))
+def test_reduced_derivatives_equal_casadi_ad(case):
+    """The condensed gradient and Hessian of the reduced NLP (turnpike.reduced) against CasADi's AD of it."""
+    make, steps, method = REDUCED_CASES[case]
+    rs = ReducedSpace(make(), steps, method)
+    mine, ref = rs.derivatives(), casadi_derivatives(rs.nlp)
+    rng = np.random.default_rng(3)
+    n_w, ng = rs.nlp["x"].numel(), rs.nlp["g"].numel()
+    for _ in range(2):
+        w = 0.5 * rng.standard_normal(n_w)
+        p = rs.parameters(rng.uniform(0.5, 3.0))
+        lam_f = rng.uniform(0.5, 2.0)
+        J, grad = mine["grad_f"](w, p)
+        J_ref, grad_ref = ref["grad_f"](w, p)
+        np.testing.assert_allclose(float(J), float(J_ref), rtol=1e-12)
+        np.testing.assert_allclose(grad.full(), grad_ref.full(), rtol=1e-10, atol=1e-12, err_msg=case)
+        H = ca.densify(mine["hess_lag"](w, p, lam_f, np.zeros(ng))).full()
+        H_ref = ca.densify(ref["hess_lag"](w, p, lam_f, np.zeros(ng))).full()
+        np.testing.assert_allclose(H, H_ref, rtol=1e-10, atol=1e-11, err_msg=case)

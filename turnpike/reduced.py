@@ -307,7 +307,8 @@ class ReducedSpace:
             P_next[k - 1] = Q[k] + At[k] @ P_next[k] @ A[k]
         PB = P_next @ B
         G = At @ PB + S.transpose(0, 1, 3, 2)  # (n, N, nx, nu)
-        diagonal = (R + B.transpose(0, 1, 3, 2) @ PB).sum(axis=1) / N  # (n, nu, nu)
+        stacked = (n, N * nx, nu)  # Σ_i B_iᵀ P_i B_i as one product per stage
+        diagonal = (R.sum(axis=1) + B.reshape(stacked).transpose(0, 2, 1) @ PB.reshape(stacked)) / N
         H = np.zeros((n * nu, n * nu))
         for k in range(n):
             H[k * nu:(k + 1) * nu, k * nu:(k + 1) * nu] = diagonal[k]

@@ -1,0 +1,95 @@
+"""The reduced formulation (turnpike.reduced) reaches the optimum of the plain multiple-shooting path.
+
+Its derivatives are checked against CasADi's AD in test_derivatives.py; here whole solves are.
+"""
+
+import casadi as ca
+import numpy as np
+import pytest
+
+import turnpike as tp
+from problems.datasets import concentric_spheres
+from problems.neural_ode import NeuralODEClassification
+from turnpike.reduced import ReducedSpace
+
+
+def linear_ensemble(n_samples=6, **weights):
+    """Convex: dx/dt = A x + B u for every sample, tracking per-sample targets y_i (one optimum)."""
+    x, u, y = ca.SX.sym("x", 2), ca.SX.sym("u", 2), ca.SX.sym("y", 2)
+    rng = np.random.default_rng(0)
+    A = np.array([[0.0, 1.0], [-1.0, -0.2]])
+    return tp.Problem(
+        state=x, control=u, data=y, data_values=rng.standard_normal((n_samples, 2)),
+        x0=rng.standard_normal((n_samples, 2)), dynamics=A @ x + u, l2=0.1,
+        running_cost=ca.sumsqr(x - y), terminal_cost=ca.sumsqr(x - y), **weights,
+    )
+
+
+def two_circles(cost="turnpike", **kw):
+    points, labels = concentric_spheres(8, 2, radii=(1.0, 2.0), seed=0)
+    return NeuralODEClassification(points, labels, cost=cost, **kw)
+
+
+def assert_same_optimum(a, b, atol=1e-6, odd=False):
+    """Same cost, states, adjoint and controls; with ``odd``, controls up to the sign flip
+    u -> -u that leaves the field w tanh(A x + b) unchanged (tanh is odd), so optima come in pairs."""
+    assert a.success and b.success, (a.status, b.status)
+    np.testing.assert_allclose(a.cost, b.cost, rtol=1e-8)
+    sign = np.sign(np.vdot(a.u, b.u)) if odd else 1.0
+    np.testing.assert_allclose(a.u, sign * b.u, atol=atol)
+    np.testing.assert_allclose(a.x, b.x, atol=atol)
+    np.testing.assert_allclose(a.adjoint, b.adjoint, atol=atol)
+    for key in a.cost_terms:
+        np.testing.assert_allclose(a.cost_terms[key], b.cost_terms[key], rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("weights", [{}, {"l1": 0.05}, {"l1": 0.05, "l1_bound": 0.8}])
+def test_convex_ensemble_same_optimum_as_multiple_shooting(weights):
+    prob = linear_ensemble(**weights)
+    opts = {"ipopt.tol": 1e-10}
+    ms = tp.solve(prob, T=3.0, steps=30, formulation="multiple-shooting", options=opts, presolve="none")
+    red = tp.solve(prob, T=3.0, steps=30, formulation="reduced", options=opts, presolve="none")
+    assert (ms.stats["formulation"], red.stats["formulation"]) == ("multiple-shooting", "reduced")
+    assert_same_optimum(ms, red)
+    if "l1_bound" in weights:  # the bound is active somewhere, and respected
+        assert np.abs(red.u).sum(axis=1).max() == pytest.approx(0.8, abs=1e-6)
+
+
+@pytest.mark.parametrize("cost, kw", [("turnpike", {}), ("erm", {"loss": "logistic"})])
+def test_neural_ode_each_formulation_certifies_the_others_optimum(cost, kw):
+    """Non-convex: from the reduced optimum, multiple shooting (states as variables, dynamics as
+    constraints) stops at the same point, and back; the states agree, so the simulation is right.
+    (With the L1 split an interior point moves a warm start off the bounds u± = 0 and may settle in
+    a neighbouring optimum: the L1 and L1-bound cases are compared on the convex ensemble above.)"""
+    prob = two_circles(cost, **kw)
+    opts = {"ipopt.tol": 1e-10}
+    red = tp.solve(prob, T=2.0, steps=20, formulation="reduced", options=opts)
+    assert red.success
+    ms = tp.solve(prob, T=2.0, steps=20, formulation="multiple-shooting", options=opts, initial_guess=red)
+    assert_same_optimum(red, ms, odd=True)
+    back = tp.solve(prob, T=2.0, steps=20, formulation="reduced", options=opts, initial_guess=ms)
+    assert_same_optimum(ms, back, odd=True)
+    assert back.stats["iterations"] <= 3
+
+
+def test_formulation_is_chosen_by_the_problem_and_reported():
+    x, u = ca.SX.sym("x"), ca.SX.sym("u")
+    ensemble, single = linear_ensemble(), tp.Problem(state=x, control=u, dynamics=u, x0=[1.0], l2=1.0)
+    assert tp.solve(ensemble, T=1.0, steps=5).stats["formulation"] == "reduced"
+    assert tp.solve(ensemble, T=1.0, steps=5, solver="fatrop").stats["formulation"] == "multiple-shooting"
+    assert tp.solve(single, T=1.0, steps=5).stats["formulation"] == "multiple-shooting"
+    with pytest.raises(tp.InputError, match="formulation='reduced' is solved with IPOPT only"):
+        tp.solve(ensemble, T=1.0, steps=5, formulation="reduced", solver="fatrop")
+    with pytest.raises(tp.InputError, match="formulation"):
+        tp.solve(ensemble, T=1.0, steps=5, formulation="single")
+
+
+def test_compiled_and_interpreted_stage_derivatives_agree(monkeypatch):
+    prob = two_circles()
+    compiled = ReducedSpace(prob, 6, "rk4")
+    monkeypatch.setenv("TURNPIKE_COMPILE", "0")
+    interpreted = ReducedSpace(prob, 6, "rk4")
+    assert not interpreted.compiled
+    u = 0.3 * np.random.default_rng(1).standard_normal((6, prob.nu))
+    p = compiled.parameters(2.0)
+    np.testing.assert_allclose(compiled.hessian(u, p), interpreted.hessian(u, p), rtol=1e-12, atol=1e-13)
