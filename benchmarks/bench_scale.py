@@ -1,0 +1,389 @@
+"""Speed and scale of turnpike on neural-ODE learning, against the ways users solve it today (issue #6).
+
+Run (one core; the script sets ``OMP_NUM_THREADS=1`` for every measurement)::
+
+    python benchmarks/bench_scale.py                       # every workload (long: see --cap)
+    python benchmarks/bench_scale.py --quick               # small workload and its baselines, runs capped at 120 s
+    python benchmarks/bench_scale.py --only medium,sweep   # chosen workloads
+    python benchmarks/bench_scale.py --only small --baselines none   # the toolbox alone
+
+Workloads (all: two circles ``concentric_spheres(N, 2, radii=(1, 2), seed=0)``, inner tanh field,
+cost (B) with λ = 1e-2, α = 1, squared loss, RK4, horizon T = 5, random start seed 0):
+
+* ``small`` N = 40, ``medium`` N = 200 (100 steps), ``large`` N = 1000 (200 steps): the toolbox, then
+  each baseline on the same problem;
+* ``scaling``: the toolbox at N = 100, 200, 400, 800 (100 steps) and at 50, 100, 200 steps (N = 200);
+  the fitted exponent ``b`` of ``total seconds ∝ N^b`` (and of steps), from the runs that finished;
+* ``sweep``: ``turnpike.analysis.compare_horizons`` over T = 1, 2, 3, 4, 5, 6, 8, 10 on the medium
+  workload with 100 steps for every T; its total time against its longest single solve.
+
+What is measured. Every run is a fresh process (``benchmarks/scale_jobs.py``): nothing is cached
+between runs, and the peak memory reported is that process's peak resident set size (``ru_maxrss``
+from ``wait4``; it includes the interpreter and the imports, given as ``rss_before_mb`` in the JSON).
+Times are wall-clock seconds measured inside the process (imports and data excluded): for the toolbox
+``total`` is the wall time of ``turnpike.solve``, ``build`` its ``stats["build_seconds"]`` and ``solve``
+the rest (presolve included). ``iter`` is the NLP solver's iterations (L-BFGS iterations or Adam
+epochs for the torch baselines). ``train err`` is ``E(x(T)) = (1/N) Σ (x_{i,2}(T) - y_i)²``.
+
+Baselines and caps (see ``baseline_opti.py`` and ``baseline_torch.py`` for exactly what they do):
+
+* ``opti``: a ``casadi.Opti`` model written the obvious way, IPOPT + MUMPS, ``tol = 1e-8``; its
+  build + solve is capped at ``--opti-factor`` (25) times the toolbox's total, at most ``--cap``;
+* ``lbfgs`` / ``adam``: PyTorch (float64, one thread) training of the same RK4 network until its cost
+  is within 1% of the toolbox's (``J <= 1.01 J_toolbox``) or ``--factor`` (10) times the toolbox's
+  total has passed, at most ``--cap``. The torch cost at the toolbox's controls must equal
+  ``sol.cost`` to 1e-7 relative (checked; the run fails otherwise).
+
+``vs toolbox`` is the baseline's time over the toolbox's (time to the target for torch): ``12x`` means
+the toolbox was 12 times faster; ``>=`` marks a baseline stopped by its cap (a lower bound), ``<=`` a
+toolbox run stopped by its cap. Every run also has a hard cap (the toolbox: ``--cap``; the sweep:
+3 ``--cap``; a baseline: its budget plus 30 s for imports and set-up); a run stopped there is reported
+``capped``, with whatever it had measured. The table is printed and saved as JSON and CSV
+(``--out``), with the git commit and whether the toolbox's files had uncommitted changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+JOB_SCRIPT = HERE / "scale_jobs.py"
+T = 5.0
+SOLVE_WORKLOADS = {"small": (40, 100), "medium": (200, 100), "large": (1000, 200)}  # name: (N, steps)
+SCALING_N = (100, 200, 400, 800)  # at 100 steps
+SCALING_STEPS = (50, 100, 200)  # at N = 200
+SWEEP_HORIZONS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+WORKLOADS = (*SOLVE_WORKLOADS, "scaling", "sweep")
+BASELINES = ("opti", "lbfgs", "adam")
+TARGET_SLACK = 1.01  # torch stops at J <= 1.01 J_toolbox
+ADAM_LR = 1e-2
+
+
+# -- running one measurement in its own process ------------------------------------------------------
+def run_job(spec: dict, cap: float, workdir: Path, mem_limit_mb: float) -> dict:
+    """Run ``scale_jobs.py`` on ``spec`` in a fresh process, killed after ``cap`` seconds or above ``mem_limit_mb``.
+
+    Returns the job's result dict with ``peak_rss_mb`` (the child's ``ru_maxrss``), ``wall`` (seconds
+    including start-up), ``capped`` and, on failure, the end of its stderr.
+    """
+    name = f"{spec['kind']}_N{spec['N']}_s{spec['steps']}_{len(list(workdir.iterdir()))}"
+    spec_path, result_path, log_path = (workdir / f"{name}{ext}" for ext in (".spec.json", ".json", ".log"))
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, str(JOB_SCRIPT), str(spec_path), str(result_path)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=HERE.parent)
+    capped = None
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            break
+        if time.perf_counter() - start > cap:
+            capped = f"capped at {cap:.0f} s"
+        elif _rss_mb(proc.pid) > mem_limit_mb:
+            capped = f"memory cap {mem_limit_mb:.0f} MB"
+        if capped:
+            proc.send_signal(signal.SIGKILL)
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.2)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    result.update(peak_rss_mb=usage.ru_maxrss / 1024, wall=time.perf_counter() - start)
+    if capped:
+        result.update(capped=True, success=False, status=f"{capped} ({result.get('phase', 'starting')})")
+    elif proc.returncode != 0:
+        tail = log_path.read_text().strip().splitlines()[-3:]
+        result.update(success=False, error=True, status=result.get("status") or f"exit {proc.returncode}: {tail}")
+    return result
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# -- the workloads ------------------------------------------------------------------------------------
+class Bench:
+    """Runs the selected workloads, collects the rows and prints them as they come."""
+
+    def __init__(self, args, workdir: Path):
+        self.args, self.workdir = args, workdir
+        self.rows: list[dict] = []
+        self.toolbox: dict[tuple[int, int], dict] = {}  # (N, steps) -> toolbox row, reused by scaling/sweep
+        self.scaling: dict = {}
+        self.sweep: dict = {}
+        self.cross_checks: list[dict] = []
+        print(_header())
+
+    def job(self, kind: str, N: int, steps: int, cap: float, **extra) -> dict:
+        spec = {"kind": kind, "N": N, "steps": steps, "T": T, **extra}
+        return run_job(spec, cap, self.workdir, self.args.mem_limit_gb * 1024)
+
+    def add(self, workload: str, runner: str, N: int, steps: int, result: dict, ratio: str = "") -> dict:
+        row = {"workload": workload, "runner": runner, "N": N, "steps": steps, "T": T, "vs_toolbox": ratio, **result}
+        self.rows.append(row)
+        print(_format(row), flush=True)
+        if runner == "toolbox" and isinstance(row.get("stats"), dict):
+            print(f"{'':>18}stats: {json.dumps(row['stats'], default=str)}", flush=True)
+        return row
+
+    def toolbox_run(self, workload: str, N: int, steps: int) -> dict:
+        if (N, steps) in self.toolbox:
+            return self.toolbox[(N, steps)]
+        solution = self.workdir / f"toolbox_N{N}_s{steps}.npz"
+        res = self.job("toolbox", N, steps, self.args.cap, save_solution=str(solution))
+        # Only a converged solution is a reference (for the targets and the cross-checks).
+        res["solution"] = str(solution) if res.get("success") and solution.exists() else None
+        row = self.add(workload, "toolbox", N, steps, res)
+        self.toolbox[(N, steps)] = row
+        return row
+
+    def solve_workload(self, workload: str) -> None:
+        N, steps = SOLVE_WORKLOADS[workload]
+        tb = self.toolbox_run(workload, N, steps)
+        finished = "total" in tb and not tb.get("capped") and not tb.get("error")
+        tb_time = tb["total"] if finished else None
+        target = TARGET_SLACK * tb["cost"] if tb.get("solution") else None
+        for runner in self.args.baselines:
+            factor = self.args.opti_factor if runner == "opti" else self.args.factor
+            budget = min(factor * tb_time, self.args.cap) if tb_time else self.args.cap
+            extra = {"budget": budget, "reference": tb.get("solution")}
+            if runner != "opti":
+                extra.update(target=target, lr=ADAM_LR)
+            res = self.job(runner, N, steps, budget + 30.0, **extra)  # 30 s of grace for imports and set-up
+            res["budget_rule"] = (f"min({factor:g} x toolbox, cap {self.args.cap:g} s)" if tb_time
+                                  else f"cap {self.args.cap:g} s (no toolbox time)")
+            row = self.add(workload, runner, N, steps, res, _ratio(res, tb, runner))
+            if row.get("cross_check"):
+                self.cross_checks.append({"workload": workload, "runner": runner, **row["cross_check"]})
+                cc = row["cross_check"]
+                print(f"{'':>18}cross-check: cost at the toolbox's solution {_first(cc):.12g} vs sol.cost "
+                      f"{cc['toolbox_cost']:.12g}, relative difference {cc['relative_difference']:.2e}", flush=True)
+
+    def scaling_workload(self) -> None:
+        series = {"N": [(N, 100) for N in SCALING_N], "steps": [(200, s) for s in SCALING_STEPS]}
+        for var, points in series.items():
+            runs, stopped = [], None
+            for N, steps in points:
+                if stopped:
+                    runs.append({"N": N, "steps": steps, "skipped": f"skipped: {stopped}"})
+                    print(f"{'scaling':<9}{'toolbox':<9}{N:>6}{steps:>6}  skipped: {stopped}", flush=True)
+                    continue
+                row = self.toolbox_run("scaling", N, steps)
+                runs.append({"N": N, "steps": steps, "total": row.get("total"), "build": row.get("build"),
+                             "solve": row.get("solve"), "success": row.get("success"), "capped": row.get("capped")})
+                if row.get("capped") or row.get("error"):
+                    stopped = f"a smaller {var} did not finish"
+            self.scaling[var] = {"runs": runs, **_fit(runs, var)}
+            fit = self.scaling[var]
+            used = ", ".join(str(v) for v in fit["used"])
+            print(f"scaling: total seconds ~ {var}^{_num(fit['exponent'], '.2f')} "
+                  f"(fit of log time on log {var} over {var} = {used or 'none'}; build ~ {var}^"
+                  f"{_num(fit['exponent_build'], '.2f')}, solve ~ {var}^{_num(fit['exponent_solve'], '.2f')})",
+                  flush=True)
+
+    def sweep_workload(self) -> None:
+        N, steps = SOLVE_WORKLOADS["medium"]
+        res = self.job("sweep", N, steps, 3 * self.args.cap, horizons=list(SWEEP_HORIZONS))
+        per = res.get("horizons") or []
+        longest = max((h["total"] for h in per), default=None)
+        res["longest_single_seconds"] = longest
+        res["ratio_to_longest"] = res["total"] / longest if longest and "total" in res else None
+        for h in per:
+            print(f"{'':>18}T = {h['T']:>4g}: {'ok' if h['success'] else 'NO':<3} cost {h['cost']:<10.6g} "
+                  f"iter {h['iterations']!s:>5}  build {h['build']:7.2f} s  presolve {h['presolve']:7.2f} s  "
+                  f"solve {h['solve']:7.2f} s  reused solver {h['reused_solver']}", flush=True)
+        res.update(iterations=sum(h["iterations"] or 0 for h in per), steps=steps)
+        self.add("sweep", "toolbox", N, steps, res)
+        cold = self.toolbox.get((N, steps))
+        self.sweep = {"total": res.get("total"), "longest_single_in_sweep": longest,
+                      "ratio_to_longest": res["ratio_to_longest"], "horizons": per, "status": res.get("status"),
+                      "capped": res.get("capped", False),
+                      "cold_medium_T5_total": cold.get("total") if cold else None}
+        print(f"sweep: {len(SWEEP_HORIZONS)} horizons in {_num(res.get('total'), '.1f')} s; longest single solve in "
+              f"the sweep {_num(longest, '.1f')} s (build + presolve + solve): ratio "
+              f"{_num(res['ratio_to_longest'], '.2f')} (target <= 3)"
+              + (f"; a cold solve of the medium workload (T = 5) took {_num(cold.get('total'), '.1f')} s"
+                 if cold else ""), flush=True)
+
+
+# -- formatting ---------------------------------------------------------------------------------------
+_COLUMNS = ("workload", "runner", "N", "steps", "build", "solve", "total", "iterations", "cost", "train_error",
+            "peak_rss_mb", "success", "status", "vs_toolbox")
+
+
+def _header() -> str:
+    head = (f"{'workload':<9}{'runner':<9}{'N':>6}{'steps':>6}{'build s':>9}{'solve s':>9}{'total s':>9}"
+            f"{'iter':>7}{'cost':>11}{'train err':>11}{'peak MB':>9}  {'ok':<4}{'status':<40}{'vs toolbox':>11}")
+    return head + "\n" + "-" * len(head)
+
+
+def _num(value, fmt: str) -> str:
+    """``format(value, fmt)``, or a dash of the same width for a missing number."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        width = "".join(c for c in fmt.split(".")[0] if c.isdigit())
+        return "—".rjust(int(width or 0))
+    return format(value, fmt)
+
+
+def _format(r: dict) -> str:
+    ok = "yes" if r.get("success") else "no"
+    return (f"{r['workload']:<9}{r['runner']:<9}{r['N']:>6}{r['steps']:>6}{_num(r.get('build'), '9.2f')}"
+            f"{_num(r.get('solve'), '9.2f')}{_num(r.get('total'), '9.2f')}{_num(r.get('iterations'), '7d')}"
+            f"{_num(r.get('cost'), '11.6g')}{_num(r.get('train_error'), '11.3g')}{_num(r.get('peak_rss_mb'), '9.0f')}"
+            f"  {ok:<4}{str(r.get('status', ''))[:39]:<40}{r.get('vs_toolbox', ''):>11}")
+
+
+def _first(cc: dict) -> float:
+    return cc.get("torch_cost_at_toolbox_controls", cc.get("cost_at_toolbox_solution"))
+
+
+def _ratio(res: dict, tb: dict, runner: str) -> str:
+    """Baseline time over toolbox time, with >= / <= where a cap makes it a bound."""
+    tb_done = "total" in tb and not tb.get("capped") and not tb.get("error")
+    tb_time = tb.get("total") if tb_done else tb.get("wall")
+    done = res.get("success") and not res.get("capped")
+    time_ = res.get("total") if "total" in res else res.get("wall")
+    if not tb_time or not time_ or res.get("error"):
+        return "n/a"
+    ratio = time_ / tb_time
+    if done and tb_done:
+        return f"{ratio:.1f}x"
+    if tb_done and (res.get("capped") or res.get("status") == "budget"):
+        return f">={ratio:.1f}x"
+    if done and not tb_done:
+        return f"<={ratio:.1f}x"
+    if tb_done:  # stopped by itself without success: torch stalled above the target, or IPOPT failed
+        return "never" if runner != "opti" else "failed"
+    return "n/a"
+
+
+def _fit(runs: list[dict], var: str) -> dict:
+    """Least-squares slope of log seconds on log ``var`` over the runs that converged uncapped."""
+    ok = [r for r in runs if r.get("success") and not r.get("capped") and r.get("total")]
+    out = {"used": [r[var] for r in ok], "exponent": None, "exponent_build": None, "exponent_solve": None}
+    if len(ok) >= 2:
+        x = np.log([r[var] for r in ok])
+        for key, part in (("exponent", "total"), ("exponent_build", "build"), ("exponent_solve", "solve")):
+            y = np.array([r[part] for r in ok], dtype=float)
+            if np.all(y > 0):
+                out[key] = float(np.polyfit(x, np.log(y), 1)[0])
+    return out
+
+
+# -- provenance and files -----------------------------------------------------------------------------
+def provenance() -> dict:
+    """The commit, whether the code measured differs from it, and the machine."""
+
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], capture_output=True, text=True, cwd=HERE.parent).stdout.strip()
+
+    changed = git("status", "--porcelain", "--", "turnpike", "problems").splitlines()
+    versions = {}
+    for mod in ("casadi", "numpy", "scipy", "torch"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = None
+    return {"commit": git("rev-parse", "HEAD"), "commit_short": git("rev-parse", "--short", "HEAD"),
+            "uncommitted_changes_in_toolbox": changed, "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "versions": versions,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_average": os.getloadavg()}
+
+
+def save(out: Path, payload: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str))
+    with open(out.with_suffix(".csv"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*_COLUMNS, "capped", "budget", "reached", "stats"],
+                                extrasaction="ignore")
+        writer.writeheader()
+        for row in payload["rows"]:
+            writer.writerow({**row, "stats": json.dumps(row.get("stats"), default=str) if row.get("stats") else ""})
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default=None, help=f"comma-separated workloads out of {','.join(WORKLOADS)}")
+    p.add_argument("--quick", action="store_true", help="the small workload (unless --only), every run capped at 120 s")
+    p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated out of opti,lbfgs,adam, or none")
+    p.add_argument("--cap", type=float, default=600.0, help="seconds: hard cap of a toolbox run, and of any budget")
+    p.add_argument("--factor", type=float, default=10.0, help="torch budget in multiples of the toolbox's time")
+    p.add_argument("--opti-factor", type=float, default=25.0, help="Opti budget in multiples of the toolbox's time")
+    p.add_argument("--mem-limit-gb", type=float, default=16.0, help="kill a run whose resident memory exceeds this")
+    p.add_argument("--out", default=None, help="results path, no suffix (default benchmarks/results/scale[_WORKLOADS])")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.cap = min(args.cap, 120.0)
+    selected = args.only.split(",") if args.only else (["small"] if args.quick else list(WORKLOADS))
+    unknown = [w for w in selected if w not in WORKLOADS]
+    if unknown:
+        p.error(f"unknown workloads {unknown}; choose from {', '.join(WORKLOADS)}")
+    args.workloads = [w for w in WORKLOADS if w in selected]  # in the canonical order
+    args.baselines = [] if args.baselines == "none" else args.baselines.split(",")
+    if any(b not in BASELINES for b in args.baselines):
+        p.error(f"--baselines must be 'none' or a comma-separated subset of {','.join(BASELINES)}")
+    if args.out is None:
+        suffix = "" if args.workloads == list(WORKLOADS) else "_" + "_".join(args.workloads)
+        args.out = str(HERE / "results" / f"scale{suffix}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    info = provenance()
+    dirty = info["uncommitted_changes_in_toolbox"]
+    print(f"turnpike scale benchmark on commit {info['commit_short']}"
+          + (f" PLUS uncommitted changes in {len(dirty)} toolbox files" if dirty else " (toolbox files clean)")
+          + f"; {info['machine']}, python {info['python']}, casadi {info['versions']['casadi']}, "
+            f"torch {info['versions']['torch'] or 'not installed'}; OMP_NUM_THREADS=1, torch 1 thread, float64; "
+            f"load average {', '.join(f'{v:.1f}' for v in info['load_average'])}")
+    print(f"workloads {','.join(args.workloads)}; baselines {','.join(args.baselines) or 'none'}; cap {args.cap:g} s, "
+          f"torch budget {args.factor:g}x toolbox, Opti budget {args.opti_factor:g}x toolbox, Adam lr {ADAM_LR:g}")
+    if info["versions"]["torch"] is None and any(b in args.baselines for b in ("lbfgs", "adam")):
+        print("note: PyTorch is not installed (pip install -e '.[bench]'): the torch baselines are skipped")
+        args.baselines = [b for b in args.baselines if b == "opti"]
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
+        bench = Bench(args, Path(tmp))
+        for workload in args.workloads:
+            if workload in SOLVE_WORKLOADS:
+                bench.solve_workload(workload)
+            elif workload == "scaling":
+                bench.scaling_workload()
+            else:
+                bench.sweep_workload()
+    print()
+    print(f"summary (commit {info['commit_short']}{', toolbox files modified' if dirty else ''}):")
+    print(_header())
+    for row in bench.rows:
+        print(_format(row))
+    info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    payload = {**info, "settings": {k: v for k, v in vars(args).items()}, "T": T, "rows": bench.rows,
+               "scaling": bench.scaling, "sweep": bench.sweep, "cross_checks": bench.cross_checks}
+    save(Path(args.out), payload)
+    print(f"saved {args.out}.json and {args.out}.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
