@@ -144,19 +144,23 @@ class ReducedSpace:
         # Dense outputs: they are read as flat arrays (see _Batch). Compiled C where possible.
         self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
         self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
-        fast = [compiled(self._first), compiled(self._second)]
+        fast = [compiled(one), compiled(self._first), compiled(self._second)]
         self.compiled = all(f is not None for f in fast)
+        fast_one = one
         if self.compiled:
-            self._first, self._second = fast
+            fast_one, self._first, self._second = fast
         phi = P.terminal_cost(x, y)
         terminal = [phi, ca.gradient(phi, x), ca.vec(ca.hessian(phi, x)[0])]
         self._terminal = ca.Function("terminal", [x, y], [ca.densify(e) for e in terminal])
 
-        # The ensemble forward simulation (SX stage over all samples, accumulated over stages).
-        X = ca.SX.sym("X", P.nx, self.N)
-        Y = ca.SX.sym("Y", P.ny, self.N)
-        X_next, Qs = one.map(self.N)(X, u, Y, h)
-        self._forward = ca.Function("ensemble_step", [X, u, Y, h], [X_next, Qs]).mapaccum(steps)
+        # The ensemble forward simulation (the stage mapped over the samples, accumulated over
+        # stages): compiled for numbers, SX in the NLP (which CasADi may have to differentiate).
+        X, Y = ca.MX.sym("X", P.nx, self.N), ca.MX.sym("Y", P.ny, self.N)
+        um, hm = ca.MX.sym("u", P.nu), ca.MX.sym("h")
+        self._forward, forward = (
+            ca.Function("ensemble_step", [X, um, Y, hm], stage.map(self.N)(X, um, Y, hm)).mapaccum(steps)
+            for stage in (fast_one, one)
+        )
 
         # The NLP for nlpsol: f is the simulated cost (MX), g the L1-bound rows.
         w = ca.MX.sym("w", self.n_v * steps)
@@ -164,7 +168,7 @@ class ReducedSpace:
         Vm = ca.reshape(w, self.n_v, steps)
         um = Vm[: P.nu, :] - Vm[P.nu :, :] if self.split else Vm
         Ym = ca.reshape(p[1:], P.ny, self.N)
-        Xs, Qm = self._forward(P.x0_samples.T, um, Ym, p[0])
+        Xs, Qm = forward(P.x0_samples.T, um, Ym, p[0])
         phis = P.terminal_cost.map(self.N)(Xs[:, -(self.N) :], Ym)
         J = ca.sum2(ca.sum1(Qm)) / self.N + ca.sum2(phis) / self.N
         J += p[0] * (P.l2 * ca.sumsqr(um) + P.l1 * ca.sum1(ca.sum2(Vm)))
