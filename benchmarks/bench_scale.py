@@ -82,25 +82,33 @@ def run_job(spec: dict, cap: float, workdir: Path, mem_limit_mb: float) -> dict:
     name = f"{spec['kind']}_N{spec['N']}_s{spec['steps']}_{len(list(workdir.iterdir()))}"
     spec_path, result_path, log_path = (workdir / f"{name}{ext}" for ext in (".spec.json", ".json", ".log"))
     spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    # The toolbox measured is the one of this checkout (HERE.parent), whatever is installed.
+    path = os.pathsep.join(p for p in (str(HERE.parent), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "PYTHONPATH": path}
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, str(JOB_SCRIPT), str(spec_path), str(result_path)],
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=HERE.parent)
     capped = None
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            break
-        if time.perf_counter() - start > cap:
-            capped = f"capped at {cap:.0f} s"
-        elif _rss_mb(proc.pid) > mem_limit_mb:
-            capped = f"memory cap {mem_limit_mb:.0f} MB"
-        if capped:
-            proc.send_signal(signal.SIGKILL)
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.2)
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if time.perf_counter() - start > cap:
+                capped = f"capped at {cap:.0f} s"
+            elif _rss_mb(proc.pid) > mem_limit_mb:
+                capped = f"memory cap {mem_limit_mb:.0f} MB"
+            if capped:
+                proc.send_signal(signal.SIGKILL)
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.2)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave no job running
+        proc.kill()
+        proc.wait()
+        raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     result.update(peak_rss_mb=usage.ru_maxrss / 1024, wall=time.perf_counter() - start)
@@ -351,11 +359,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that a killed benchmark stops its job too
     info = provenance()
     dirty = info["uncommitted_changes_in_toolbox"]
     print(f"turnpike scale benchmark on commit {info['commit_short']}"
           + (f" PLUS uncommitted changes in {len(dirty)} toolbox files" if dirty else " (toolbox files clean)")
-          + f"; {info['machine']}, python {info['python']}, casadi {info['versions']['casadi']}, "
+          + f"; toolbox imported from {HERE.parent}\n{info['machine']}, python {info['python']}, "
+            f"casadi {info['versions']['casadi']}, "
             f"torch {info['versions']['torch'] or 'not installed'}; OMP_NUM_THREADS=1, torch 1 thread, float64; "
             f"load average {', '.join(f'{v:.1f}' for v in info['load_average'])}")
     print(f"workloads {','.join(args.workloads)}; baselines {','.join(args.baselines) or 'none'}; cap {args.cap:g} s, "

@@ -180,7 +180,9 @@ JOBS = {"toolbox": run_toolbox, "opti": run_opti, "lbfgs": run_torch, "adam": ru
 def main(spec_path: str, result_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     report = Report(result_path)
-    report.update(kind=spec["kind"], phase="starting", load_average=os.getloadavg())
+    import turnpike
+
+    report.update(kind=spec["kind"], phase="starting", load_average=os.getloadavg(), toolbox=turnpike.__file__)
     try:
         JOBS[spec["kind"]](spec, report)
     except Exception as exc:  # reported to the parent, which prints it in the table
