@@ -300,10 +300,13 @@ class ReducedSpace:
         M = n * N
         xs = d["x"][:-1].reshape(M, nx).T
         us = np.repeat(u, N, axis=0).T
-        Q, S, R = self._mapped("_second", M)(xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
+        if "second" not in self._maps:  # R summed over the samples inside the map: (nu², steps)
+            per_stage = self._second.map("second_samples", "serial", N, [], [2])
+            self._maps["second"] = _Batch(per_stage.map(n))
+        Q, S, R = self._maps["second"](xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
         Q = Q.T.reshape(n, N, nx, nx)  # symmetric: the vec order does not matter
         S = S.T.reshape(n, N, nx, nu).transpose(0, 1, 3, 2)  # S[k, i] = ∇²_{ux} ℓ, (nu, nx)
-        R = R.T.reshape(n, N, nu, nu)
+        R = R.T.reshape(n, nu, nu)
         At = A.transpose(0, 1, 3, 2)
         P_next = np.empty((n, N, nx, nx))  # P_{k+1}, by the backward recursion
         P_next[n - 1] = d["phi_xx"]
@@ -312,7 +315,7 @@ class ReducedSpace:
         PB = P_next @ B
         G = At @ PB + S.transpose(0, 1, 3, 2)  # (n, N, nx, nu)
         stacked = (n, N * nx, nu)  # Σ_i B_iᵀ P_i B_i as one product per stage
-        diagonal = (R.sum(axis=1) + B.reshape(stacked).transpose(0, 2, 1) @ PB.reshape(stacked)) / N
+        diagonal = (R + B.reshape(stacked).transpose(0, 2, 1) @ PB.reshape(stacked)) / N
         H = np.zeros((n * nu, n * nu))
         for k in range(n):
             H[k * nu:(k + 1) * nu, k * nu:(k + 1) * nu] = diagonal[k]
