@@ -106,9 +106,13 @@ def main() -> None:
     rows.append(("LQ example, T = 20, 200 steps, FATROP", turnpike_run(fresh(lq), 20.0, 200, solver="fatrop")))
 
     prob = ensemble_problem()
-    rows.append(("ensemble N=40: turnpike default (presolve + IPOPT)", turnpike_run(prob, T, STEPS)))
-    rows.append(("ensemble N=40: turnpike IPOPT, no presolve",
+    rows.append(("ensemble N=40: default (presolve + IPOPT, reduced)", turnpike_run(prob, T, STEPS)))
+    rows.append(("ensemble N=40: IPOPT reduced, no presolve",
                  turnpike_run(fresh(ensemble_problem), T, STEPS, presolve="none")))
+    rows.append(("ensemble N=40: presolve + IPOPT multiple shooting",
+                 turnpike_run(fresh(ensemble_problem), T, STEPS, formulation="multiple-shooting")))
+    rows.append(("ensemble N=40: IPOPT multiple shooting, no presolve",
+                 turnpike_run(fresh(ensemble_problem), T, STEPS, presolve="none", formulation="multiple-shooting")))
     rows.append(("ensemble N=40: turnpike FATROP, no presolve",
                  turnpike_run(fresh(ensemble_problem), T, STEPS, solver="fatrop", presolve="none")))
     rows.append(("ensemble N=40: turnpike presolve + FATROP",
