@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
@@ -158,12 +160,15 @@ def solve(
 
     Returns:
         A :class:`Solution`. ``success`` is False (never an exception) when the solver did not
-        converge; its arrays are then the last iterate, not an optimum.
+        converge; its arrays are then the last iterate, not an optimum. ``stats`` has
+        ``build_seconds`` (0 when a built solver was reused), ``solve_seconds`` (the NLP solver),
+        ``presolve["seconds"]`` and ``total_seconds`` (wall time of this call, all included).
 
     Raises:
         InputError: bad arguments (named in the message).
         SolverError: the solver could not be built or stopped with an evaluation error.
     """
+    start = time.perf_counter()
     P = _check_problem(problem)
     T = check_positive("T", T)
     steps = grid_steps(T, steps, dt)
@@ -200,6 +205,7 @@ def solve(
             "iterations": res.iterations,
             "build_seconds": built.build_seconds if fresh else 0.0,
             "solve_seconds": res.solve_seconds,
+            "total_seconds": time.perf_counter() - start,
             "solver": solver,
             "method": method,
             "formulation": formulation,
