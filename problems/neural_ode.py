@@ -21,7 +21,8 @@ Costs (every weight explicit; the per-sample terms are averaged over the N sampl
 * ``"erm"`` (A):       ``E(x(T)) + λ ∫ |u|² dt``;
 * ``"turnpike"`` (B):  ``E(x(T)) + ∫ (α E(x(t)) + λ |u|²) dt``;
 * ``"tracking"``:      ``E(x(T)) + ∫ (α (1/N) Σ_i |x_i(t) - x̄_i|² + λ |u|²) dt`` with prescribed
-  ``x̄`` (``tracking_target``, one row per sample, in the zero-training-error set);
+  ``x̄`` (``tracking_target``, one row per sample, in the zero-training-error set; default
+  :meth:`NeuralODEClassification.label_target`, the nearest point of that set);
 * ``"sparse"`` (C):    ``∫ (E(x(t)) + λ |u(t)|_1) dt`` with ``|u(t)|_1 <= M`` (``l1_bound``), L1 exact
   through ``u = u⁺ - u⁻``.
 
@@ -30,6 +31,8 @@ With ``σ(0) = 0`` (tanh, ReLU) the control ``u = 0`` is a critical point of the
 """
 
 from __future__ import annotations
+
+import inspect
 
 import casadi as ca
 import numpy as np
@@ -65,7 +68,8 @@ class NeuralODEClassification(tp.Problem):
         weight: λ > 0 of the control term (|u|² for A/B/tracking, |u|_1 for C).
         alpha: α >= 0 of the running term of B and tracking.
         l1_bound: M of cost C (required for it).
-        tracking_target: x̄ (N, D) for the tracking cost.
+        tracking_target: x̄ (N, D) for the tracking cost; default the orthogonal projection of the
+            (augmented) inputs onto the zero-error set ``{P x_i = y_i}`` (:meth:`label_target`).
         control_bound: optional box ``|u_j| <= bound`` on every control.
     """
 
@@ -104,6 +108,8 @@ class NeuralODEClassification(tp.Problem):
         D = d + augment
         self.d, self.augment, self.D = d, augment, D
         P = np.eye(D)[-1] if output is None else check_finite("output", output, shape=(D,))
+        if not np.any(P):
+            raise InputError(f"output must be a nonzero vector of shape ({D},), got {P!r}")
         self.output = P
         self.labels = labels
         weight = check_positive("weight", weight)
@@ -141,8 +147,10 @@ class NeuralODEClassification(tp.Problem):
             running = alpha * sample_loss
         elif self.cost == "tracking":
             if tracking_target is None:
-                raise InputError("tracking_target (N, D) is required for cost='tracking'")
-            target = check_finite("tracking_target", tracking_target, shape=(N, D))
+                target = _projection_onto_labels(np.hstack([points, np.zeros((N, augment))]), labels, P)
+            else:
+                target = check_finite("tracking_target", tracking_target, shape=(N, D))
+            self.tracking_target = target
             xbar = ca.SX.sym("xbar", D)
             data, values = ca.vertcat(y, xbar), np.column_stack([labels, target])
             running = alpha * ca.sumsqr(x - xbar)
@@ -165,12 +173,66 @@ class NeuralODEClassification(tp.Problem):
         return ca.log1p(ca.exp(-y * z))
 
     @classmethod
-    def example(cls) -> NeuralODEClassification:
-        """Two circles of 20 points (radii 1, 2) in d = 2, inner tanh field, cost (B), λ = 1e-2, α = 1."""
-        from .datasets import concentric_spheres
+    def example(
+        cls,
+        *,
+        dataset: str = "circles",
+        n_points: int = 40,
+        d: int = 2,
+        noise: float = 0.0,
+        seed: int = 0,
+        field: str = "inner",
+        activation: str = "tanh",
+        augment: int = 0,
+        hidden: int | None = None,
+        loss: str = "squared",
+        cost: str = "turnpike",
+        weight: float = 1e-2,
+        alpha: float = 1.0,
+        l1_bound: float | None = None,
+        control_bound: float | None = None,
+        **unknown,
+    ) -> NeuralODEClassification:
+        """Two circles of 20 points (radii 1, 2) in d = 2, inner tanh field, cost (B), λ = 1e-2, α = 1.
 
-        points, labels = concentric_spheres(40, 2, radii=(1.0, 2.0), seed=0)
-        return cls(points, labels, name="two-circles")
+        Every keyword changes one ingredient (the catalogue entry ``neural-ode`` passes its parameters
+        here): ``dataset`` one of :data:`problems.datasets.DATASETS` (``"circles"`` and ``"xor"`` take
+        any ``d``, ``"moons"`` and ``"spirals"`` only ``d = 2``), ``n_points``, ``noise`` and ``seed``
+        of the generator, and the model arguments of the class. ``l1_bound`` M defaults to 1 for
+        ``cost="sparse"``; the tracking target is :meth:`label_target`.
+
+        Raises:
+            InputError: an unknown keyword (named, with the accepted ones), or a rejected value.
+        """
+        if unknown:
+            keywords = inspect.signature(cls.example).parameters.values()
+            accepted = ", ".join(p.name for p in keywords if p.kind is p.KEYWORD_ONLY)
+            names = ", ".join(repr(k) for k in sorted(unknown))
+            raise InputError(f"NeuralODEClassification.example got unknown parameter(s) {names}; accepted: {accepted}")
+        from .datasets import DATASETS
+
+        check_choice("dataset", dataset, tuple(DATASETS))
+        n_points = check_positive("n_points", n_points, integer=True)
+        d = check_positive("d", d, integer=True)
+        if dataset in ("circles", "xor"):
+            points, labels = DATASETS[dataset](n_points, d, noise=noise, seed=seed)
+        elif d != 2:
+            raise InputError(f"dataset {dataset!r} is two-dimensional, got d={d!r} (use d=2)")
+        else:
+            points, labels = DATASETS[dataset](n_points, noise=noise, seed=seed)
+        if cost == "sparse" and l1_bound is None:
+            l1_bound = 1.0
+        name = "two-circles" if (dataset, d) == ("circles", 2) else f"{dataset}-{d}d"
+        return cls(points, labels, field=field, activation=activation, augment=augment, hidden=hidden, loss=loss,
+                   cost=cost, weight=weight, alpha=alpha, l1_bound=l1_bound, control_bound=control_bound, name=name)
+
+    def label_target(self) -> np.ndarray:
+        """The nearest point of the zero-error set to the inputs: ``x̄_i = x_i + (y_i - P x_i) P / |P|²``.
+
+        Shape (N, D), augmented coordinates 0. ``P x̄_i = y_i``: zero squared loss (margin 1 for the
+        logistic loss, whose zero-error set is empty).
+        """
+        return _projection_onto_labels(self.x0_samples, self.labels, self.output)
 
     # -- learning diagnostics ------------------------------------------------------------------
     def outputs(self, x) -> np.ndarray:
@@ -190,6 +252,54 @@ class NeuralODEClassification(tp.Problem):
         """Share of samples with ``sign(P x_i) = y_i``, for states (..., N, D)."""
         return (np.sign(self.outputs(x)) == self.labels).mean(axis=-1)
 
+    def linearised_rate(self, x) -> tuple[float, np.ndarray]:
+        """The decay rate μ of ``|u(t)|`` under cost (B) predicted at a zero-error state x (N, D), and ``s_k(G)``.
+
+        Near a state at rest ``x̄`` with ``P x̄_i = y_i`` and ``u = 0`` (every field has ``f(x, 0) = 0``), the
+        output residuals ``r_i = P x_i - y_i`` obey ``dr/dt = G u`` to first order, ``G_ij = ∂(P f(x̄_i, u))/∂u_j``
+        at ``u = 0`` (N × nu), and cost (B) with the squared loss is ``∫ (α/N)|r|² + λ|u|²``. This LQ problem
+        has Hamiltonian eigenvalues ``±√(α/(Nλ)) s_k(G)``; if ``rank G = N`` the optimal r and u decay like
+        ``e^{-μt}``, ``μ = √(α/(Nλ)) s_min(G)``, and ``E = |r|²/N`` like ``e^{-2μt}`` (REFERENCE.md §1, cost (B)).
+        The value function is then ``V ≈ C E`` near the zero-error set, the hypothesis of the exponential
+        estimate. If ``rank G < N`` (more samples than output parameters acting at first order: the outer field
+        has ``D + 1``; the inner field with ``σ(0) = 0`` has ``G = 0``), μ = 0: no exponential rate is predicted.
+
+        Returns:
+            ``(μ, s)`` with s the singular values of G, largest first (N of them).
+        """
+        if self.loss != "squared":
+            raise InputError(f"linearised_rate needs loss='squared' (zero error at finite states), got {self.loss!r}")
+        N, D = self.n_samples, self.D
+        x = check_finite("x", x, shape=(N, D))
+        xs, u, y = ca.SX.sym("x", D), ca.SX.sym("u", self.nu), ca.SX.sym("y", self.ny)
+        row = ca.Function("G", [xs, u, y], [ca.jacobian(ca.dot(ca.DM(self.output), self.dynamics(xs, u, y)), u)])
+        G = np.asarray(row.map(N)(x.T, np.zeros(self.nu), self.data_values.T)).reshape(N, self.nu)
+        s = np.linalg.svd(G, compute_uv=False)
+        s = np.concatenate([s, np.zeros(N - s.size)])
+        if s[0] == 0 or s[-1] <= 1e-10 * s[0]:
+            return 0.0, s
+        return float(np.sqrt(self.alpha / (N * self.weight)) * s[-1]), s
+
+    def stopping_residual(self, x) -> float:
+        """``|P| |Σ_i r_i (x_i, 1)| / N`` at states at rest x (N, D): the price test of u ≡ 0 for the inner tanh field.
+
+        With ``σ(0) = 0``, ``σ'(0) = 1`` the inner field is bilinear near ``u = 0``: ``f ≈ w (A x + b)``. On a tail
+        ``(t, T)`` with ``u = 0`` the states rest, ``∂J/∂x_i(s) = (α(T - s) + 1) (2/N) r_i P`` under cost (B) with
+        the squared loss, and the second variation of J at ``u = 0`` is
+        ``∫ (α(T-s)+1)(2/N) (wᵀP)·([A b] ξ) + λ(|w|² + |A|² + |b|²) ds`` with ``ξ = Σ_i r_i (x_i, 1)``. By
+        ``|(wᵀP)·([A b]ξ)| <= |P||ξ| (|w|² + |[A b]|²)/2`` (equality attained) it is nonnegative iff
+        ``(α(T - t) + 1) |P||ξ|/N <= λ``: the weight decay acts as an L1 price on the velocity, the control
+        stops at T* with ``(α(T - T*) + 1) · stopping_residual(x(T)) = λ``, and the residual error decays
+        like ``1/T²``, not exponentially (the analogue of ``r (T - T*) = λ`` for cost (C)).
+        """
+        if self.field != "inner" or self.activation != "tanh" or self.loss != "squared":
+            raise InputError("stopping_residual is derived for field='inner', activation='tanh', loss='squared', "
+                             f"got {self.field!r}, {self.activation!r}, {self.loss!r}")
+        x = check_finite("x", x, shape=(self.n_samples, self.D))
+        r = x @ self.output - self.labels
+        xi = r @ np.column_stack([x, np.ones(self.n_samples)])
+        return float(np.linalg.norm(self.output) * np.linalg.norm(xi) / self.n_samples)
+
     def flow(self, solution: tp.Solution, points, method: str | None = None) -> np.ndarray:
         """Push new points (M, d) through the network of ``solution`` with its integrator.
 
@@ -208,3 +318,8 @@ class NeuralODEClassification(tp.Problem):
             X = np.asarray(step(X, solution.u[k], y, solution.h)[0])
             out.append(X.T)
         return np.array(out)
+
+
+def _projection_onto_labels(x: np.ndarray, labels: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """``x_i + (y_i - P x_i) P / |P|²`` for states (N, D): the orthogonal projection onto ``{P x_i = y_i}``."""
+    return x + np.outer(labels - x @ P, P) / (P @ P)
