@@ -151,16 +151,23 @@ def test_failed_and_raising_solves_are_finished_rows(tmp_path):
 
 
 def test_a_worker_that_dies_is_reported_and_retried_by_the_next_run(tmp_path):
-    kwargs = dict(params={"crash": [False, True]}, steps=10, workers=2, figures=False, progress=False)
+    # every solve of points 1 and 3 kills its worker; those of points 0 and 2, lost with them, must finish
+    kwargs = dict(params={"target": [1.0, 2.0], "crash": [False, True]}, steps=2000, workers=2, figures=False,
+                  progress=False)
     with pytest.warns(RuntimeWarning, match="a worker process died"):
-        result = tp.sweep(crashing_lq, [2.0], tmp_path, **kwargs)
-    ok, lost = result.rows
-    assert ok["success"] and not lost["success"] and lost["status"].startswith("worker died")
-    assert result.points[1]["static_status"].startswith("worker died")
-    assert len(list((tmp_path / "checkpoints").glob("*.npz"))) == 2  # point 0 only: a lost solve is no result
+        result = tp.sweep(crashing_lq, [1.0, 2.0, 3.0], tmp_path, **kwargs)
+    for point in result.points:
+        rows = [r for r in result.rows if r["point"] == point["point"]]
+        if point["params"]["crash"]:
+            assert point["static_status"].startswith("worker died")
+            assert all(r["status"].startswith("worker died") and not r["success"] for r in rows)
+        else:
+            assert point["static_success"] and all(r["success"] for r in rows)
+    assert len(list((tmp_path / "checkpoints").glob("*.npz"))) == 8  # points 0 and 2: a lost solve is no result
     with pytest.warns(RuntimeWarning, match="a worker process died"):
-        again = tp.sweep(crashing_lq, [2.0], tmp_path, **kwargs)
-    assert sorted(again.solved) == ["point 1 T=2 seed=0", "point 1 static"]
+        again = tp.sweep(crashing_lq, [1.0, 2.0, 3.0], tmp_path, **kwargs)
+    assert sorted(again.solved) == sorted(f"point {p} {what}" for p in (1, 3)
+                                          for what in ("static", "T=1 seed=0", "T=2 seed=0", "T=3 seed=0"))
 
 
 @pytest.mark.parametrize(
@@ -171,6 +178,7 @@ def test_a_worker_that_dies_is_reported_and_retried_by_the_next_run(tmp_path):
         (dict(params={"gain": [1.0]}), UnknownNameError, "has no parameter 'gain'; it accepts: target"),
         (dict(params={"target": [math.nan]}), InputError, r"params\['target'\] must be finite"),
         (dict(params={"target": []}), InputError, "must be a non-empty list"),
+        (dict(params={"target": [1.0, 1.0]}), InputError, r"params\['target'\] has the value 1.0 more than once"),
         (dict(params={"T": [1.0]}), InputError, "a parameter name is an identifier other than the table's columns"),
         (dict(params={"control_weight": [-1.0]}), InputError, "with control_weight=-1.0: control_weight must be"),
         (dict(params={"x0": [[0.0, 0.0, 0.0]]}), InputError, "x0 must have nx = 2 entries"),

@@ -86,7 +86,11 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop the pool now, running solves included (there is no public way to do that before Python 3.14)."""
+    """Stop the pool now, running solves included (there is no public way to do that before Python 3.14).
+
+    Also how a broken pool is cleared: a worker started while the pool was breaking can escape CPython's
+    own clean-up, which then waits for it forever (seen with Python 3.11).
+    """
     for process in list((pool._processes or {}).values()):
         process.terminate()
     pool.shutdown(wait=True, cancel_futures=True)
@@ -104,28 +108,38 @@ def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object
     pool = _new_pool(workers)
 
     def submitted(task: Task, alone: bool) -> bool:
-        """Whether ``task`` could be submitted: not if a worker died since the last wait (a broken pool)."""
+        """Whether ``task`` could be submitted: not if a worker died since the last wait (a broken pool).
+
+        A pool that is breaking can also fail with OSError while it starts a worker (CPython closes its pipes
+        meanwhile); with nothing running, no worker died, and an OSError is a real failure to start one.
+        """
         try:
             running[pool.submit(run_task, task)] = (task, alone)
         except BrokenProcessPool:
+            return False
+        except OSError:
+            if not running:
+                raise
             return False
         return True
 
     try:
         while queue or suspects or running:
             broken = False
-            if suspects and not running:
-                broken = not submitted(suspects[0], alone=True)
-                if not broken:
-                    suspects.popleft()
-            while not broken and not suspects and queue and len(running) < workers:
-                broken = not submitted(queue[0], alone=False)
-                if not broken:
-                    queue.popleft()
+            if suspects:
+                if not running:  # a suspect runs alone: nothing else is submitted beside it
+                    broken = not submitted(suspects[0], alone=True)
+                    if not broken:
+                        suspects.popleft()
+            elif not any(alone for _, alone in running.values()):
+                while not broken and queue and len(running) < workers:
+                    broken = not submitted(queue[0], alone=False)
+                    if not broken:
+                        queue.popleft()
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             if broken or any(_broken(f) for f in done):
                 done, _ = wait(running)  # the pool is broken: every running future ends now
-                pool.shutdown(wait=True)
+                _terminate(pool)
                 pool = _new_pool(workers)
                 lost = sum(_broken(f) and not running[f][1] for f in done)
                 if lost:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -23,17 +21,25 @@ from pathlib import Path
 from ..analysis import DEFAULT_EPSILON, HorizonStudy, turnpike_report
 from ..analysis.rates import DEFAULT_FLOOR
 from ..analysis.study import COLUMNS, _progress
-from ..errors import InputError, UnknownNameError, check_choice, check_positive
+from ..errors import InputError, check_choice, check_positive
 from ..problem import Problem
 from ..solution import Solution, StaticSolution
-from ..solve import grid_steps
 from ..solvers import SOLVERS
 from ..transcription import INTEGRATORS
 from . import checkpoints
-from .executors import dask_client, distributed_api, run_dask, run_pool, run_serial
-from .tasks import Task, WorkerLost, build_problem, check_factory, factory_name
+from .arguments import (
+    check_seeds,
+    horizon_grid,
+    local_workers,
+    parameter_points,
+    plain,
+    point_problem,
+    writable_directory,
+)
+from .executors import dask_client, run_dask, run_pool, run_serial
+from .tasks import Task, WorkerLost, check_factory, factory_name
 
-__all__ = ["sweep", "SweepResult", "SweepInterrupted", "CheckpointWarning", "writable_directory"]
+__all__ = ["sweep", "SweepResult", "SweepInterrupted", "CheckpointWarning"]
 
 
 class CheckpointWarning(UserWarning):
@@ -84,7 +90,7 @@ class SweepResult:
 
     def table(self) -> str:
         """A plain-text table: parameters, seed, T, steps, convergence, J_T, J_T/T, fitted and predicted rate."""
-        params = [c for c in self.columns[1:self.columns.index("seed")]]
+        params = self.columns[1:self.columns.index("seed")]
         head = ["point", *params, "seed", "T", "steps", "ok", "J_T", "J_T/T", "rate", "predicted"]
         lines = [
             [str(r["point"]), *(_fmt(r[p]) for p in params), str(r["seed"]), f"{r['T']:g}", str(r["steps"]),
@@ -100,106 +106,6 @@ def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-# -- validation -------------------------------------------------------------------------------------
-def writable_directory(path, name: str = "out") -> Path:
-    """``path`` as a directory, created if missing, after checking that a file can be written in it."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".turnpike-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"{name} {str(path)!r} is not a writable directory: {exc.strerror or exc}") from exc
-    return path
-
-
-def _plain(name: str, value):
-    """``value`` as JSON data: finite numbers, words, booleans and (nested) lists of them."""
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        value = value.tolist()
-    if isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InputError(f"{name} must be finite (no NaN or inf), got {value!r}")
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(name, v) for v in value]
-    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return {k: _plain(f"{name}[{k!r}]", v) for k, v in value.items()}
-    raise InputError(f"{name} must be numbers, words or lists of them, got {value!r}")
-
-
-_RESERVED = {"point", "seed", "static_success", *COLUMNS}
-
-
-def _grid(params: Mapping[str, Sequence] | None) -> list[dict]:
-    """The parameter points: the product of the value lists, in the order given (last key fastest)."""
-    if params is None:
-        return [{}]
-    if not isinstance(params, Mapping):
-        raise InputError(f"params must be a dict of parameter name -> list of values, got {params!r}")
-    values = {}
-    for key, vals in params.items():
-        if not isinstance(key, str) or not key.isidentifier() or key in _RESERVED:
-            raise InputError(f"params has the key {key!r}; a parameter name is an identifier other than "
-                             f"the table's columns ({', '.join(sorted(_RESERVED))})")
-        if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence) or len(vals) == 0:
-            raise InputError(f"params[{key!r}] must be a non-empty list of values, got {vals!r}")
-        plain = [_plain(f"params[{key!r}]", v) for v in vals]
-        repeated = [v for i, v in enumerate(plain) if v in plain[:i]]
-        if repeated:
-            raise InputError(f"params[{key!r}] has the value {repeated[0]!r} more than once")
-        values[key] = plain
-    return [dict(zip(values, combo, strict=True)) for combo in itertools.product(*values.values())]
-
-
-def _horizons(horizons: Sequence[float], steps: int | None, dt: float | None) -> tuple[list[float], list[int]]:
-    if isinstance(horizons, (str, bytes)) or not isinstance(horizons, Sequence) or len(horizons) == 0:
-        raise InputError(f"horizons must be a non-empty list of numbers, got {horizons!r}")
-    Ts = sorted(check_positive("horizons", T) for T in horizons)
-    if len(set(Ts)) != len(Ts):
-        raise InputError(f"horizons must be distinct, got {list(horizons)!r}")
-    return Ts, [grid_steps(T, steps, dt) for T in Ts]
-
-
-def _seeds(seeds: Sequence[int]) -> list[int]:
-    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
-        raise InputError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise InputError(f"seeds must be integers >= 0, got {s!r}")
-    if len(set(seeds)) != len(seeds):
-        raise InputError(f"seeds must be distinct, got {list(seeds)!r}")
-    return list(seeds)
-
-
-def _point_problem(factory, params: dict) -> Problem:
-    """The point's problem, built here first so that a bad parameter value stops the sweep before any solve."""
-    try:
-        return build_problem(factory, params)
-    except UnknownNameError:
-        raise
-    except InputError as exc:
-        given = ", ".join(f"{k}={v!r}" for k, v in params.items()) or "no parameters"
-        raise InputError(f"{factory_name(factory)} with {given}: {exc}") from exc
-
-
-def _where(workers: int | None, scheduler: str | None) -> int | None:
-    """The number of local workers (None with a scheduler), after checking the two arguments."""
-    if scheduler is not None:
-        if workers is not None:
-            raise InputError(f"give workers or scheduler, not both (got workers={workers!r}, scheduler={scheduler!r})")
-        if not isinstance(scheduler, str) or not scheduler.strip():
-            raise InputError(f"scheduler must be the address of a Dask scheduler (tcp://host:port), got {scheduler!r}")
-        distributed_api()
-        return None
-    if workers is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return check_positive("workers", workers, integer=True)
 
 
 @contextmanager
@@ -274,24 +180,52 @@ def sweep(
         SweepInterrupted: on Ctrl-C.
     """
     factory = check_factory(factory)
-    points = _grid(params)
-    Ts, grids = _horizons(horizons, steps, dt)
-    seeds = _seeds(seeds)
+    points = parameter_points(params)
+    Ts, grids = horizon_grid(horizons, steps, dt)
+    seeds = check_seeds(seeds)
     check_choice("method", method, INTEGRATORS)
     check_choice("solver", solver, SOLVERS)
     check_positive("epsilon", epsilon)
     check_positive("floor", floor)
     if options is not None and not isinstance(options, Mapping):
         raise InputError(f"options must be a dict of solver options, got {options!r}")
-    options = _plain("options", dict(options or {}))  # JSON data: part of each solve's checkpoint identity
-    workers = _where(workers, scheduler)
-    problems = [_point_problem(factory, p) for p in points]
+    options = plain("options", dict(options or {}))  # JSON data: part of each solve's checkpoint identity
+    workers = local_workers(workers, scheduler)
+    problems = [point_problem(factory, p) for p in points]
     out = writable_directory(out)
     directory = writable_directory(out / "checkpoints", "checkpoint directory")
 
     tasks = [Task(factory, p, i, "static") for i, p in enumerate(points)]
     tasks += [Task(factory, p, i, "horizon", T, n, s, method, solver, options)
               for i, p in enumerate(points) for T, n in zip(Ts, grids, strict=True) for s in seeds]
+    results, corrupted = _read_checkpoints(tasks, directory)
+    reused = [t.label for t in tasks if t.key in results]
+    solved = _solve(tasks, results, directory, workers, scheduler, progress)
+
+    settings = {"dt": dt, "steps": steps, "continuation": False, "epsilon": epsilon, "one_sided": one_sided,
+                "floor": floor, "method": method, "solver": solver}
+    rows, point_info, figure_files = [], [], []
+    for i, (p, problem) in enumerate(zip(points, problems, strict=True)):
+        point_rows, study = _point_rows(tasks, results, i, problem, Ts, seeds, settings)
+        rows += [{"point": i, **p, **row} for row in point_rows]
+        static = results[tasks[i].key]
+        paths = study.plot(out / f"point{i}") if figures and study is not None else []
+        figure_files += paths
+        point_info.append({"point": i, "params": p, "static_success": getattr(static, "success", False),
+                           "static_status": static.status, "static_cost": getattr(static, "cost", None),
+                           "figures": [str(path.relative_to(out)) for path in paths]})
+    columns = ["point", *points[0], "seed", *COLUMNS]
+    columns += [c for c in dict.fromkeys(c for row in rows for c in row) if c not in columns]
+    rows = [{c: row.get(c) for c in columns} for row in rows]
+    header = {"factory": factory_name(factory), "horizons": Ts, "steps": grids, "seeds": seeds,
+              "settings": {**settings, "options": options}, "points": point_info, "columns": columns}
+    files = _write_table(out, header, rows)
+    return SweepResult(factory_name(factory), tuple(columns), tuple(rows), tuple(point_info), tuple(solved),
+                       tuple(reused), tuple(corrupted), (*files, *figure_files))
+
+
+def _read_checkpoints(tasks: list[Task], directory: Path) -> tuple[dict, list[str]]:
+    """The results found in ``directory`` by task key, and the untrusted files with the reason (also warned)."""
     results, corrupted = {}, []
     for task in tasks:
         path = directory / task.filename
@@ -301,52 +235,36 @@ def sweep(
             except checkpoints.CorruptCheckpoint as exc:
                 corrupted.append(f"{path}: {exc}")
                 warnings.warn(f"checkpoint {path} is corrupted: {exc}; solving it again", CheckpointWarning,
-                              stacklevel=2)
-    reused = [t.label for t in tasks if t.key in results]
+                              stacklevel=3)
+    return results, corrupted
+
+
+def _solve(tasks: list[Task], results: dict, directory: Path, workers, scheduler, progress: bool) -> list[str]:
+    """Run the tasks that have no result yet, checkpointing and adding each result as it arrives.
+
+    Returns the labels of the tasks solved. Raises :class:`SweepInterrupted` on Ctrl-C.
+    """
     todo = [t for t in tasks if t.key not in results]
+    if not todo:
+        if progress:
+            _progress(len(tasks), len(tasks), "solves, all read from checkpoints")
+        return []
     solved = []
     try:
-        if todo:
-            with _executor(workers, scheduler) as run, closing(run(todo)) as finished:
+        with _executor(workers, scheduler) as run, closing(run(todo)) as finished:
+            if progress:
+                _progress(len(results), len(tasks), f"solves ({len(results)} read from checkpoints)")
+            for task, result in finished:
+                if not isinstance(result, WorkerLost):
+                    checkpoints.write(directory / task.filename, task, result)
+                results[task.key] = result
+                solved.append(task.label)
                 if progress:
-                    _progress(len(reused), len(tasks), f"solves ({len(reused)} read from checkpoints)")
-                for task, result in finished:
-                    if not isinstance(result, WorkerLost):
-                        checkpoints.write(directory / task.filename, task, result)
-                    results[task.key] = result
-                    solved.append(task.label)
-                    if progress:
-                        _progress(len(results), len(tasks), f"{task.label}: {_word(result)}")
-        elif progress:
-            _progress(len(tasks), len(tasks), "solves, all read from checkpoints")
+                    _progress(len(results), len(tasks), f"{task.label}: {_word(result)}")
     except KeyboardInterrupt as exc:
-        finished = sum(not isinstance(r, WorkerLost) for r in results.values())
-        raise SweepInterrupted(finished, len(tasks), directory) from exc
-
-    settings = {"dt": dt, "steps": steps, "continuation": False, "epsilon": epsilon, "one_sided": one_sided,
-                "floor": floor, "method": method, "solver": solver}
-    rows, studies = [], []
-    for i, (p, problem) in enumerate(zip(points, problems, strict=True)):
-        point_rows, study = _point_rows(tasks, results, i, problem, Ts, seeds, settings)
-        rows += [{"point": i, **p, **row} for row in point_rows]
-        studies.append(study)
-    columns = ["point", *points[0], "seed", *COLUMNS]
-    columns += [c for c in dict.fromkeys(c for row in rows for c in row) if c not in columns]
-    rows = [{c: row.get(c) for c in columns} for row in rows]
-
-    point_info, figure_files = [], []
-    for i, (p, study) in enumerate(zip(points, studies, strict=True)):
-        static = results[tasks[i].key]
-        paths = study.plot(out / f"point{i}") if figures and study is not None else []
-        figure_files += paths
-        point_info.append({"point": i, "params": p, "static_success": getattr(static, "success", False),
-                           "static_status": static.status, "static_cost": getattr(static, "cost", None),
-                           "figures": [str(path.relative_to(out)) for path in paths]})
-    header = {"factory": factory_name(factory), "horizons": Ts, "steps": grids, "seeds": seeds,
-              "settings": {**settings, "options": options}, "points": point_info, "columns": columns}
-    files = _write_table(out, header, rows)
-    return SweepResult(factory_name(factory), tuple(columns), tuple(rows), tuple(point_info), tuple(solved),
-                       tuple(reused), tuple(corrupted), (*files, *figure_files))
+        checkpointed = sum(not isinstance(r, WorkerLost) for r in results.values())
+        raise SweepInterrupted(checkpointed, len(tasks), directory) from exc
+    return solved
 
 
 def _word(result) -> str:
