@@ -20,7 +20,7 @@ from .plots import plot_solution
 from .solve import grid_steps, solve, solve_static
 from .solvers import SOLVERS
 from .sweeps import SweepInterrupted, sweep
-from .sweeps.runner import writable_directory
+from .sweeps.arguments import writable_directory
 from .transcription import INTEGRATORS
 
 
