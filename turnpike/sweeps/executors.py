@@ -9,10 +9,11 @@ Fault policy:
 * a solve that raises returns a :class:`~turnpike.sweeps.tasks.SolveError` from the worker (a row);
 * local pool: the workers ignore SIGINT (the parent alone handles Ctrl-C and then terminates them), and
   at most ``workers`` tasks are submitted at a time, so that "in flight" means "running". When a worker
-  process dies, Python breaks the whole pool and every running task is lost. Those tasks become
-  *suspects*: a fresh pool runs them one at a time, so a task that kills its worker on its own is
-  identified and yields :class:`~turnpike.sweeps.tasks.WorkerLost` (not checkpointed: the next run tries
-  it again), while the others, victims of a neighbour or of a kill from outside, simply finish;
+  process dies, Python breaks the whole pool and every running task is lost (with a RuntimeWarning).
+  Those tasks become *suspects*: a fresh pool runs them one at a time, with nothing beside them, so a
+  task that kills its worker on its own is identified and yields
+  :class:`~turnpike.sweeps.tasks.WorkerLost` (not checkpointed: the next run tries it again), while the
+  others, victims of a neighbour or of a kill from outside, simply finish; then the pool is full again;
 * Dask: the scheduler moves the tasks of a dead worker to other workers, and declares a task that
   killed ``distributed.scheduler.allowed-failures`` (default 3) workers a ``KilledWorker``, which yields
   :class:`~turnpike.sweeps.tasks.WorkerLost` likewise.

@@ -94,12 +94,16 @@ class SweepResult:
         head = ["point", *params, "seed", "T", "steps", "ok", "J_T", "J_T/T", "rate", "predicted"]
         lines = [
             [str(r["point"]), *(_fmt(r[p]) for p in params), str(r["seed"]), f"{r['T']:g}", str(r["steps"]),
-             "yes" if r["success"] else f"NO ({r['status']})", _fmt(r["cost"]), _fmt(r["cost_per_time"]),
+             "yes" if r["success"] else f"NO ({_short(r['status'])})", _fmt(r["cost"]), _fmt(r["cost_per_time"]),
              _fmt(r["rate"]), _fmt(r["predicted_rate"])]
             for r in self.rows
         ]
         widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
         return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [head, *lines])
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _fmt(value) -> str:
