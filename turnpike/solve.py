@@ -143,8 +143,10 @@ def solve(
         presolve: ``"lbfgs"`` improves the initial controls by a few hundred cheap L-BFGS-B steps
             on the reduced (single-shooting) objective before the NLP solver certifies the
             optimum (see :mod:`turnpike.presolve`); ``"none"`` skips it; ``"auto"`` (default) uses
-            it for ensembles (N > 1) started from the random guess, where it is several times
-            faster than the NLP solver alone. ``stats["presolve"]`` reports what it did.
+            it for ensembles (N > 1) in the reduced formulation, and in multiple shooting when
+            started from the random guess (a warm start's states are kept there): several times
+            faster than the NLP solver alone, and it stops after a few steps from a start that is
+            already optimal. ``stats["presolve"]`` reports what it did.
         derivatives: ``"auto"`` (default) gives IPOPT the gradient, Jacobian and Lagrangian
             Hessian assembled from stage-wise derivatives (:mod:`turnpike.derivatives`; the same
             numbers, faster), unless ``options`` bring their own ``grad_f``/``jac_g``/``hess_lag``;
@@ -187,7 +189,9 @@ def solve(
     nlp = built.nlp
     x_guess, u_guess = _initial_guess(nlp, T, initial_guess, seed, guess_scale)
     stats = {}
-    if presolve == "lbfgs" or (presolve == "auto" and initial_guess is None and P.n_samples > 1):
+    # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
+    cold = initial_guess is None or formulation == "reduced"
+    if presolve == "lbfgs" or (presolve == "auto" and cold and P.n_samples > 1):
         pre = reduced_space_descent(nlp, u_guess, T)
         u_guess, x_guess = pre.u, None
         stats["presolve"] = pre.summary()
