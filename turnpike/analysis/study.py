@@ -173,7 +173,7 @@ def _jsonable(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in summary.json")
 
 
-def _progress(done: int, total: int, label: str, stream=sys.stderr) -> None:
+def progress_bar(done: int, total: int, label: str, stream=sys.stderr) -> None:
     width = 24
     filled = int(width * done / total)
     bar = "#" * filled + "-" * (width - filled)
@@ -226,7 +226,7 @@ def compare_horizons(
     previous = None
     for i, (T, n) in enumerate(zip(Ts, grids, strict=True)):
         if progress:
-            _progress(i, len(Ts), f"solving T = {T:g} ({n} steps)")
+            progress_bar(i, len(Ts), f"solving T = {T:g} ({n} steps)")
         guess = None
         if continuation and previous is not None and static.success:
             guess = stretched_guess(previous, static, T, n)
@@ -237,7 +237,7 @@ def compare_horizons(
         if sol.success:
             previous = sol
     if progress:
-        _progress(len(Ts), len(Ts), "done")
+        progress_bar(len(Ts), len(Ts), "done")
     settings = {"dt": dt, "steps": steps, "continuation": continuation, "epsilon": epsilon,
                 "one_sided": one_sided, "floor": floor,
                 **{k: v for k, v in solve_options.items() if isinstance(v, (str, int, float, bool))}}

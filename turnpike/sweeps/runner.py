@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..analysis import DEFAULT_EPSILON, HorizonStudy, turnpike_report
 from ..analysis.rates import DEFAULT_FLOOR
-from ..analysis.study import COLUMNS, _progress
+from ..analysis.study import COLUMNS, progress_bar
 from ..errors import InputError, check_choice, check_positive
 from ..problem import Problem
 from ..solution import Solution, StaticSolution
@@ -251,20 +251,20 @@ def _solve(tasks: list[Task], results: dict, directory: Path, workers, scheduler
     todo = [t for t in tasks if t.key not in results]
     if not todo:
         if progress:
-            _progress(len(tasks), len(tasks), "solves, all read from checkpoints")
+            progress_bar(len(tasks), len(tasks), "solves, all read from checkpoints")
         return []
     solved = []
     try:
         with _executor(workers, scheduler) as run, closing(run(todo)) as finished:
             if progress:
-                _progress(len(results), len(tasks), f"solves ({len(results)} read from checkpoints)")
+                progress_bar(len(results), len(tasks), f"solves ({len(results)} read from checkpoints)")
             for task, result in finished:
                 if not isinstance(result, WorkerLost):
                     checkpoints.write(directory / task.filename, task, result)
                 results[task.key] = result
                 solved.append(task.label)
                 if progress:
-                    _progress(len(results), len(tasks), f"{task.label}: {_word(result)}")
+                    progress_bar(len(results), len(tasks), f"{task.label}: {_word(result)}")
     except KeyboardInterrupt as exc:
         checkpointed = sum(not isinstance(r, WorkerLost) for r in results.values())
         raise SweepInterrupted(checkpointed, len(tasks), directory) from exc
