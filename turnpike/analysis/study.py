@@ -174,6 +174,7 @@ def _jsonable(obj):
 
 
 def progress_bar(done: int, total: int, label: str, stream=sys.stderr) -> None:
+    """``[######------] done/total label`` on ``stream`` (redrawn in place on a terminal)."""
     width = 24
     filled = int(width * done / total)
     bar = "#" * filled + "-" * (width - filled)
