@@ -76,7 +76,7 @@ def run_toolbox(spec: dict, report: Report) -> None:
     import turnpike as tp
 
     problem = two_circles(spec["N"])
-    report.update(rss_before_mb=_rss_mb())
+    report.update(rss_before_mb=_rss_mb(), phase="solving")
     start = time.perf_counter()
     sol = tp.solve(problem, spec["T"], steps=spec["steps"], method="rk4", seed=SEED)
     total = time.perf_counter() - start
@@ -107,7 +107,7 @@ def run_opti(spec: dict, report: Report) -> None:
     problem = two_circles(spec["N"])
     u0 = initial_controls(spec["steps"], problem.nu, SEED, GUESS_SCALE)
     ref = _reference(spec)
-    report.update(rss_before_mb=_rss_mb(), budget=spec["budget"])
+    report.update(rss_before_mb=_rss_mb(), budget=spec["budget"], phase="building")
 
     def built(partial):  # the build time, then IPOPT's progress (kept if the run is killed at its cap)
         if "model_seconds" in partial:
@@ -132,7 +132,8 @@ def run_torch(spec: dict, report: Report) -> None:
     torch.set_num_threads(1)
     problem = two_circles(spec["N"])
     model = TorchNeuralODE(problem, spec["T"], spec["steps"])
-    report.update(rss_before_mb=_rss_mb(), budget=spec["budget"], torch=torch.__version__, threads=1)
+    report.update(rss_before_mb=_rss_mb(), budget=spec["budget"], torch=torch.__version__, threads=1,
+                  phase="training")
     ref = _reference(spec)
     if ref is not None:
         J, parts = model.cost_at(ref.u)
@@ -154,7 +155,7 @@ def run_sweep(spec: dict, report: Report) -> None:
     from turnpike.analysis import compare_horizons
 
     problem = two_circles(spec["N"])
-    report.update(rss_before_mb=_rss_mb())
+    report.update(rss_before_mb=_rss_mb(), phase="solving")
     start = time.perf_counter()
     study = compare_horizons(problem, spec["horizons"], steps=spec["steps"], method="rk4", seed=SEED, progress=False)
     total = time.perf_counter() - start
