@@ -283,7 +283,8 @@ class ReducedSpace:
         lam[n] = phi_x.T
         for k in range(n - 1, -1, -1):
             lam[k] = qx[k] + np.einsum("iab,ia->ib", A[k], lam[k + 1])
-        grad = (qu + np.einsum("kiab,kia->kib", B, lam[1:])).sum(axis=1) / N + 2 * self.problem.l2 * p[0] * u
+        BT_lam = np.einsum("kiab,kia->kb", B, lam[1:], optimize=True)  # Σ_i B_{i,k}ᵀ p_{i,k+1}
+        grad = (qu.sum(axis=1) + BT_lam) / N + 2 * self.problem.l2 * p[0] * u
         self._cache_key = key
         self._cache = {"x": x, "A": A, "B": B, "p": lam, "grad": grad, "phi_xx": phi_xx.T.reshape(N, nx, nx),
                        "running": q.sum() / N, "terminal": phi.mean(), "J": q.sum() / N + phi.mean()}
