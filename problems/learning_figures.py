@@ -11,7 +11,7 @@ import turnpike as tp
 
 from .neural_ode import NeuralODEClassification
 
-__all__ = ["plot_layers", "plot_horizons"]
+__all__ = ["plot_layers", "plot_horizons", "plot_decay", "plot_sparse"]
 
 
 def plot_layers(problem: NeuralODEClassification, solution: tp.Solution, path=None, *, grid: int = 120) -> Figure:
@@ -57,6 +57,100 @@ def plot_horizons(problem: NeuralODEClassification, solutions, path=None) -> Fig
     ax_err.set(title="training error E(x(t))", xlabel="t (depth)")
     ax_u.set(title="|u(t)|", xlabel="t (depth)")
     ax_err.legend(fontsize=8)
+    if path is not None:
+        fig.savefig(Path(path), dpi=110)
+    return fig
+
+
+def plot_decay(problem: NeuralODEClassification, solutions, path=None, *, rate: float | None = None,
+               failing: tuple[NeuralODEClassification, list] | None = None) -> Figure:
+    """Cost (B): training error, ``|u(t)|`` (log scales) and the outputs ``P x_i(t)``, several horizons overlaid.
+
+    ``rate`` μ draws the slopes ``e^{-2μt}`` (error) and ``e^{-μt}`` (control) through the longest horizon's
+    value at t = 1. ``failing = (problem, solutions)`` adds a model on which the estimate fails, dashed.
+    """
+    fig = Figure(figsize=(13, 3.9), layout="constrained")
+    ax_err, ax_u, ax_out = fig.subplots(1, 3)
+    runs = [(problem, solutions, "-", f" ({problem.field})")]
+    if failing is not None:
+        runs.append((failing[0], failing[1], "--", f" ({failing[0].field})"))
+    lowest = np.inf
+    for prob, sols, style, tag in runs:
+        for k, sol in enumerate(sols):
+            c = f"C{k % 10}"
+            E = prob.training_error(sol.x)
+            lowest = min(lowest, E.min())
+            ax_err.semilogy(sol.t, E, style, color=c, label=f"T = {sol.T:g}{tag}")
+            u = np.maximum(tp.analysis.control_norm(sol), 1e-300)
+            ax_u.stairs(u, sol.t, color=c, linestyle=style, baseline=None)
+        ax_u.plot([], [], style, color="0.3", label=prob.field + (" (exactly 0 after T*)" if style == "--" else ""))
+    ax_u.set_yscale("log")
+    if rate is not None:
+        long = solutions[-1]
+        t = np.linspace(1.0, long.T, 50)
+        k1 = int(round(1.0 / long.h))
+        E1, u1 = problem.training_error(long.x[k1]), tp.analysis.control_norm(long)[k1]
+        ax_err.semilogy(t, E1 * np.exp(-2 * rate * (t - 1)), "k:", lw=1.2,
+                        label=f"e^(-2μt), μ = {rate:.3f} (linearised)")
+        ax_u.semilogy(t, u1 * np.exp(-rate * (t - 1)), "k:", lw=1.2, label="e^(-μt)")
+    ax_u.legend(fontsize=8, loc="lower left")
+    ax_err.set_ylim(bottom=max(lowest / 10, 1e-16))
+    ax_u.set_ylim(bottom=1e-9)
+    ax_err.set(title="training error E(x(t))", xlabel="t (depth)")
+    ax_u.set(title="|u(t)|", xlabel="t (depth)")
+    ax_err.legend(fontsize=7, ncol=2 if failing is not None else 1, loc="lower left")
+    long = solutions[-1]
+    colours = np.where(problem.labels > 0, "C0", "C3")
+    for i, z in enumerate(problem.outputs(long.x).T):
+        ax_out.plot(long.t, z, color=colours[i], lw=0.9)
+    if failing is not None:
+        other = failing[1][-1]
+        for i, z in enumerate(failing[0].outputs(other.x).T):
+            ax_out.plot(other.t, z, "--", color=colours[i], lw=0.9)
+    ax_out.set(title=f"outputs P x_i(t), T = {long.T:g} (labels ±1)", xlabel="t (depth)", xlim=(0, min(long.T, 6)))
+    if path is not None:
+        fig.savefig(Path(path), dpi=110)
+    return fig
+
+
+def plot_sparse(problem: NeuralODEClassification, solutions, path=None, *, threshold: float,
+                switching=None) -> Figure:
+    """Cost (C): ``|u(t)|_1 / M`` for several horizons with their stopping times ``T*``, which parameter is
+    active when (longest horizon), and the switching function ``max_j |s_j(t)| / λ`` against the price 1.
+
+    ``threshold`` decides "zero"; ``switching`` (one array per solution, from
+    :func:`turnpike.analysis.learning.switching_function`) enables the third panel.
+    """
+    M, lam = problem.l1_bound, problem.weight
+    fig = Figure(figsize=(13, 3.9), layout="constrained")
+    ax_l1, ax_act, ax_s = fig.subplots(1, 3)
+    stops = [tp.analysis.stopping_time(sol, threshold) for sol in solutions]
+    right = 1.6 * max(stops)
+    for k, (sol, stop) in enumerate(zip(solutions, stops, strict=True)):
+        c = f"C{k % 10}"
+        ax_l1.stairs(np.abs(sol.u).sum(axis=1) / M, sol.t, color=c, baseline=None,
+                     label=f"T = {sol.T:g}: T* = {stop:.2f}")
+        ax_l1.axvline(stop, color=c, ls=":", lw=1)
+    ax_l1.set(title="|u(t)|_1 / M", xlabel="t (depth)", xlim=(0, right), ylim=(-0.05, 1.1))
+    ax_l1.legend(fontsize=8)
+    long = solutions[-1]
+    shown = int(np.ceil(right / long.h))
+    u = long.u[:shown]
+    used = np.flatnonzero(np.abs(u).max(axis=0) > threshold)
+    image = np.where(np.abs(u[:, used]) > threshold, np.sign(u[:, used]) * np.abs(u[:, used]) / M, np.nan)
+    ax_act.imshow(image.T, aspect="auto", cmap="coolwarm", vmin=-1, vmax=1, interpolation="nearest",
+                  extent=(0, shown * long.h, len(used) - 0.5, -0.5))
+    names = problem.control_names
+    ax_act.set_yticks(range(len(used)), [names[j] for j in used], fontsize=7)
+    ax_act.set(title=f"active parameters u_j / M, T = {long.T:g} (blank: 0)", xlabel="t (depth)")
+    if switching is not None:
+        for k, (sol, s) in enumerate(zip(solutions, switching, strict=True)):
+            ax_s.stairs(np.abs(s).max(axis=1) / lam, sol.t, color=f"C{k % 10}", baseline=None, label=f"T = {sol.T:g}")
+        ax_s.axhline(1.0, color="k", lw=0.8, ls="--", label="price λ")
+        ax_s.set(title="switching function max_j |s_j(t)| / λ", xlabel="t (depth)", xlim=(0, right), yscale="log")
+        ax_s.legend(fontsize=8)
+    else:
+        ax_s.set_axis_off()
     if path is not None:
         fig.savefig(Path(path), dpi=110)
     return fig
