@@ -138,8 +138,9 @@ def plot_sparse(problem: NeuralODEClassification, solutions, path=None, *, thres
     u = long.u[:shown]
     used = np.flatnonzero(np.abs(u).max(axis=0) > threshold)
     image = np.where(np.abs(u[:, used]) > threshold, np.sign(u[:, used]) * np.abs(u[:, used]) / M, np.nan)
-    ax_act.imshow(image.T, aspect="auto", cmap="coolwarm", vmin=-1, vmax=1, interpolation="nearest",
-                  extent=(0, shown * long.h, len(used) - 0.5, -0.5))
+    shade = ax_act.imshow(image.T, aspect="auto", cmap="coolwarm", vmin=-1, vmax=1, interpolation="nearest",
+                          extent=(0, shown * long.h, len(used) - 0.5, -0.5))
+    fig.colorbar(shade, ax=ax_act, label="u_j / M", fraction=0.05)
     names = problem.control_names
     ax_act.set_yticks(range(len(used)), [names[j] for j in used], fontsize=7)
     ax_act.set(title=f"active parameters u_j / M, T = {long.T:g} (blank: 0)", xlabel="t (depth)")
@@ -147,7 +148,9 @@ def plot_sparse(problem: NeuralODEClassification, solutions, path=None, *, thres
         for k, (sol, s) in enumerate(zip(solutions, switching, strict=True)):
             ax_s.stairs(np.abs(s).max(axis=1) / lam, sol.t, color=f"C{k % 10}", baseline=None, label=f"T = {sol.T:g}")
         ax_s.axhline(1.0, color="k", lw=0.8, ls="--", label="price λ")
-        ax_s.set(title="switching function max_j |s_j(t)| / λ", xlabel="t (depth)", xlim=(0, right), yscale="log")
+        top = max(float(np.abs(s).max()) for s in switching) / lam
+        ax_s.set(title="switching function max_j |s_j(t)| / λ", xlabel="t (depth)", xlim=(0, right), yscale="log",
+                 ylim=(0.3, 1.5 * top))
         ax_s.legend(fontsize=8)
     else:
         ax_s.set_axis_off()

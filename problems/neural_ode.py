@@ -7,7 +7,8 @@ shared control ``u(t)`` (the weights):
 * ``"outer"``:      ``f = w σ(x) + b``,              ``u = (w, b)``, linear in u;
 * ``"bottleneck"``: ``f = W2 σ(W1 x + b1) + b2``,    ``u = (W2, W1, b1, b2)``, hidden width ``hidden``.
 
-Matrices are stored column-major in u (CasADi's ``reshape``). Activations ``σ``: ``tanh``,
+Matrices are stored column-major in u (CasADi's ``reshape``); ``control_names`` say which entry is which.
+Activations ``σ``: ``tanh``,
 ``sigmoid``, ``relu`` (``max(0, z)``: not twice differentiable, so an interior-point method with
 exact Hessian may stall at the kinks) and ``softplus`` (``log(1 + e^z)``, the smooth ReLU that
 turnpike recommends with IPOPT). The output is a fixed linear map ``P: R^D -> R`` (default: the
@@ -124,10 +125,12 @@ class NeuralODEClassification(tp.Problem):
             u = ca.SX.sym("u", 2 * D * D + D)
             w, A, b = ca.reshape(u[: D * D], D, D), ca.reshape(u[D * D : 2 * D * D], D, D), u[2 * D * D :]
             f = w @ sigma(A @ x + b)
+            names = _matrix_names("w", D, D) + _matrix_names("A", D, D) + _vector_names("b", D)
         elif self.field == "outer":
             u = ca.SX.sym("u", D * D + D)
             w, b = ca.reshape(u[: D * D], D, D), u[D * D :]
             f = w @ sigma(x) + b
+            names = _matrix_names("w", D, D) + _vector_names("b", D)
         else:
             hidden = check_positive("hidden", hidden, integer=True) if hidden is not None else None
             if hidden is None:
@@ -137,6 +140,8 @@ class NeuralODEClassification(tp.Problem):
             W1 = ca.reshape(u[D * hidden : 2 * D * hidden], hidden, D)
             b1, b2 = u[2 * D * hidden : 2 * D * hidden + hidden], u[2 * D * hidden + hidden :]
             f = W2 @ sigma(W1 @ x + b1) + b2
+            names = (_matrix_names("W2", D, hidden) + _matrix_names("W1", hidden, D) + _vector_names("b1", hidden)
+                     + _vector_names("b2", D))
         self.hidden = hidden
 
         y = ca.SX.sym("y")
@@ -164,7 +169,7 @@ class NeuralODEClassification(tp.Problem):
             state=x, control=u, dynamics=f, x0=x0, data=data, data_values=values,
             running_cost=running, terminal_cost=terminal, l2=l2, l1=l1, l1_bound=bound,
             control_lower=lo, control_upper=hi, name=name,
-            state_names=[f"x{i + 1}" for i in range(D)],
+            state_names=[f"x{i + 1}" for i in range(D)], control_names=names,
         )
 
     def _loss(self, z, y):
@@ -323,3 +328,12 @@ class NeuralODEClassification(tp.Problem):
 def _projection_onto_labels(x: np.ndarray, labels: np.ndarray, P: np.ndarray) -> np.ndarray:
     """``x_i + (y_i - P x_i) P / |P|²`` for states (N, D): the orthogonal projection onto ``{P x_i = y_i}``."""
     return x + np.outer(labels - x @ P, P) / (P @ P)
+
+
+def _matrix_names(name: str, rows: int, cols: int) -> list[str]:
+    """Names of a matrix stored column-major in u (CasADi's reshape), 1-based: ``w[i,j]``."""
+    return [f"{name}[{i + 1},{j + 1}]" for j in range(cols) for i in range(rows)]
+
+
+def _vector_names(name: str, size: int) -> list[str]:
+    return [f"{name}[{i + 1}]" for i in range(size)]
