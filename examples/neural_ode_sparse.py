@@ -93,6 +93,8 @@ def scalar_case() -> list[dict]:
     rows = []
     for T in (4.0, 8.0, 16.0):
         sol = tp.solve(prob, T, steps=int(50 * T), options={"ipopt.tol": TOL})
+        if not sol.success or tp.resimulation_error(prob, sol) > 1e-8:
+            raise SystemExit(f"scalar case T = {T:g}: {sol.message}: no optimum to report")
         r = -(T - 2) / 2 + np.sqrt(((T - 2) / 2) ** 2 + lam)
         t_star = tp.analysis.stopping_time(sol, zero_threshold(TOL, sol.h, lam))
         rows.append({"T": T, "success": sol.success, "h": sol.h, "exact_stopping_time": 2 - r, "stopping_time": t_star,

@@ -214,7 +214,7 @@ def test_scalar_switching_function_and_stopping_law():
     prob = tp.Problem(state=x, control=u, dynamics=u, running_cost=0.5 * (x - y) ** 2, data=y,
                       data_values=[-2.0], x0=[0.0], l1=lam, l1_bound=1.0)
     sol = tp.solve(prob, T=T, steps=160, options={"ipopt.tol": TOL})
-    assert sol.success
+    assert sol.success and tp.resimulation_error(prob, sol) < 1e-8
     r = -(T - 2) / 2 + np.sqrt(((T - 2) / 2) ** 2 + lam)
     t_star = tp.analysis.stopping_time(sol, zero_threshold(TOL, sol.h, lam))
     assert abs(t_star - (2 - r)) <= sol.h
