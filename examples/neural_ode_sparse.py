@@ -104,23 +104,31 @@ def scalar_case() -> list[dict]:
     return rows
 
 
-def inner_two_circles(T: float = 5.0) -> dict:
-    """Inner tanh field, two circles: cold start against continuation from cost (B), λ = 0.01, M = 10."""
+def inner_two_circles(T: float = 5.0, steps: int = 200) -> dict:
+    """Inner tanh field, two circles: cold start against continuation from cost (B), λ = 0.01, M = 10.
+
+    ``steps = 200`` (h = 0.025): with |u|_1 up to 10 the bilinear field moves at up to (M/2)² = 25, and the RK4
+    states of h = 0.1 differ from the re-simulated flow by 0.06 to 0.2 (measured): an optimum of that ResNet,
+    not of the ODE. Each run reports its re-simulation error; only runs below 1e-3 count as ODE optima.
+    """
     sparse = NeuralODEClassification.example(cost="sparse", weight=1e-2, l1_bound=10.0)
     turnpike = NeuralODEClassification.example(cost="turnpike", weight=1e-2)
     out = {}
-    warm, seconds_b = solve(turnpike, T)
+    warm, seconds_b = solve(turnpike, T, steps=steps)
     for name, guess in (("cold", None), ("from (B)", warm)):
-        sol, seconds = solve(sparse, T, guess=guess)
+        sol, seconds = solve(sparse, T, guess=guess, steps=steps)
         zero = zero_threshold(TOL, sol.h, sparse.weight)
+        check = tp.resimulation_error(sparse, sol)
         out[name] = {"success": sol.success, "status": sol.status, "iterations": sol.stats["iterations"],
                      "seconds": round(seconds + (seconds_b if guess is not None else 0.0), 1), "cost": sol.cost,
                      "accuracy": float(sparse.accuracy(sol.x[-1])),
                      "final_error": float(sparse.training_error(sol.x[-1])),
-                     "stopping_time": tp.analysis.stopping_time(sol, zero),
-                     "resimulation_error": tp.resimulation_error(sparse, sol)}
-        print(f"inner two circles, {name}: {sol.message}, accuracy {out[name]['accuracy']:.0%}, "
-              f"E(T) = {out[name]['final_error']:.3g}, T* = {out[name]['stopping_time']:.1f}")
+                     "stopping_time": tp.analysis.stopping_time(sol, zero), "resimulation_error": check,
+                     "ode_optimum": bool(sol.success and check < 1e-3), "steps": steps}
+        print(f"inner two circles, {name}: {sol.message}, re-simulation error {check:.1e} "
+              f"({'an ODE optimum' if out[name]['ode_optimum'] else 'NOT an ODE optimum'}), accuracy "
+              f"{out[name]['accuracy']:.0%}, E(T) = {out[name]['final_error']:.3g}, "
+              f"T* = {out[name]['stopping_time']:.2f}")
     return out
 
 
