@@ -78,6 +78,10 @@ def test_formulation_is_chosen_by_the_problem_and_reported():
     assert tp.solve(ensemble, T=1.0, steps=5).stats["formulation"] == "reduced"
     assert tp.solve(ensemble, T=1.0, steps=5, solver="fatrop").stats["formulation"] == "multiple-shooting"
     assert tp.solve(single, T=1.0, steps=5).stats["formulation"] == "multiple-shooting"
+    # Fewer samples (3) than control variables per stage (u⁺, u⁻: 4): multiple shooting.
+    few = linear_ensemble(n_samples=3, l1=0.05)
+    assert tp.solve(few, T=1.0, steps=5).stats["formulation"] == "multiple-shooting"
+    assert tp.solve(linear_ensemble(n_samples=4, l1=0.05), T=1.0, steps=5).stats["formulation"] == "reduced"
     with pytest.raises(tp.InputError, match="formulation='reduced' is solved with IPOPT only"):
         tp.solve(ensemble, T=1.0, steps=5, formulation="reduced", solver="fatrop")
     with pytest.raises(tp.InputError, match="formulation"):
