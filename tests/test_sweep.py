@@ -217,8 +217,10 @@ def test_catalogue_entries_take_keyword_parameters():
 
 
 # -- the command: interruption, killed workers, bad input ------------------------------------------------
+# 16000 steps make each horizon solve take 0.3-0.9 s, so that the sweep is still running when the tests below
+# interrupt it after a few checkpoints (with 4000 steps a loaded CI machine saw the sweep finish first).
 PENDULUM = ["sweep", "pendulum", "--param", "control_weight=0.5,1", "--horizons", "10", "20", "30",
-            "--steps", "4000", "--seeds", "0", "1", "--no-figures"]
+            "--steps", "16000", "--seeds", "0", "1", "--no-figures"]
 
 
 def command(*args):
@@ -251,7 +253,7 @@ def test_ctrl_c_loses_only_the_solves_in_flight(tmp_path, workers):
     out = tmp_path / "out"
     args = [*PENDULUM, "--workers", workers, "--out", str(out)]
     proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: len(list(out.glob("checkpoints/*.npz"))) >= 5)
+    wait_for(lambda: len(list(out.glob("checkpoints/*.npz"))) >= 3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
@@ -259,7 +261,7 @@ def test_ctrl_c_loses_only_the_solves_in_flight(tmp_path, workers):
     assert last.startswith("turnpike: interrupted: ") and "run the same sweep again" in last
     assert "Traceback" not in stderr
     finished = fingerprints(out / "checkpoints")
-    assert 5 <= len(finished) < 14
+    assert 3 <= len(finished) < 14
 
     rerun = subprocess.run(command(*args), capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
