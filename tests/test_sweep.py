@@ -20,6 +20,7 @@ import turnpike as tp
 from problems import LinearQuadratic
 from turnpike.cli import main
 from turnpike.errors import InputError, UnknownNameError
+from turnpike.sweeps.executors import _sigint_noted
 
 # 2 parameter points x 3 horizons x 2 seeds = 12 solves (and 2 static problems)
 GRID = dict(params={"control_weight": [1.0, 2.0]}, steps=20, seeds=[0, 1])
@@ -252,7 +253,10 @@ def assert_complete(out: Path):
 def test_ctrl_c_loses_only_the_solves_in_flight(tmp_path, workers):
     out = tmp_path / "out"
     args = [*PENDULUM, "--workers", workers, "--out", str(out)]
-    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C in a terminal: SIGINT at its default in the child, even when this test runs as a background
+    # job (where the shell starts it, and so the child, with SIGINT ignored).
+    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: len(list(out.glob("checkpoints/*.npz"))) >= 3)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -387,3 +391,16 @@ def test_cli_usage_error_without_traceback_from_the_installed_command(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"turnpike: error: out {str(blocker / 'sub')!r} is not a writable directory: " \
                                   "Not a directory"
+
+
+def test_a_process_started_with_sigint_ignored_stays_immune():
+    """As Python itself does: a background job (SIGINT ignored by the shell) is not interrupted by SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _sigint_noted() as noted:
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert not noted["interrupted"]
+    finally:
+        signal.signal(signal.SIGINT, previous)

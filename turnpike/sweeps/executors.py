@@ -45,7 +45,9 @@ def _sigint_noted():
     non-converged result (status ``NonIpopt_Exception_Thrown``), which must not be taken for a solve.
     """
     noted = {"interrupted": False}
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+    # Signals reach the main thread only; and a process started with SIGINT ignored (a background
+    # job, nohup) stays immune to it, as Python itself leaves it.
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield noted
         return
 
