@@ -36,7 +36,9 @@ import numpy as np
 
 __all__ = ["compiled", "ensemble_gradient", "compiler", "cache_dir"]
 
-_FLAGS = ("-O2", "-fPIC", "-shared")
+# -fno-math-errno: math functions need not set errno (nothing reads it), so the compiler may inline them;
+# the values are the same. About 10% off the ensemble gradient.
+_FLAGS = ("-O2", "-fno-math-errno", "-fPIC", "-shared")
 
 
 def compiler() -> str | None:
