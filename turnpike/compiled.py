@@ -107,12 +107,12 @@ CASADI_SYMBOL_EXPORT int tp_ensemble_gradient(casadi_int N, casadi_int n, const 
     const casadi_real* u, const casadi_real* y, casadi_real h, casadi_real* J, casadi_real* grad) {
   const casadi_int nx = TP_NX, nu = TP_NU, ny = TP_NY;
   casadi_int n_arg = 0, n_res = 0, n_iw = 0, n_w = 0, a, r, iw, w;
-  tp_step_work(&a, &r, &iw, &w);
-  n_arg = TP_MAX(n_arg, a); n_res = TP_MAX(n_res, r); n_iw = TP_MAX(n_iw, iw); n_w = TP_MAX(n_w, w);
-  tp_step_vjp_work(&a, &r, &iw, &w);
-  n_arg = TP_MAX(n_arg, a); n_res = TP_MAX(n_res, r); n_iw = TP_MAX(n_iw, iw); n_w = TP_MAX(n_w, w);
-  tp_terminal_work(&a, &r, &iw, &w);
-  n_arg = TP_MAX(n_arg, a); n_res = TP_MAX(n_res, r); n_iw = TP_MAX(n_iw, iw); n_w = TP_MAX(n_w, w);
+  int (*sizes[3])(casadi_int*, casadi_int*, casadi_int*, casadi_int*) = {
+      tp_step_work, tp_step_vjp_work, tp_terminal_work};
+  for (int f = 0; f < 3; ++f) {  /* one work space, large enough for each of the three */
+    sizes[f](&a, &r, &iw, &w);
+    n_arg = TP_MAX(n_arg, a); n_res = TP_MAX(n_res, r); n_iw = TP_MAX(n_iw, iw); n_w = TP_MAX(n_w, w);
+  }
   const casadi_real** arg = malloc(sizeof(casadi_real*) * (n_arg + 1));
   casadi_real** res = malloc(sizeof(casadi_real*) * (n_res + 1));
   casadi_int* iwork = malloc(sizeof(casadi_int) * (n_iw + 1));

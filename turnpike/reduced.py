@@ -162,11 +162,11 @@ class ReducedSpace:
         self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
         self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
         fast = [compiled(one), compiled(self._first), compiled(self._second)]
-        self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J without Jacobians
-        self.compiled = all(f is not None for f in fast) and self._gradient is not None
         fast_one = one
-        if self.compiled:
+        if all(f is not None for f in fast):
             fast_one, self._first, self._second = fast
+        self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J without Jacobians
+        self.compiled = fast_one is not one and self._gradient is not None
         phi = P.terminal_cost(x, y)
         terminal = [phi, ca.gradient(phi, x), ca.vec(ca.hessian(phi, x)[0])]
         self._terminal = ca.Function("terminal", [x, y], [ca.densify(e) for e in terminal])
