@@ -234,9 +234,12 @@ class ReducedSpace:
         return fg
 
     def _value_and_gradient(self, w: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
-        """The NLP objective and its gradient in ``w``: with the L1 split ``V = (u⁺, u⁻)``,
+        """The NLP objective and its gradient in ``w``: the ensemble terms (:meth:`ensemble_cost`) plus
+        the control costs ``h (λ2 |u|² + λ1 Σ V)``; with the L1 split ``V = (u⁺, u⁻)``,
         ``∇_V J = Eᵀ ∇_u J + λ1 h`` where ``u = E V``, ``E = (I, -I)``."""
-        J, g = self.objective(self.controls(w), p)
+        u = self.controls(w)
+        J, g = self.ensemble_cost(u, p)
+        g = g + 2 * self.problem.l2 * p[0] * u
         if self.split:
             g = np.hstack([g, -g]) + self.problem.l1 * p[0]
         return J + self._control_cost(w, p), g.reshape(-1)
@@ -309,14 +312,15 @@ class ReducedSpace:
         for k in range(n - 1, -1, -1):
             lam[k] = qx[k] + np.einsum("iab,ia->ib", A[k], lam[k + 1])
         BT_lam = np.einsum("kiab,kia->kb", B, lam[1:], optimize=True)  # Σ_i B_{i,k}ᵀ p_{i,k+1}
-        grad = (qu.sum(axis=1) + BT_lam) / N + 2 * self.problem.l2 * p[0] * u
+        grad = (qu.sum(axis=1) + BT_lam) / N  # of the ensemble terms only
         self._cache_key = key
         self._cache = {"x": x, "A": A, "B": B, "p": lam, "grad": grad, "phi_xx": phi_xx.T.reshape(N, nx, nx),
                        "running": q.sum() / N, "terminal": phi.mean(), "J": q.sum() / N + phi.mean()}
         return self._cache
 
-    def objective(self, u: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
-        """``J`` without the control costs, and ``∇_u J`` with the L2 term, at controls ``u`` (steps, nu).
+    def ensemble_cost(self, u: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
+        """The ensemble terms ``(1/N) Σ_i (Σ_k q_{i,k} + φ_i)`` of J and their gradient in ``u`` (steps, nu),
+        without the control costs.
 
         One compiled call (:func:`~turnpike.compiled.ensemble_gradient`: forward, then the adjoint by
         the stage's reverse mode, no Jacobians) when available; else :meth:`_first_order`.
@@ -324,8 +328,7 @@ class ReducedSpace:
         if self._gradient is None:
             d = self._first_order(u, p)
             return d["J"], d["grad"]
-        J, grad = self._gradient(self.problem.x0_samples, u, p[1:].reshape(self.N, self.problem.ny), p[0])
-        return J, grad + 2 * self.problem.l2 * p[0] * u
+        return self._gradient(self.problem.x0_samples, u, p[1:].reshape(self.N, self.problem.ny), p[0])
 
     def hessian(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
         """The exact reduced Hessian ``∇²_u J`` (steps·nu, steps·nu), condensed sample by sample.

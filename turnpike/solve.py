@@ -102,9 +102,10 @@ def _formulation(problem: Problem, formulation: str, solver: str) -> str:
 
     Per Newton iteration the reduced NLP factorises a dense ``steps·n_v`` Hessian, ``O((steps n_v)³)``
     flops, while the sparse factorisation of the multiple-shooting KKT system fills in a dense block
-    per sample, ``O(N steps³ n_v²)``: their ratio is about ``N / n_v``. Measured: two circles (N = 40,
-    n_v = 10) reduced 4x faster; N = 8 samples in R^7 with the outer field (n_v = 56), 100 steps,
-    multiple shooting 2x faster (and the dense Hessian of 200 steps takes 1 GB).
+    per sample, ``O(N steps³ n_v²)``: their ratio is about ``N / n_v``. Measured by
+    ``benchmarks/bench_formulations.py``: two circles (N = 40, n_v = 10) reduced 5x faster; N = 8
+    samples in R^7 with the outer field (n_v = 56), 100 steps, multiple shooting 2.7x faster (and the
+    dense reduced Hessian of 200 steps takes 1 GB).
     """
     check_choice("formulation", formulation, FORMULATIONS)
     if formulation == "auto":
