@@ -30,12 +30,16 @@ second derivatives, computed for each sample and summed (``A = ∂F/∂x``, ``B 
 
 Cost per Hessian: ``O(N steps² nx nu²)`` flops in dense matrix products, against
 ``O(N steps³ nu²)`` for a sparse factorisation of the multiple-shooting KKT system, which fills
-in the same dense block per sample. The stage derivatives are SX functions of one sample,
-``map``-ped over all samples and stages in one call (compiled to C when a compiler is there,
-see :mod:`turnpike.compiled`); only the recursions loop over stages, in numpy. The gradient
-alone (IPOPT's ``grad_f`` and the presolve's L-BFGS steps) is one compiled call when a compiler
-is there: each sample's forward pass, then its adjoint by the reverse mode of the stage, with
-no Jacobian formed (3-4x faster than the mapped Jacobians and the numpy recursion).
+in the same dense block per sample. The off-diagonal blocks are filled a block of stages at a
+time, by matrix products with inner dimension ``N nx`` (compute-bound, see
+:meth:`ReducedSpace._off_diagonal_blocks`), not one stage at a time (memory-bound).
+
+The stage derivatives are SX functions of one sample, ``map``-ped over all samples and
+stages in one call (compiled to C when a compiler is there, see :mod:`turnpike.compiled`);
+only the recursions loop over stages, in numpy. The gradient alone (IPOPT's ``grad_f`` and the
+presolve's L-BFGS steps) is one compiled call when a compiler is there: each sample's forward
+pass, then its adjoint by the reverse mode of the stage, with no Jacobian formed (3-4x faster
+than the mapped Jacobians and the numpy recursion).
 
 The solver is IPOPT (its usual termination: scaled KKT error below ``tol``) on the variables
 ``V`` with the bounds and L1-bound rows of multiple shooting; it receives ``grad_f`` and
@@ -140,6 +144,9 @@ class ReducedSpace:
     """
 
     formulation = "reduced"
+    #: Columns of the Hessian filled by one matrix product (see :meth:`_off_diagonal_blocks`); a
+    #: tuning knob, the values do not depend on it.
+    hessian_block_columns = 128
 
     def __init__(self, problem: Problem, steps: int, method: str = "rk4"):
         self.problem, self.steps, self.method = problem, steps, method
@@ -360,17 +367,45 @@ class ReducedSpace:
         H = np.zeros((n * nu, n * nu))
         for k in range(n):
             H[k * nu:(k + 1) * nu, k * nu:(k + 1) * nu] = diagonal[k]
-        # D[i, :, j] = ∂x_{i,k}/∂u_j for j < k (later columns unused yet); two buffers, no copies.
-        D, D_next = np.zeros((N, nx, n * nu)), np.zeros((N, nx, n * nu))
-        for k in range(1, n):
-            J = (k - 1) * nu
-            np.matmul(A[k - 1], D[:, :, :J], out=D_next[:, :, :J])
-            D_next[:, :, J:J + nu] = B[k - 1]
-            D, D_next = D_next, D
-            rows = D.reshape(N * nx, n * nu)[:, : k * nu]  # a strided view: BLAS reads it in place
-            H[: k * nu, k * nu:(k + 1) * nu] = rows.T @ G[k].reshape(N * nx, nu) / N
+        self._off_diagonal_blocks(H, A, B, G)
         H[np.diag_indices(n * nu)] += 2 * self.problem.l2 * p[0]
         return H
+
+    def _off_diagonal_blocks(self, H: np.ndarray, A: np.ndarray, B: np.ndarray, G: np.ndarray) -> None:
+        """Fill ``H_{jl} = (1/N) Σ_i (D_{i,l})_jᵀ G_{i,l}`` (j < l) in place, a block of stages at a time.
+
+        Stages are taken in blocks ``[l0, l1)`` of about :attr:`hessian_block_columns` / nu stages.
+        With ``Φ_i(l, l0) = A_{i,l-1} ⋯ A_{i,l0}``, ``(D_{i,l})_j = Φ_i(l, l0) (D_{i,l0})_j`` for
+        ``j < l0``, so the rows before the block are one matrix product with inner dimension N nx,
+
+        .. math::  H_{j,l} = \\frac1N \\sum_i (D_{i,l0})_jᵀ\\, Φ_i(l, l0)ᵀ G_{i,l},
+
+        and ``D`` is advanced once per block (``D_{i,l1} = (Φ_i(l1, l0) D_{i,l0}, E_{i,l1})``) instead of
+        once per stage. ``E_{i,l} = ∂x_{i,l}/∂(u_{l0}, …, u_{l-1})`` gives the entries inside the block.
+        The products of A are over one block only: no inverse, no long products.
+        """
+        n, N, nx, nu = self.steps, self.N, self.nx, self.nu
+        width = max(1, self.hessian_block_columns // nu)
+        D, D_next = np.zeros((N, nx, n * nu)), np.zeros((N, nx, n * nu))  # D_{i,l0}, columns j < l0
+        for l0 in range(0, n, width):
+            l1 = min(l0 + width, n)
+            Phi = np.broadcast_to(np.eye(nx), (N, nx, nx))
+            R = np.empty((N, nx, l1 - l0, nu))  # Φ_i(l, l0)ᵀ G_{i,l}
+            E = np.zeros((N, nx, (l1 - l0) * nu))
+            for m, l in enumerate(range(l0, l1)):
+                R[:, :, m] = Phi.transpose(0, 2, 1) @ G[l]
+                if m:
+                    inside = E[:, :, : m * nu].reshape(N * nx, m * nu)
+                    H[l0 * nu:l * nu, l * nu:(l + 1) * nu] = inside.T @ G[l].reshape(N * nx, nu) / N
+                E[:, :, : m * nu] = A[l] @ E[:, :, : m * nu]
+                E[:, :, m * nu:(m + 1) * nu] = B[l]
+                Phi = A[l] @ Phi
+            if l0:
+                before = D[:, :, : l0 * nu].reshape(N * nx, l0 * nu)  # a strided view: BLAS reads it in place
+                H[: l0 * nu, l0 * nu:l1 * nu] = before.T @ R.reshape(N * nx, (l1 - l0) * nu) / N
+                np.matmul(Phi, D[:, :, : l0 * nu], out=D_next[:, :, : l0 * nu])
+                D, D_next = D_next, D
+            D[:, :, l0 * nu:l1 * nu] = E
 
     def derivatives(self) -> dict[str, ca.Function]:
         """IPOPT's ``grad_f`` and ``hess_lag`` for :attr:`nlp` (numpy, through CasADi callbacks).
