@@ -8,7 +8,14 @@ costs milliseconds per evaluation, so L-BFGS-B steps (at most 1000, until the re
 stalls) bring the controls close to a local optimum for a fraction of the cost; the NLP solver
 then starts there and certifies the optimum in a few iterations (6-7 on that problem).
 
-The presolve only changes the starting point: convergence is still decided by the NLP solver.
+When the reduced NLP has no constraints at all (no control bounds, no L1 term) and its exact
+Hessian is at hand (:class:`~turnpike.reduced.ReducedSpace`), :func:`newton_refinement` follows
+the L-BFGS phase: Newton steps with IPOPT's Hessian regularisation and an Armijo line search,
+factorised by LAPACK's dense Cholesky (5-6x faster than IPOPT's MUMPS on these dense
+matrices, with none of the interior point's per-iteration overhead), until ``‖∇J‖∞ <= 1e-10``.
+
+The presolve only changes the starting point: convergence is still decided by the NLP solver,
+which then usually accepts the start at its first KKT check (0 iterations).
 From a different start a non-convex problem may reach a different local optimum.
 Control bounds (and the ``u⁺, u⁻ >= 0`` of the L1 split) are kept by L-BFGS-B; the L1 bound
 ``|u|_1 <= M`` is not a box, so with it the presolve is skipped (reported in the stats).
@@ -20,9 +27,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 from scipy.optimize import minimize
 
-__all__ = ["PRESOLVES", "ReducedSpaceResult", "reduced_space_descent"]
+__all__ = ["PRESOLVES", "NewtonResult", "ReducedSpaceResult", "newton_refinement", "reduced_space_descent",
+           "unconstrained"]
 
 PRESOLVES = ("auto", "lbfgs", "none")
 
@@ -78,3 +87,121 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 1000,
     u_new = V[:, :nu] - V[:, nu:] if ms.problem.split_control else V
     return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), time.perf_counter() - start,
                               str(res.message))
+
+
+@dataclass(frozen=True)
+class NewtonResult:
+    """The controls after :func:`newton_refinement` and what it cost.
+
+    ``converged``: ``‖∇J‖∞ <= gtol`` was reached. ``regularised``: the iterations whose Hessian
+    was not positive definite (δ > 0). ``positive_definite``: the last Hessian factorised without
+    regularisation.
+    """
+
+    converged: bool
+    u: np.ndarray
+    cost: float
+    gradient_norm: float
+    iterations: int
+    evaluations: int
+    regularised: int
+    positive_definite: bool
+    seconds: float
+    message: str
+
+    def summary(self) -> dict:
+        return {"method": "Newton (reduced space, LAPACK Cholesky)", "converged": self.converged,
+                "cost": self.cost, "gradient_norm": self.gradient_norm, "iterations": self.iterations,
+                "evaluations": self.evaluations, "regularised": self.regularised,
+                "positive_definite": self.positive_definite, "seconds": self.seconds, "message": self.message}
+
+
+def unconstrained(ms) -> bool:
+    """Whether the transcription ``ms`` has an exact reduced Hessian and no constraint of any kind."""
+    P = ms.problem
+    lo, hi = ms.control_bounds()
+    return (hasattr(ms, "hessian") and not P.split_control and P.l1_bound is None
+            and bool(np.all(np.isneginf(lo)) and np.all(np.isposinf(hi))))
+
+
+# IPOPT's Hessian regularisation (its options first_hessian_perturbation, perturb_inc_fact_first,
+# perturb_inc_fact, perturb_dec_fact, max_hessian_perturbation)
+_DELTA_FIRST, _GROW_FIRST, _GROW, _SHRINK, _DELTA_MAX = 1e-4, 100.0, 8.0, 1.0 / 3.0, 1e20
+_ARMIJO, _MIN_STEP = 1e-4, 1e-10
+
+
+def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol: float = 1e-10,
+                      verbose: bool = False) -> NewtonResult:
+    """Newton's method on the reduced objective ``J(u)`` of an unconstrained reduced NLP, from ``u``.
+
+    ``rs`` is a :class:`~turnpike.reduced.ReducedSpace` with :func:`unconstrained` true. Iteration k:
+    ``g = ∇J(u_k)``, ``H = ∇²J(u_k)`` (exact, :meth:`~turnpike.reduced.ReducedSpace.hessian`); the step
+    solves ``(H + δ I) d = -g`` with the smallest δ in ``0, δ_0, κ δ_0, …`` for which the Cholesky
+    factorisation exists (IPOPT's rule: ``δ_0 = 1e-4`` the first time, then a third of the last δ;
+    κ = 100 the first time, then 8); then ``u_{k+1} = u_k + α d`` with the first ``α = 1, 1/2, …``
+    meeting Armijo's condition ``J(u_k + α d) <= J(u_k) + 1e-4 α gᵀd`` (plus 10 ulp of J: the last
+    steps change J by less than its round-off).
+
+    Stops when ``‖g‖∞ <= gtol`` (converged), after ``max_iter`` iterations, when no step length
+    down to 1e-10 decreases J, or when J or its derivatives are not finite. The controls returned are
+    the last accepted ones, so the NLP solver can continue from them whatever the outcome. With
+    ``verbose``, one line per iteration: J, ``‖g‖∞``, δ and α.
+    """
+    start = time.perf_counter()
+    fg, p = rs.reduced_objective(), rs.parameters(T)
+    n, nu = u.shape
+
+    def value_and_gradient(u):
+        J, g = fg(u.T, p)
+        return float(J), np.asarray(g).T.reshape(-1)
+
+    J, g = value_and_gradient(u)
+    iterations, evaluations, regularised, delta_last, definite = 0, 1, 0, 0.0, False
+    message = f"stopped: {max_iter} iterations"
+    while iterations < max_iter:
+        if not (np.isfinite(J) and np.all(np.isfinite(g))):
+            message = "stopped: non-finite cost or gradient"
+            break
+        if np.max(np.abs(g)) <= gtol:
+            message = "converged"
+            break
+        H = rs.hessian(u, p)  # upper triangle: cho_factor(lower=False) reads only that
+        if not np.all(np.isfinite(H)):
+            message = "stopped: non-finite Hessian"
+            break
+        delta, factor = 0.0, None
+        while factor is None and delta <= _DELTA_MAX:
+            try:
+                factor = scipy.linalg.cho_factor(H + delta * np.eye(n * nu) if delta else H, lower=False,
+                                                 check_finite=False)
+            except np.linalg.LinAlgError:
+                if delta == 0.0:
+                    delta = _DELTA_FIRST if delta_last == 0.0 else max(1e-20, _SHRINK * delta_last)
+                else:
+                    delta *= _GROW_FIRST if delta_last == 0.0 else _GROW
+        if factor is None:
+            message = "stopped: no regularisation made the Hessian positive definite"
+            break
+        definite, delta_last = delta == 0.0, delta or delta_last
+        regularised += not definite
+        d = -scipy.linalg.cho_solve(factor, g, check_finite=False)
+        slope, alpha = float(g @ d), 1.0
+        while alpha >= _MIN_STEP:
+            u_try = u + alpha * d.reshape(n, nu)
+            J_try, g_try = value_and_gradient(u_try)
+            evaluations += 1
+            if np.isfinite(J_try) and J_try <= J + _ARMIJO * alpha * slope + 10 * np.spacing(abs(J)):
+                break
+            alpha /= 2
+        else:
+            message = "stopped: no step length decreased J"
+            break
+        if verbose:
+            print(f"newton {iterations:4d}  J {J:.10e}  |g|inf {np.max(np.abs(g)):.2e}  delta {delta:.1e}  "
+                  f"alpha {alpha:.3g}", flush=True)
+        u, J, g = u_try, J_try, g_try
+        iterations += 1
+    gnorm = float(np.max(np.abs(g)))
+    converged = bool(gnorm <= gtol)
+    return NewtonResult(converged, u, J, gnorm, iterations, evaluations, regularised, definite,
+                        time.perf_counter() - start, "converged" if converged else message)
