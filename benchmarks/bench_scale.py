@@ -23,7 +23,9 @@ from ``wait4``; it includes the interpreter and the imports, given as ``rss_befo
 Times are wall-clock seconds measured inside the process (imports and data excluded): for the toolbox
 ``total`` is the wall time of ``turnpike.solve``, ``build`` its ``stats["build_seconds"]`` and ``solve``
 the rest (presolve included). ``iter`` is the NLP solver's iterations (L-BFGS iterations or Adam
-epochs for the torch baselines). ``train err`` is ``E(x(T)) = (1/N) Σ (x_{i,2}(T) - y_i)²``.
+epochs for the torch baselines); the line ``phases`` under a toolbox row splits its time into the
+build, the presolve's L-BFGS-B and Newton phases, and IPOPT, which certifies the optimum.
+``train err`` is ``E(x(T)) = (1/N) Σ (x_{i,2}(T) - y_i)²``.
 
 Baselines and caps (see ``baseline_opti.py`` and ``baseline_torch.py`` for exactly what they do):
 
@@ -152,6 +154,7 @@ class Bench:
         self.rows.append(row)
         print(_format(row), flush=True)
         if runner == "toolbox" and isinstance(row.get("stats"), dict):
+            print(f"{'':>18}phases: {_phases(row['stats'])}", flush=True)
             print(f"{'':>18}stats: {json.dumps(row['stats'], default=str)}", flush=True)
         return row
 
@@ -284,6 +287,16 @@ def _ratio(res: dict, tb: dict, runner: str) -> str:
     if tb_done:  # stopped by itself without success: torch stalled above the target, or IPOPT failed
         return "never" if runner != "opti" else "failed"
     return "n/a"
+
+
+def _phases(stats: dict) -> str:
+    """Where a toolbox solve spent its time: the presolve's phases, then the NLP solver."""
+    pre, parts = stats.get("presolve") or {}, [f"build {stats.get('build_seconds', 0.0):.2f} s"]
+    for key, name in (("lbfgs", "L-BFGS-B"), ("newton", "Newton")):
+        if key in pre:
+            parts.append(f"{name} {pre[key]['iterations']} its {pre[key]['seconds']:.2f} s")
+    parts.append(f"IPOPT {stats.get('iterations')} its {stats.get('solve_seconds', 0.0):.2f} s")
+    return ", ".join(parts)
 
 
 def _fit(runs: list[dict], var: str) -> dict:

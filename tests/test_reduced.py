@@ -115,6 +115,10 @@ def test_newton_on_a_quadratic_takes_one_step():
     rs = ReducedSpace(prob, 30, "rk4")
     res = newton_refinement(rs, np.random.default_rng(0).standard_normal((30, prob.nu)), 3.0)
     assert res.converged and res.iterations == 1 and res.regularised == 0 and res.positive_definite
+    # Asked for more than round-off allows, it stops by itself within a few steps, at the same point.
+    stuck = newton_refinement(rs, res.u, 3.0, gtol=0.0)
+    assert not stuck.converged and stuck.iterations < 5 and "round-off" in stuck.message
+    np.testing.assert_allclose(stuck.u, res.u, atol=1e-12)
     ref = tp.solve(prob, T=3.0, steps=30, presolve="none", options={"ipopt.tol": 1e-12})
     assert ref.success and ref.stats["formulation"] == "reduced"
     assert res.cost == pytest.approx(ref.cost, rel=1e-12)

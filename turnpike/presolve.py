@@ -128,6 +128,11 @@ def unconstrained(ms) -> bool:
 # perturb_inc_fact, perturb_dec_fact, max_hessian_perturbation)
 _DELTA_FIRST, _GROW_FIRST, _GROW, _SHRINK, _DELTA_MAX = 1e-4, 100.0, 8.0, 1.0 / 3.0, 1e20
 _ARMIJO, _MIN_STEP = 1e-4, 1e-10
+_ROUND_OFF = 1e3 * np.finfo(float).eps  # a predicted decrease of J below this (relative) is round-off
+
+
+def max_abs(a: np.ndarray) -> float:
+    return float(np.max(np.abs(a)))
 
 
 def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol: float = 1e-10,
@@ -139,13 +144,15 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
     solves ``(H + δ I) d = -g`` with the smallest δ in ``0, δ_0, κ δ_0, …`` for which the Cholesky
     factorisation exists (IPOPT's rule: ``δ_0 = 1e-4`` the first time, then a third of the last δ;
     κ = 100 the first time, then 8); then ``u_{k+1} = u_k + α d`` with the first ``α = 1, 1/2, …``
-    meeting Armijo's condition ``J(u_k + α d) <= J(u_k) + 1e-4 α gᵀd`` (plus 10 ulp of J: the last
-    steps change J by less than its round-off).
+    meeting Armijo's condition ``J(u_k + α d) <= J(u_k) + 1e-4 α gᵀd``. Near the optimum the predicted
+    decrease ``-gᵀd`` falls below the round-off of J (a sum of N·steps terms); once it is below
+    ``1e3 eps |J|`` the full step is taken if it halves ``‖g‖∞``, and the iteration stops otherwise.
 
     Stops when ``‖g‖∞ <= gtol`` (converged), after ``max_iter`` iterations, when no step length
-    down to 1e-10 decreases J, or when J or its derivatives are not finite. The controls returned are
-    the last accepted ones, so the NLP solver can continue from them whatever the outcome. With
-    ``verbose``, one line per iteration: J, ``‖g‖∞``, δ and α.
+    down to 1e-10 decreases J (or, at round-off, the step does not halve ``‖g‖∞``), or when J or its
+    derivatives are not finite. The controls returned are the last accepted ones, so the NLP solver
+    can continue from them whatever the outcome. With ``verbose``, one line per iteration: J,
+    ``‖g‖∞``, δ and α.
     """
     start = time.perf_counter()
     fg, p = rs.reduced_objective(), rs.parameters(T)
@@ -162,7 +169,7 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
         if not (np.isfinite(J) and np.all(np.isfinite(g))):
             message = "stopped: non-finite cost or gradient"
             break
-        if np.max(np.abs(g)) <= gtol:
+        if max_abs(g) <= gtol:
             message = "converged"
             break
         H = rs.hessian(u, p)  # upper triangle: cho_factor(lower=False) reads only that
@@ -186,22 +193,30 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
         regularised += not definite
         d = -scipy.linalg.cho_solve(factor, g, check_finite=False)
         slope, alpha = float(g @ d), 1.0
-        while alpha >= _MIN_STEP:
-            u_try = u + alpha * d.reshape(n, nu)
+        if -slope <= _ROUND_OFF * max(1.0, abs(J)):  # J cannot tell: the full step must halve ‖g‖∞
+            u_try = u + d.reshape(n, nu)
             J_try, g_try = value_and_gradient(u_try)
             evaluations += 1
-            if np.isfinite(J_try) and J_try <= J + _ARMIJO * alpha * slope + 10 * np.spacing(abs(J)):
+            if not (np.isfinite(J_try) and max_abs(g_try) <= 0.5 * max_abs(g)):
+                message = "stopped: J and its gradient at round-off level"
                 break
-            alpha /= 2
         else:
-            message = "stopped: no step length decreased J"
-            break
+            while alpha >= _MIN_STEP:
+                u_try = u + alpha * d.reshape(n, nu)
+                J_try, g_try = value_and_gradient(u_try)
+                evaluations += 1
+                if np.isfinite(J_try) and J_try <= J + _ARMIJO * alpha * slope:
+                    break
+                alpha /= 2
+            else:
+                message = "stopped: no step length decreased J"
+                break
         if verbose:
-            print(f"newton {iterations:4d}  J {J:.10e}  |g|inf {np.max(np.abs(g)):.2e}  delta {delta:.1e}  "
+            print(f"newton {iterations:4d}  J {J:.10e}  |g|inf {max_abs(g):.2e}  delta {delta:.1e}  "
                   f"alpha {alpha:.3g}", flush=True)
         u, J, g = u_try, J_try, g_try
         iterations += 1
-    gnorm = float(np.max(np.abs(g)))
+    gnorm = max_abs(g)
     converged = bool(gnorm <= gtol)
     return NewtonResult(converged, u, J, gnorm, iterations, evaluations, regularised, definite,
                         time.perf_counter() - start, "converged" if converged else message)
