@@ -6,6 +6,7 @@ Run (one core; the script sets ``OMP_NUM_THREADS=1`` for every measurement)::
     python benchmarks/bench_scale.py --quick               # small workload and its baselines, runs capped at 120 s
     python benchmarks/bench_scale.py --only medium,sweep   # chosen workloads
     python benchmarks/bench_scale.py --only small --baselines none   # the toolbox alone
+    TURNPIKE_THREADS=2 python benchmarks/bench_scale.py --only large --baselines none   # its sample loop on 2 threads
 
 Workloads (all: two circles ``concentric_spheres(N, 2, radii=(1, 2), seed=0)``, inner tanh field,
 cost (B) with λ = 1e-2, α = 1, squared loss, RK4, horizon T = 5, random start seed 0):
@@ -379,7 +380,8 @@ def main(argv=None) -> int:
           + (f" PLUS uncommitted changes in {len(dirty)} toolbox files" if dirty else " (toolbox files clean)")
           + f"; toolbox imported from {HERE.parent}\n{info['machine']}, python {info['python']}, "
             f"casadi {info['versions']['casadi']}, "
-            f"torch {info['versions']['torch'] or 'not installed'}; OMP_NUM_THREADS=1, torch 1 thread, float64; "
+            f"torch {info['versions']['torch'] or 'not installed'}; OMP_NUM_THREADS=1, torch 1 thread, float64, "
+            f"turnpike's ensemble loop {os.environ.get('TURNPIKE_THREADS', '1')} thread(s); "
             f"load average {', '.join(f'{v:.1f}' for v in info['load_average'])}")
     print(f"workloads {','.join(args.workloads)}; baselines {','.join(args.baselines) or 'none'}; cap {args.cap:g} s, "
           f"torch budget {args.factor:g}x toolbox, Opti budget {args.opti_factor:g}x toolbox, Adam lr {ADAM_LR:g}")

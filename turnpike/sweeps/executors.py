@@ -22,6 +22,7 @@ Fault policy:
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 import warnings
@@ -72,8 +73,11 @@ def run_serial(tasks: Iterable[Task]) -> Iterator[tuple[Task, object]]:
         yield task, result
 
 
-def _ignore_sigint() -> None:
+def _start_worker() -> None:
+    """A pool worker ignores Ctrl-C (the parent handles it) and, unless told otherwise, runs the
+    compiled ensemble loop on one thread: the pool already uses the cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("TURNPIKE_THREADS", "1")
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
@@ -85,7 +89,7 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["turnpike"])  # workers fork from a server that has imported it
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker)
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
