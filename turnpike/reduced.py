@@ -53,7 +53,7 @@ from __future__ import annotations
 import casadi as ca
 import numpy as np
 
-from .compiled import compiled, ensemble_gradient
+from .compiled import compiled, ensemble_gradient, threads
 from .problem import Problem
 from .transcription import stage_function
 
@@ -281,11 +281,12 @@ class ReducedSpace:
         return p[1:].reshape(self.N, self.problem.ny).T
 
     def _mapped(self, name: str, copies: int) -> _Batch:
-        """The stage function ``name`` mapped over ``copies`` sample-stages, built once."""
-        key = (name, copies)
+        """The stage function ``name`` mapped over ``copies`` sample-stages on :func:`threads` threads,
+        built once per thread count."""
+        key = (name, copies, threads())
         if key not in self._maps:
             fn = getattr(self, name)
-            self._maps[key] = _Batch(fn if copies == 1 else fn.map(copies))
+            self._maps[key] = _Batch(fn if copies == 1 else fn.map(copies, "thread", key[2]))
         return self._maps[key]
 
     def _trajectory(self, u: np.ndarray, p: np.ndarray):
@@ -348,10 +349,11 @@ class ReducedSpace:
         M = n * N
         xs = d["x"][:-1].reshape(M, nx).T
         us = np.repeat(u, N, axis=0).T
-        if "second" not in self._maps:  # R summed over the samples inside the map: (nu², steps)
+        key = ("second", threads())
+        if key not in self._maps:  # R summed over the samples inside the map: (nu², steps)
             per_stage = self._second.map("second_samples", "serial", N, [], [2])
-            self._maps["second"] = _Batch(per_stage.map(n))
-        Q, S, R = self._maps["second"](xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
+            self._maps[key] = _Batch(per_stage.map(n, "thread", key[1]))
+        Q, S, R = self._maps[key](xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
         Q = Q.T.reshape(n, N, nx, nx)  # symmetric: the vec order does not matter
         S = S.T.reshape(n, N, nx, nu).transpose(0, 1, 3, 2)  # S[k, i] = ∇²_{ux} ℓ, (nu, nx)
         R = R.T.reshape(n, nu, nu)
