@@ -10,8 +10,10 @@ import pytest
 import turnpike as tp
 from problems.datasets import concentric_spheres
 from problems.neural_ode import NeuralODEClassification
+from turnpike.compiled import ensemble_gradient
 from turnpike.presolve import newton_refinement, unconstrained
 from turnpike.reduced import ReducedSpace
+from turnpike.transcription import stage_function
 
 
 def linear_ensemble(n_samples=6, **weights):
@@ -91,8 +93,9 @@ def test_formulation_is_chosen_by_the_problem_and_reported():
 
 @pytest.mark.parametrize("make", [two_circles, lambda: two_circles("erm"), lambda: linear_ensemble(l1=0.05)])
 def test_compiled_and_interpreted_derivatives_agree(monkeypatch, make):
-    """The compiled ensemble gradient (reverse mode of the stage, in C) and stage derivatives give the
-    numbers of the interpreted path (CasADi's VM, Jacobians and the adjoint recursion in numpy)."""
+    """Both compiled ensemble gradient loops (the stage's reverse mode; the stage's Jacobians kept
+    from the forward pass) and the compiled stage derivatives give the numbers of the interpreted
+    path (CasADi's VM, Jacobians and the adjoint recursion in numpy)."""
     prob = make()
     compiled = ReducedSpace(prob, 6, "rk4")
     if not compiled.compiled:
@@ -100,14 +103,18 @@ def test_compiled_and_interpreted_derivatives_agree(monkeypatch, make):
     monkeypatch.setenv("TURNPIKE_COMPILE", "0")
     interpreted = ReducedSpace(prob, 6, "rk4")
     assert not interpreted.compiled
+    monkeypatch.setenv("TURNPIKE_COMPILE", "1")
+    loops = [ensemble_gradient(stage_function(prob, "rk4"), prob.terminal_cost, stored=s) for s in (False, True)]
+    assert [loop.stored for loop in loops] == [False, True]
     u = 0.3 * np.random.default_rng(1).standard_normal((6, prob.nu))
     p = compiled.parameters(2.0)
     J_ref, g_ref = interpreted.ensemble_cost(u, p)
+    x0, y, h = prob.x0_samples, p[1:].reshape(prob.n_samples, prob.ny), p[0]
     for threads in ("1", "3", "100"):  # the samples split over threads (100: more threads than samples)
         monkeypatch.setenv("TURNPIKE_THREADS", threads)
-        J, g = compiled.ensemble_cost(u, p)
-        assert J == pytest.approx(J_ref, rel=1e-13)
-        np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-14)
+        for J, g in [compiled.ensemble_cost(u, p), *(loop(x0, u, y, h) for loop in loops)]:
+            assert J == pytest.approx(J_ref, rel=1e-13)
+            np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(compiled.hessian(u, p), interpreted.hessian(u, p), rtol=1e-12, atol=1e-13)
 
 

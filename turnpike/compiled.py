@@ -93,15 +93,24 @@ def compiled(fn: ca.Function) -> ca.Function | None:
         return None
 
 
-# The loop around the generated functions tp_step (x, u, y, h) -> (x_next, q),
-# tp_step_vjp (x, u, y, h, p) -> (∇_x ℓ, ∇_u ℓ) with ℓ = q + p·x_next, and
-# tp_terminal (x, y) -> (φ, ∇φ). Arrays are row-major numpy: x0 (N, nx), u (n, nu), y (N, ny).
+# The loop around the generated functions. TP_STORED 0: tp_step (x, u, y, h) -> (x_next, q) forward, keeping
+# the states, and tp_step_vjp (x, u, y, h, p) -> (∇_x ℓ, ∇_u ℓ), ℓ = q + p·x_next, backward (the stage is
+# evaluated again). TP_STORED 1: tp_stage (x, u, y, h) -> (x_next, q, vec ∂x_next/∂x, vec ∂x_next/∂u, ∇_x q,
+# ∇_u q) forward, keeping those derivatives, and the backward pass is products with them. tp_terminal
+# (x, y) -> (φ, ∇φ). Arrays are row-major numpy: x0 (N, nx), u (n, nu), y (N, ny); CasADi's are column-major.
 _GRADIENT_LOOP = r"""
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define TP_MAX(a, b) ((a) > (b) ? (a) : (b))
+#if TP_STORED
+#define TP_FUNCTIONS {tp_stage_work, tp_terminal_work}
+#define TP_KEPT (TP_NX * TP_NX + TP_NX * TP_NU + TP_NX + TP_NU) /* kept per stage: Jx, Ju, gx, gu */
+#else
+#define TP_FUNCTIONS {tp_step_work, tp_step_vjp_work, tp_terminal_work}
+#define TP_KEPT TP_NX /* kept per stage: the state */
+#endif
 
 /* The samples [first, last) of one thread, its own work space, and its partial sums. */
 typedef struct {
@@ -112,41 +121,62 @@ typedef struct {
 } tp_task;
 
 /* Sum over the task's samples of sum_k q_ik + phi_i and of its gradient in u, by the discrete adjoint
-   of each sample in turn: forward over the stages keeping the states, then backward with the adjoint. */
+   of each sample in turn: forward over the stages keeping TP_KEPT numbers per stage, then backward. */
 static void* tp_run(void* data) {
   tp_task* t = (tp_task*) data;
   const casadi_int nx = TP_NX, nu = TP_NU, ny = TP_NY, n = t->n;
   casadi_int n_arg = 0, n_res = 0, n_iw = 0, n_w = 0, a, r, iw, w;
-  int (*sizes[3])(casadi_int*, casadi_int*, casadi_int*, casadi_int*) = {
-      tp_step_work, tp_step_vjp_work, tp_terminal_work};
-  for (int f = 0; f < 3; ++f) {  /* one work space, large enough for each of the three */
+  int (*sizes[])(casadi_int*, casadi_int*, casadi_int*, casadi_int*) = TP_FUNCTIONS;
+  for (size_t f = 0; f < sizeof(sizes) / sizeof(sizes[0]); ++f) {  /* one work space for all of them */
     sizes[f](&a, &r, &iw, &w);
     n_arg = TP_MAX(n_arg, a); n_res = TP_MAX(n_res, r); n_iw = TP_MAX(n_iw, iw); n_w = TP_MAX(n_w, w);
   }
-  const casadi_real** arg = malloc(sizeof(casadi_real*) * (n_arg + 1));
-  casadi_real** res = malloc(sizeof(casadi_real*) * (n_res + 1));
+  const casadi_real** arg = malloc(sizeof(casadi_real*) * (n_arg + 6));
+  casadi_real** res = malloc(sizeof(casadi_real*) * (n_res + 6));
   casadi_int* iwork = malloc(sizeof(casadi_int) * (n_iw + 1));
-  casadi_real* work = malloc(sizeof(casadi_real) * (n_w + (n + 1) * nx + 2 * nx + nu + 1));
+  casadi_real* work = malloc(sizeof(casadi_real) * (n_w + (n + 1) * TP_KEPT + 4 * nx + nu + 1));
   int failed = !arg || !res || !iwork || !work;
-  casadi_real *x = work + n_w, *p = x + (n + 1) * nx, *p_prev = p + nx, *g_u = p_prev + nx;
-  casadi_real q, phi, h = t->h, total = 0;
+  casadi_real *kept = work + n_w, *x = kept + (n + 1) * TP_KEPT, *x_next = x + nx, *p = x_next + nx;
+  casadi_real *p_prev = p + nx, *g_u = p_prev + nx, q, phi, h = t->h, total = 0;
   memset(t->grad, 0, sizeof(casadi_real) * n * nu);
   for (casadi_int i = t->first; i < t->last && !failed; ++i) {
     const casadi_real* y_i = t->y + i * ny;
     memcpy(x, t->x0 + i * nx, sizeof(casadi_real) * nx);
     for (casadi_int k = 0; k < n && !failed; ++k) {
-      arg[0] = x + k * nx; arg[1] = t->u + k * nu; arg[2] = y_i; arg[3] = &h;
-      res[0] = x + (k + 1) * nx; res[1] = &q;
+      arg[0] = x; arg[1] = t->u + k * nu; arg[2] = y_i; arg[3] = &h;
+      res[0] = x_next; res[1] = &q;
+#if TP_STORED
+      casadi_real* d = kept + k * TP_KEPT;
+      res[2] = d; res[3] = d + nx * nx; res[4] = d + nx * nx + nx * nu; res[5] = d + nx * nx + nx * nu + nx;
+      failed = tp_stage(arg, res, iwork, work, 0);
+#else
+      memcpy(kept + k * nx, x, sizeof(casadi_real) * nx);
       failed = tp_step(arg, res, iwork, work, 0);
+#endif
+      memcpy(x, x_next, sizeof(casadi_real) * nx);
       total += q;
     }
-    arg[0] = x + n * nx; arg[1] = y_i; res[0] = &phi; res[1] = p;
+    arg[0] = x; arg[1] = y_i; res[0] = &phi; res[1] = p;
     failed = failed || tp_terminal(arg, res, iwork, work, 0);
     total += phi;
     for (casadi_int k = n - 1; k >= 0 && !failed; --k) {
-      arg[0] = x + k * nx; arg[1] = t->u + k * nu; arg[2] = y_i; arg[3] = &h; arg[4] = p;
+#if TP_STORED  /* p_prev = gx + Jxᵀ p, g_u = gu + Juᵀ p */
+      const casadi_real *Jx = kept + k * TP_KEPT, *Ju = Jx + nx * nx, *gx = Ju + nx * nu, *gu = gx + nx;
+      for (casadi_int j = 0; j < nx; ++j) {
+        casadi_real s = gx[j];
+        for (casadi_int m = 0; m < nx; ++m) s += Jx[m + j * nx] * p[m];
+        p_prev[j] = s;
+      }
+      for (casadi_int j = 0; j < nu; ++j) {
+        casadi_real s = gu[j];
+        for (casadi_int m = 0; m < nx; ++m) s += Ju[m + j * nx] * p[m];
+        g_u[j] = s;
+      }
+#else
+      arg[0] = kept + k * nx; arg[1] = t->u + k * nu; arg[2] = y_i; arg[3] = &h; arg[4] = p;
       res[0] = p_prev; res[1] = g_u;
       failed = tp_step_vjp(arg, res, iwork, work, 0);
+#endif
       for (casadi_int j = 0; j < nu; ++j) t->grad[k * nu + j] += g_u[j];
       casadi_real* swap = p; p = p_prev; p_prev = swap;
     }
@@ -212,7 +242,22 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
-def ensemble_gradient(step: ca.Function, terminal: ca.Function):
+# A libm transcendental (tanh, exp, ...) costs about as much as 200 arithmetic instructions of the
+# generated straight-line C code (benchmarks/bench_gradient.py times both gradient loops against this rule).
+_TRANSCENDENTAL = 200
+_ELEMENTARY = {ca.OP_TANH, ca.OP_EXP, ca.OP_LOG, ca.OP_SIN, ca.OP_COS, ca.OP_TAN, ca.OP_ASIN, ca.OP_ACOS,
+               ca.OP_ATAN, ca.OP_SINH, ca.OP_COSH, ca.OP_ERF, ca.OP_POW, ca.OP_CONSTPOW, ca.OP_SQRT}
+_FREE = {ca.OP_INPUT, ca.OP_OUTPUT, ca.OP_CONST, ca.OP_PARAMETER}
+
+
+def _instruction_cost(fn: ca.Function) -> int:
+    """Estimated run time of an SX function in arithmetic instructions: each transcendental counts
+    :data:`_TRANSCENDENTAL`, each other operation 1, inputs, outputs and constants 0."""
+    ops = (fn.instruction_id(k) for k in range(fn.n_instructions()))
+    return sum(_TRANSCENDENTAL if op in _ELEMENTARY else op not in _FREE for op in ops)
+
+
+def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | None = None):
     """``(x0, u, y, h) -> (J, ∇_u J)`` for the ensemble, compiled, or None when that is not possible.
 
     ``step`` is one interval of one sample, ``(x, u, y, h) -> (x_next, q)`` (SX), and ``terminal``
@@ -221,20 +266,38 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function):
         ``J = (1/N) Σ_i (Σ_k q_{i,k} + φ(x_{i,n}, y_i))`` and ``∇_{u_k} J = (1/N) Σ_i ∇_u ℓ_{i,k}``,
 
     with ``ℓ_{i,k} = q_{i,k} + p_{i,k+1}ᵀ x_{i,k+1}`` and the adjoint ``p_{i,n} = ∇φ``,
-    ``p_{i,k} = ∇_x ℓ_{i,k}`` (the recursion of :mod:`turnpike.reduced`, evaluated by CasADi's reverse
-    mode of the stage; no Jacobian is formed). The control costs are not included.
+    ``p_{i,k} = ∇_x ℓ_{i,k}`` (the recursion of :mod:`turnpike.reduced`). The control costs are not
+    included. Two loops compute the same numbers (to round-off):
+
+    * ``stored=False``: the forward pass keeps the states; the backward pass evaluates the stage's
+      reverse mode (CasADi's), which evaluates the stage again.
+    * ``stored=True``: the forward pass evaluates the stage with its first derivatives
+      ``∂x_next/∂(x, u)`` and ``∇q`` (one SX function, common subexpressions shared) and keeps them,
+      ``nx (nx + nu) + nx + nu`` numbers per stage; the backward pass is products with them. Each
+      transcendental is evaluated once instead of twice, at the price of more arithmetic.
+
+    ``stored=None`` picks the cheaper by :func:`_instruction_cost` (the backward products counted
+    as ``2 nx (nx + nu)``); the returned function's ``stored`` attribute says which. Memory is one
+    sample's stages per thread either way.
     """
     x, u, y, h = (step.sx_in(i) for i in range(4))
     x_next, q = step(x, u, y, h)
+    phi = terminal(x, y)
+    terminal_fn = ca.Function("tp_terminal", [x, y], [ca.densify(phi), ca.densify(ca.gradient(phi, x))])
+    stage = ca.Function("tp_stage", [x, u, y, h], [ca.densify(e) for e in (
+        x_next, q, ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x),
+        ca.gradient(q, u))])
     p = ca.SX.sym("p", x.numel())
     ell = q + ca.dot(p, x_next)
-    phi = terminal(x, y)
-    functions = [
-        ca.Function("tp_step", [x, u, y, h], [ca.densify(x_next), ca.densify(q)]),
-        ca.Function("tp_step_vjp", [x, u, y, h, p], [ca.densify(ca.gradient(ell, x)), ca.densify(ca.gradient(ell, u))]),
-        ca.Function("tp_terminal", [x, y], [ca.densify(phi), ca.densify(ca.gradient(phi, x))]),
-    ]
-    sizes = f"#define TP_NX {x.numel()}\n#define TP_NU {u.numel()}\n#define TP_NY {y.numel()}\n"
+    adjoint = [ca.Function("tp_step", [x, u, y, h], [ca.densify(x_next), ca.densify(q)]),
+               ca.Function("tp_step_vjp", [x, u, y, h, p], [ca.densify(ca.gradient(ell, x)),
+                                                            ca.densify(ca.gradient(ell, u))])]
+    if stored is None:
+        products = 2 * x.numel() * (x.numel() + u.numel())
+        stored = _instruction_cost(stage) + products < sum(_instruction_cost(f) for f in adjoint)
+    functions = [stage, terminal_fn] if stored else [*adjoint, terminal_fn]
+    sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()),
+                                                         ("STORED", int(stored))))
     target = _shared_library("turnpike_ensemble_gradient", functions, sizes + _GRADIENT_LOOP)
     if target is None:
         return None
@@ -255,4 +318,5 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function):
             raise RuntimeError("the compiled ensemble gradient failed (memory or a stage evaluation)")
         return float(J[0]), grad
 
+    gradient.stored = stored  # which loop: the stage's derivatives kept (True) or its reverse mode (False)
     return gradient
