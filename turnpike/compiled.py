@@ -13,7 +13,9 @@ Two things are compiled:
 * :func:`compiled`: one SX function, loaded back as a CasADi ``external`` (and then ``map``-ped).
 * :func:`ensemble_gradient`: the reduced objective ``J`` of an ensemble and its gradient by the
   discrete adjoint, all samples and stages in one C call (a short loop written here around the
-  generated stage functions). The number of samples and of stages are arguments of the call, so
+  generated stage functions; the backward pass either evaluates the stage's reverse mode or
+  multiplies by the stage Jacobians kept from the forward pass, whichever an instruction count finds
+  cheaper). The number of samples and of stages are arguments of the call, so
   one library serves every N, steps and T of a problem. The samples are split into contiguous
   parts run on :func:`threads` POSIX threads (``$TURNPIKE_THREADS``, else ``$OMP_NUM_THREADS``,
   else every CPU the process may use; sweep workers use one); the parts' sums are added in order.

@@ -38,8 +38,8 @@ The stage derivatives are SX functions of one sample, ``map``-ped over all sampl
 stages in one call (compiled to C when a compiler is there, see :mod:`turnpike.compiled`);
 only the recursions loop over stages, in numpy. The gradient alone (IPOPT's ``grad_f`` and the
 presolve's L-BFGS steps) is one compiled call when a compiler is there: each sample's forward
-pass, then its adjoint by the reverse mode of the stage, with no Jacobian formed (3-4x faster
-than the mapped Jacobians and the numpy recursion).
+pass, then its adjoint, sample by sample in C (3-4x faster than the mapped Jacobians and the
+numpy recursion; :func:`~turnpike.compiled.ensemble_gradient` picks how the adjoint is evaluated).
 
 The solver is IPOPT (its usual termination: scaled KKT error below ``tol``) on the variables
 ``V`` with the bounds and L1-bound rows of multiple shooting; it receives ``grad_f`` and
@@ -172,7 +172,7 @@ class ReducedSpace:
         fast_one = one
         if all(f is not None for f in fast):
             fast_one, self._first, self._second = fast
-        self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J without Jacobians
+        self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J, one C call
         self.compiled = fast_one is not one and self._gradient is not None
         phi = P.terminal_cost(x, y)
         terminal = [phi, ca.gradient(phi, x), ca.vec(ca.hessian(phi, x)[0])]
@@ -330,8 +330,8 @@ class ReducedSpace:
         """The ensemble terms ``(1/N) Σ_i (Σ_k q_{i,k} + φ_i)`` of J and their gradient in ``u`` (steps, nu),
         without the control costs.
 
-        One compiled call (:func:`~turnpike.compiled.ensemble_gradient`: forward, then the adjoint by
-        the stage's reverse mode, no Jacobians) when available; else :meth:`_first_order`.
+        One compiled call (:func:`~turnpike.compiled.ensemble_gradient`: forward, then the adjoint,
+        sample by sample) when available; else :meth:`_first_order`.
         """
         if self._gradient is None:
             d = self._first_order(u, p)
