@@ -78,7 +78,11 @@ def test_neural_ode_each_formulation_certifies_the_others_optimum(cost, kw):
 def test_formulation_is_chosen_by_the_problem_and_reported():
     x, u = ca.SX.sym("x"), ca.SX.sym("u")
     ensemble, single = linear_ensemble(), tp.Problem(state=x, control=u, dynamics=u, x0=[1.0], l2=1.0)
-    assert tp.solve(ensemble, T=1.0, steps=5).stats["formulation"] == "reduced"
+    stats = tp.solve(ensemble, T=1.0, steps=5).stats
+    assert stats["formulation"] == "reduced"
+    assert stats["gradient"] in ("numpy adjoint recursion", "compiled adjoint, stage Jacobians kept",
+                                 "compiled adjoint, stage reverse mode")
+    assert stats["compiled"] == stats["gradient"].startswith("compiled")
     assert tp.solve(ensemble, T=1.0, steps=5, solver="fatrop").stats["formulation"] == "multiple-shooting"
     assert tp.solve(single, T=1.0, steps=5).stats["formulation"] == "multiple-shooting"
     # Fewer samples (3) than control variables per stage (u⁺, u⁻: 4): multiple shooting.

@@ -182,7 +182,8 @@ def solve(
         A :class:`Solution`. ``success`` is False (never an exception) when the solver did not
         converge; its arrays are then the last iterate, not an optimum. ``stats`` has
         ``build_seconds`` (0 when a built solver was reused), ``solve_seconds`` (the NLP solver),
-        ``presolve["seconds"]`` and ``total_seconds`` (wall time of this call, all included).
+        ``presolve["seconds"]`` and ``total_seconds`` (wall time of this call, all included); for
+        the reduced formulation ``gradient`` says how ∇J is evaluated.
 
     Raises:
         InputError: bad arguments (named in the message).
@@ -240,6 +241,7 @@ def solve(
             "reused_solver": not fresh,
             "derivatives": built.derivatives,
             "compiled": getattr(nlp, "compiled", False),
+            **({"gradient": nlp.gradient_method} if hasattr(nlp, "gradient_method") else {}),
             **stats,
         },
         problem=P.name,
