@@ -133,8 +133,8 @@ static void* tp_run(void* data) {
     sizes[f](&a, &r, &iw, &w);
     n_arg = TP_MAX(n_arg, a); n_res = TP_MAX(n_res, r); n_iw = TP_MAX(n_iw, iw); n_w = TP_MAX(n_w, w);
   }
-  const casadi_real** arg = malloc(sizeof(casadi_real*) * (n_arg + 6));
-  casadi_real** res = malloc(sizeof(casadi_real*) * (n_res + 6));
+  const casadi_real** arg = malloc(sizeof(casadi_real*) * (n_arg + 1));
+  casadi_real** res = malloc(sizeof(casadi_real*) * (n_res + 1));
   casadi_int* iwork = malloc(sizeof(casadi_int) * (n_iw + 1));
   casadi_real* work = malloc(sizeof(casadi_real) * (n_w + (n + 1) * TP_KEPT + 4 * nx + nu + 1));
   int failed = !arg || !res || !iwork || !work;
