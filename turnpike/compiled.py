@@ -286,18 +286,27 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
     x_next, q = step(x, u, y, h)
     phi = terminal(x, y)
     terminal_fn = ca.Function("tp_terminal", [x, y], [ca.densify(phi), ca.densify(ca.gradient(phi, x))])
-    stage = ca.Function("tp_stage", [x, u, y, h], [ca.densify(e) for e in (
-        x_next, q, ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x),
-        ca.gradient(q, u))])
-    p = ca.SX.sym("p", x.numel())
-    ell = q + ca.dot(p, x_next)
-    adjoint = [ca.Function("tp_step", [x, u, y, h], [ca.densify(x_next), ca.densify(q)]),
-               ca.Function("tp_step_vjp", [x, u, y, h, p], [ca.densify(ca.gradient(ell, x)),
-                                                            ca.densify(ca.gradient(ell, u))])]
-    if stored is None:
-        products = 2 * x.numel() * (x.numel() + u.numel())
-        stored = _instruction_cost(stage) + products < sum(_instruction_cost(f) for f in adjoint)
-    functions = [stage, terminal_fn] if stored else [*adjoint, terminal_fn]
+
+    def kept_jacobians():
+        return [ca.Function("tp_stage", [x, u, y, h], [ca.densify(e) for e in (
+            x_next, q, ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x),
+            ca.gradient(q, u))])]
+
+    def reverse_mode():
+        p = ca.SX.sym("p", x.numel())
+        ell = q + ca.dot(p, x_next)
+        return [ca.Function("tp_step", [x, u, y, h], [ca.densify(x_next), ca.densify(q)]),
+                ca.Function("tp_step_vjp", [x, u, y, h, p], [ca.densify(ca.gradient(ell, x)),
+                                                             ca.densify(ca.gradient(ell, u))])]
+
+    if stored is None:  # build both and count
+        loops = {True: kept_jacobians(), False: reverse_mode()}
+        cost = {flag: sum(_instruction_cost(f) for f in fns) for flag, fns in loops.items()}
+        stored = cost[True] + 2 * x.numel() * (x.numel() + u.numel()) < cost[False]
+        stage_functions = loops[stored]
+    else:  # build only the one asked for
+        stage_functions = kept_jacobians() if stored else reverse_mode()
+    functions = [*stage_functions, terminal_fn]
     sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()),
                                                          ("STORED", int(stored))))
     target = _shared_library("turnpike_ensemble_gradient", functions, sizes + _GRADIENT_LOOP)
