@@ -6,7 +6,7 @@ Run:  python benchmarks/bench_gradient.py           (one thread: TURNPIKE_THREAD
 in one of two ways (see its docstring): the stage's reverse mode in the backward pass (``stored=False``,
 each transcendental evaluated twice) or the stage's Jacobians kept from the forward pass
 (``stored=True``, once, with more arithmetic). With ``stored=None`` it compares an instruction count in
-which a transcendental weighs 200 arithmetic operations. This script times both loops on the two-circles
+which a transcendental weighs 100 arithmetic operations. This script times both loops on the two-circles
 data with the inner tanh field (cost (B), RK4, T = 5, seeded controls) for d = 2, 3, 4, 8 and prints
 the milliseconds per call (median of 5 runs of `reps` calls), their ratio, the rule's pick, and whether
 the pick was the faster loop.

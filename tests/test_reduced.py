@@ -80,8 +80,8 @@ def test_formulation_is_chosen_by_the_problem_and_reported():
     ensemble, single = linear_ensemble(), tp.Problem(state=x, control=u, dynamics=u, x0=[1.0], l2=1.0)
     stats = tp.solve(ensemble, T=1.0, steps=5).stats
     assert stats["formulation"] == "reduced"
-    assert stats["gradient"] in ("numpy adjoint recursion", "compiled adjoint, stage Jacobians kept",
-                                 "compiled adjoint, stage reverse mode")
+    assert stats["gradient"] == "numpy adjoint recursion" or stats["gradient"].startswith(
+        ("compiled adjoint, stage Jacobians kept (8 lanes, ", "compiled adjoint, stage reverse mode (8 lanes, "))
     assert stats["compiled"] == stats["gradient"].startswith("compiled")
     assert tp.solve(ensemble, T=1.0, steps=5, solver="fatrop").stats["formulation"] == "multiple-shooting"
     assert tp.solve(single, T=1.0, steps=5).stats["formulation"] == "multiple-shooting"
@@ -95,11 +95,13 @@ def test_formulation_is_chosen_by_the_problem_and_reported():
         tp.solve(ensemble, T=1.0, steps=5, formulation="single")
 
 
-@pytest.mark.parametrize("make", [two_circles, lambda: two_circles("erm"), lambda: linear_ensemble(l1=0.05)])
+@pytest.mark.parametrize("make", [two_circles, lambda: two_circles("erm"),
+                                  lambda: linear_ensemble(n_samples=13, l1=0.05)])
 def test_compiled_and_interpreted_derivatives_agree(monkeypatch, make):
     """Both compiled ensemble gradient loops (the stage's reverse mode; the stage's Jacobians kept
     from the forward pass) and the compiled stage derivatives give the numbers of the interpreted
-    path (CasADi's VM, Jacobians and the adjoint recursion in numpy)."""
+    path (CasADi's VM, Jacobians and the adjoint recursion in numpy). The samples go 8 lanes at a
+    time: 13 samples fill the second block with 3 copies of the last, which must not count."""
     prob = make()
     compiled = ReducedSpace(prob, 6, "rk4")
     if not compiled.compiled:

@@ -13,12 +13,16 @@ Two things are compiled:
 * :func:`compiled`: one SX function, loaded back as a CasADi ``external`` (and then ``map``-ped).
 * :func:`ensemble_gradient`: the reduced objective ``J`` of an ensemble and its gradient by the
   discrete adjoint, all samples and stages in one C call (a short loop written here around the
-  generated stage functions; the backward pass either evaluates the stage's reverse mode or
+  stage functions, which :mod:`turnpike.codegen` writes for ``LANES`` = 8 samples at a time so that
+  the compiler vectorises them; the backward pass either evaluates the stage's reverse mode or
   multiplies by the stage Jacobians kept from the forward pass, whichever an instruction count finds
-  cheaper). The number of samples and of stages are arguments of the call, so
-  one library serves every N, steps and T of a problem. The samples are split into contiguous
-  parts run on :func:`threads` POSIX threads (``$TURNPIKE_THREADS``, else ``$OMP_NUM_THREADS``,
-  else every CPU the process may use; sweep workers use one); the parts' sums are added in order.
+  cheaper). It is compiled for this processor (``-march=native``; the cache name includes the
+  processor's flags) with glibc's vector math library libmvec for ``tanh``, ``exp``, ..., each left
+  out in turn if the compiler or the C library cannot. The number of samples and of stages are
+  arguments of the call, so one library serves every N, steps and T of a problem. The blocks of
+  samples are split into contiguous parts run on :func:`threads` POSIX threads
+  (``$TURNPIKE_THREADS``, else ``$OMP_NUM_THREADS``, else every CPU the process may use; sweep
+  workers use one); the parts' sums are added in order.
 
 Nothing here is required: without a C compiler (or if compiling fails, or with the
 environment variable ``TURNPIKE_COMPILE=0``) both return None and the caller keeps the CasADi
@@ -28,8 +32,10 @@ functions.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -38,11 +44,16 @@ from pathlib import Path
 import casadi as ca
 import numpy as np
 
-__all__ = ["compiled", "ensemble_gradient", "compiler", "cache_dir", "threads"]
+from .codegen import VECTOR_MATH, lanes_function
 
-# -fno-math-errno: math functions need not set errno (nothing reads it), so the compiler may inline them;
-# the values are the same. About 10% off the ensemble gradient.
-_FLAGS = ("-O2", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
+__all__ = ["LANES", "cache_dir", "compiled", "compiler", "ensemble_gradient", "lanes_library", "threads"]
+
+# -fno-math-errno, -fno-trapping-math: math functions need not set errno and operations need not raise
+# floating-point exceptions (nothing reads either), so the compiler may inline and vectorise them (floor,
+# ceil, ...); the values are the same. -fopenmp-simd: the loops marked "omp simd" are vectorised.
+_FLAGS = ("-O2", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-fPIC", "-shared", "-pthread")
+LANES = 8  # samples evaluated together by the compiled ensemble gradient (turnpike.codegen)
+_ARITY = {name: 2 if name in ("pow", "atan2", "hypot") else 1 for name in VECTOR_MATH}
 
 
 def compiler() -> str | None:
@@ -58,35 +69,64 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TURNPIKE_CACHE", Path.home() / ".cache" / "turnpike"))
 
 
-def _shared_library(name: str, functions: list[ca.Function], appended: str = "") -> Path | None:
-    """The C code of ``functions`` (plus ``appended`` source) compiled into a cached shared library."""
+@functools.cache
+def _machine() -> str:
+    """What a compiled library depends on besides its source and command: the processor (its
+    ``/proc/cpuinfo`` flags where readable) and the C library version."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return " ".join((platform.machine(), *platform.libc_ver(), flags))
+
+
+def _casadi_source(functions: list[ca.Function]) -> str:
+    """The C code of ``functions`` by CasADi's code generator."""
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = ca.CodeGenerator("source.c", {"with_header": False})
+        for fn in functions:
+            gen.add(fn)
+        return Path(gen.generate(tmp + os.sep)).read_text()
+
+
+def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path | None:
+    """``source`` compiled with ``flags`` (after :data:`_FLAGS`) into a cached shared library, or None.
+
+    A compilation that fails is remembered (an empty ``.failed`` file), so it is not tried again.
+    """
     cc = compiler()
     if cc is None or os.environ.get("TURNPIKE_COMPILE", "1") == "0":
         return None
+    command = (cc, *_FLAGS, *flags)
+    digest = hashlib.sha256((source + " ".join(command) + _machine()).encode()).hexdigest()[:20]
+    target = cache_dir() / f"{name}_{digest}.so"
+    failed = target.with_suffix(".failed")
+    if target.exists():
+        return target
+    if failed.exists():
+        return None
     with tempfile.TemporaryDirectory() as tmp:
-        gen = ca.CodeGenerator(f"{name}.c", {"with_header": False})
-        for fn in functions:
-            gen.add(fn)
-        source = Path(gen.generate(tmp + os.sep))
-        source.write_text(source.read_text() + appended)
-        text = source.read_bytes()
-        digest = hashlib.sha256(text + " ".join((cc, *_FLAGS)).encode()).hexdigest()[:20]
-        target = cache_dir() / f"{name}_{digest}.so"
-        if not target.exists():
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_suffix(f".{os.getpid()}.tmp")
-                subprocess.run([cc, *_FLAGS, str(source), "-o", str(partial)], check=True,
-                               capture_output=True, timeout=300)
-                os.replace(partial, target)
-            except (OSError, subprocess.SubprocessError):
+        path = Path(tmp) / f"{name}.c"
+        path.write_text(source)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            run = subprocess.run([cc, *_FLAGS, str(path), "-o", str(partial), *flags], capture_output=True,
+                                 timeout=300)
+            if run.returncode != 0:
+                failed.touch()
                 return None
+            os.replace(partial, target)
+        except (OSError, subprocess.SubprocessError):
+            return None
     return target
 
 
 def compiled(fn: ca.Function) -> ca.Function | None:
     """``fn`` (an SX function) as a compiled shared library, or None when that is not possible."""
-    target = _shared_library(f"turnpike_{fn.name()}", [fn])
+    target = _shared_library(f"turnpike_{fn.name()}", _casadi_source([fn]))
     if target is None:
         return None
     try:
@@ -95,136 +135,141 @@ def compiled(fn: ca.Function) -> ca.Function | None:
         return None
 
 
-# The loop around the generated functions. TP_STORED 0: tp_step (x, u, y, h) -> (x_next, q) forward, keeping
-# the states, and tp_step_vjp (x, u, y, h, p) -> (∇_x ℓ, ∇_u ℓ), ℓ = q + p·x_next, backward (the stage is
+# The loop around the stage functions, written by turnpike.codegen for TP_LANES samples at a time (arrays
+# nonzero-major, lanes contiguous). TP_STORED 0: tp_step (x, u, y, h) -> (x_next, q) forward, keeping the
+# states, and tp_step_vjp (x, u, y, h, p) -> (∇_x ℓ, ∇_u ℓ), ℓ = q + p·x_next, backward (the stage is
 # evaluated again). TP_STORED 1: tp_stage (x, u, y, h) -> (x_next, q, vec ∂x_next/∂x, vec ∂x_next/∂u, ∇_x q,
 # ∇_u q) forward, keeping those derivatives, and the backward pass is products with them. tp_terminal
-# (x, y) -> (φ, ∇φ). Arrays are row-major numpy: x0 (N, nx), u (n, nu), y (N, ny); CasADi's are column-major.
+# (x, y) -> (φ, ∇φ). u and h are the same for every lane. Arrays passed in are row-major numpy: x0 (N, nx),
+# u (n, nu), y (N, ny).
 _GRADIENT_LOOP = r"""
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define TP_MAX(a, b) ((a) > (b) ? (a) : (b))
 #if TP_STORED
-#define TP_FUNCTIONS {tp_stage_work, tp_terminal_work}
-#define TP_KEPT (TP_NX * TP_NX + TP_NX * TP_NU + TP_NX + TP_NU) /* kept per stage: Jx, Ju, gx, gu */
+#define TP_KEPT (TP_NX * TP_NX + TP_NX * TP_NU + TP_NX + TP_NU) /* kept per stage and lane: Jx, Ju, gx, gu */
 #else
-#define TP_FUNCTIONS {tp_step_work, tp_step_vjp_work, tp_terminal_work}
-#define TP_KEPT TP_NX /* kept per stage: the state */
+#define TP_KEPT TP_NX /* kept per stage and lane: the state */
 #endif
 
-/* The samples [first, last) of one thread, its own work space, and its partial sums. */
+/* The blocks of TP_LANES samples [first, last) of one thread, and its partial sums. */
 typedef struct {
-  casadi_int first, last, n;
-  const casadi_real *x0, *u, *y;
-  casadi_real h, J, *grad;
+  long long first, last, n, N;
+  const double *x0, *u, *y;
+  double h, J, *grad;
   int failed;
 } tp_task;
 
-/* Sum over the task's samples of sum_k q_ik + phi_i and of its gradient in u, by the discrete adjoint
-   of each sample in turn: forward over the stages keeping TP_KEPT numbers per stage, then backward. */
+/* Sum over the task's samples of sum_k q_ik + phi_i and of its gradient in u, by the discrete adjoint,
+   TP_LANES samples at a time: forward over the stages keeping TP_KEPT numbers per stage and lane, then
+   backward. The lanes of the last block past sample N - 1 repeat it and are left out of the sums. */
 static void* tp_run(void* data) {
   tp_task* t = (tp_task*) data;
-  const casadi_int nx = TP_NX, nu = TP_NU, ny = TP_NY, n = t->n;
-  casadi_int n_arg = 0, n_res = 0, n_iw = 0, n_w = 0, a, r, iw, w;
-  int (*sizes[])(casadi_int*, casadi_int*, casadi_int*, casadi_int*) = TP_FUNCTIONS;
-  for (size_t f = 0; f < sizeof(sizes) / sizeof(sizes[0]); ++f) {  /* one work space for all of them */
-    sizes[f](&a, &r, &iw, &w);
-    n_arg = TP_MAX(n_arg, a); n_res = TP_MAX(n_res, r); n_iw = TP_MAX(n_iw, iw); n_w = TP_MAX(n_w, w);
-  }
-  const casadi_real** arg = malloc(sizeof(casadi_real*) * (n_arg + 1));
-  casadi_real** res = malloc(sizeof(casadi_real*) * (n_res + 1));
-  casadi_int* iwork = malloc(sizeof(casadi_int) * (n_iw + 1));
-  casadi_real* work = malloc(sizeof(casadi_real) * (n_w + (n + 1) * TP_KEPT + 4 * nx + nu + 1));
-  int failed = !arg || !res || !iwork || !work;
-  casadi_real *kept = work + n_w, *x = kept + (n + 1) * TP_KEPT, *x_next = x + nx, *p = x_next + nx;
-  casadi_real *p_prev = p + nx, *g_u = p_prev + nx, q, phi, h = t->h, total = 0;
-  memset(t->grad, 0, sizeof(casadi_real) * n * nu);
-  for (casadi_int i = t->first; i < t->last && !failed; ++i) {
-    const casadi_real* y_i = t->y + i * ny;
-    memcpy(x, t->x0 + i * nx, sizeof(casadi_real) * nx);
-    for (casadi_int k = 0; k < n && !failed; ++k) {
-      arg[0] = x; arg[1] = t->u + k * nu; arg[2] = y_i; arg[3] = &h;
-      res[0] = x_next; res[1] = &q;
+  const long long nx = TP_NX, nu = TP_NU, ny = TP_NY, L = TP_LANES, n = t->n;
+  double* memory = malloc(sizeof(double) * L * ((n + 1) * TP_KEPT + 4 * nx + ny + nu + 2));
+  memset(t->grad, 0, sizeof(double) * n * nu);
+  t->J = 0;
+  t->failed = !memory;
+  if (!memory) return NULL;
+  double *kept = memory, *x = kept + (n + 1) * TP_KEPT * L, *x_next = x + nx * L, *p = x_next + nx * L;
+  double *p_prev = p + nx * L, *y = p_prev + nx * L, *g_u = y + ny * L, *q = g_u + nu * L, *phi = q + L;
+  double total = 0, h = t->h;
+  for (long long b = t->first; b < t->last; ++b) {
+    const long long first = b * L, valid = t->N - first < L ? t->N - first : L;
+    for (long long l = 0; l < L; ++l) {
+      const long long i = first + (l < valid ? l : valid - 1);
+      for (long long j = 0; j < nx; ++j) x[j * L + l] = t->x0[i * nx + j];
+      for (long long j = 0; j < ny; ++j) y[j * L + l] = t->y[i * ny + j];
+    }
+    for (long long k = 0; k < n; ++k) {
+      const double* in[] = {x, t->u + k * nu, y, &h};
 #if TP_STORED
-      casadi_real* d = kept + k * TP_KEPT;
-      res[2] = d; res[3] = d + nx * nx; res[4] = d + nx * nx + nx * nu; res[5] = d + nx * nx + nx * nu + nx;
-      failed = tp_stage(arg, res, iwork, work, 0);
+      double* d = kept + k * TP_KEPT * L;
+      double* out[] = {x_next, q, d, d + nx * nx * L, d + (nx * nx + nx * nu) * L, d + (nx * nx + nx * nu + nx) * L};
+      tp_stage(in, out);
 #else
-      memcpy(kept + k * nx, x, sizeof(casadi_real) * nx);
-      failed = tp_step(arg, res, iwork, work, 0);
+      double* out[] = {x_next, q};
+      memcpy(kept + k * nx * L, x, sizeof(double) * nx * L);
+      tp_step(in, out);
 #endif
-      memcpy(x, x_next, sizeof(casadi_real) * nx);
-      total += q;
+      memcpy(x, x_next, sizeof(double) * nx * L);
+      for (long long l = 0; l < valid; ++l) total += q[l];
     }
-    arg[0] = x; arg[1] = y_i; res[0] = &phi; res[1] = p;
-    failed = failed || tp_terminal(arg, res, iwork, work, 0);
-    total += phi;
-    for (casadi_int k = n - 1; k >= 0 && !failed; --k) {
-#if TP_STORED  /* p_prev = gx + Jxᵀ p, g_u = gu + Juᵀ p */
-      const casadi_real *Jx = kept + k * TP_KEPT, *Ju = Jx + nx * nx, *gx = Ju + nx * nu, *gu = gx + nx;
-      for (casadi_int j = 0; j < nx; ++j) {
-        casadi_real s = gx[j];
-        for (casadi_int m = 0; m < nx; ++m) s += Jx[m + j * nx] * p[m];
-        p_prev[j] = s;
+    {
+      const double* in[] = {x, y};
+      double* out[] = {phi, p};
+      tp_terminal(in, out);
+    }
+    for (long long l = 0; l < valid; ++l) total += phi[l];
+    for (long long k = n - 1; k >= 0; --k) {
+#if TP_STORED  /* p_prev = gx + Jxᵀ p, g_u = gu + Juᵀ p, lane by lane */
+      const double *Jx = kept + k * TP_KEPT * L, *Ju = Jx + nx * nx * L, *gx = Ju + nx * nu * L, *gu = gx + nx * L;
+      for (long long j = 0; j < nx; ++j) {
+#pragma omp simd
+        for (long long l = 0; l < L; ++l) {
+          double s = gx[j * L + l];
+          for (long long m = 0; m < nx; ++m) s += Jx[(m + j * nx) * L + l] * p[m * L + l];
+          p_prev[j * L + l] = s;
+        }
       }
-      for (casadi_int j = 0; j < nu; ++j) {
-        casadi_real s = gu[j];
-        for (casadi_int m = 0; m < nx; ++m) s += Ju[m + j * nx] * p[m];
-        g_u[j] = s;
+      for (long long j = 0; j < nu; ++j) {
+#pragma omp simd
+        for (long long l = 0; l < L; ++l) {
+          double s = gu[j * L + l];
+          for (long long m = 0; m < nx; ++m) s += Ju[(m + j * nx) * L + l] * p[m * L + l];
+          g_u[j * L + l] = s;
+        }
       }
 #else
-      arg[0] = kept + k * nx; arg[1] = t->u + k * nu; arg[2] = y_i; arg[3] = &h; arg[4] = p;
-      res[0] = p_prev; res[1] = g_u;
-      failed = tp_step_vjp(arg, res, iwork, work, 0);
+      const double* in[] = {kept + k * nx * L, t->u + k * nu, y, &h, p};
+      double* out[] = {p_prev, g_u};
+      tp_step_vjp(in, out);
 #endif
-      for (casadi_int j = 0; j < nu; ++j) t->grad[k * nu + j] += g_u[j];
-      casadi_real* swap = p; p = p_prev; p_prev = swap;
+      for (long long j = 0; j < nu; ++j) {
+        double s = 0;
+        for (long long l = 0; l < valid; ++l) s += g_u[j * L + l];
+        t->grad[k * nu + j] += s;
+      }
+      double* swap = p; p = p_prev; p_prev = swap;
     }
   }
-  free(arg); free(res); free(iwork); free(work);
+  free(memory);
   t->J = total;
-  t->failed = failed;
   return NULL;
 }
 
-/* J = (1/N) sum_i (sum_k q_ik + phi_i) and its gradient in u (n, nu), the samples split into `threads`
-   contiguous parts, one per thread. The parts are summed in order, so the result depends on `threads`
-   only through the order of the additions. Returns 0, or 1 if memory or a thread could not be had or a
-   stage function failed. */
-CASADI_SYMBOL_EXPORT int tp_ensemble_gradient(casadi_int N, casadi_int n, const casadi_real* x0,
-    const casadi_real* u, const casadi_real* y, casadi_real h, casadi_int threads, casadi_real* J,
-    casadi_real* grad) {
-  const casadi_int nu = TP_NU;
-  threads = threads < 1 ? 1 : (threads > N ? (N > 0 ? N : 1) : threads);
+/* J = (1/N) sum_i (sum_k q_ik + phi_i) and its gradient in u (n, nu), the blocks of TP_LANES samples
+   split into `threads` contiguous parts, one per thread. The parts are summed in order, so the result
+   depends on `threads` only through the order of the additions. Returns 0, or 1 if memory could not be
+   had. */
+int tp_ensemble_gradient(long long N, long long n, const double* x0, const double* u, const double* y, double h,
+                         long long threads, double* J, double* grad) {
+  const long long nu = TP_NU, blocks = (N + TP_LANES - 1) / TP_LANES;
+  threads = threads < 1 ? 1 : (threads > blocks ? (blocks > 0 ? blocks : 1) : threads);
   tp_task* tasks = calloc(threads, sizeof(tp_task));
   pthread_t* ids = calloc(threads, sizeof(pthread_t));
   int* started = calloc(threads, sizeof(int));
-  casadi_real* partial = malloc(sizeof(casadi_real) * (threads * n * nu + 1));
+  double* partial = malloc(sizeof(double) * (threads * n * nu + 1));
   if (!tasks || !ids || !started || !partial) {
     free(tasks); free(ids); free(started); free(partial);
     return 1;
   }
-  for (casadi_int t = 0; t < threads; ++t) {
-    tp_task task = {N * t / threads, N * (t + 1) / threads, n, x0, u, y, h, 0, partial + t * n * nu, 0};
+  for (long long t = 0; t < threads; ++t) {
+    tp_task task = {blocks * t / threads, blocks * (t + 1) / threads, n, N, x0, u, y, h, 0, partial + t * n * nu, 0};
     tasks[t] = task;
   }
-  for (casadi_int t = 1; t < threads; ++t) started[t] = pthread_create(&ids[t], NULL, tp_run, &tasks[t]) == 0;
+  for (long long t = 1; t < threads; ++t) started[t] = pthread_create(&ids[t], NULL, tp_run, &tasks[t]) == 0;
   tp_run(&tasks[0]);
   int failed = tasks[0].failed;
-  for (casadi_int t = 1; t < threads; ++t) {
+  for (long long t = 1; t < threads; ++t) {
     if (started[t]) pthread_join(ids[t], NULL); else tp_run(&tasks[t]);  /* no thread: run it here */
     failed = failed || tasks[t].failed;
   }
-  casadi_real total = 0;
-  memset(grad, 0, sizeof(casadi_real) * n * nu);
-  for (casadi_int t = 0; t < threads; ++t) {
+  double total = 0;
+  memset(grad, 0, sizeof(double) * n * nu);
+  for (long long t = 0; t < threads; ++t) {
     total += tasks[t].J;
-    for (casadi_int j = 0; j < n * nu; ++j) grad[j] += tasks[t].grad[j];
+    for (long long j = 0; j < n * nu; ++j) grad[j] += tasks[t].grad[j];
   }
   *J = total / N;
-  for (casadi_int j = 0; j < n * nu; ++j) grad[j] /= N;
+  for (long long j = 0; j < n * nu; ++j) grad[j] /= N;
   free(tasks); free(ids); free(started); free(partial);
   return failed ? 1 : 0;
 }
@@ -244,9 +289,12 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
-# A libm transcendental (tanh, exp, ...) costs about as much as 200 arithmetic instructions of the
-# generated straight-line C code (benchmarks/bench_gradient.py times both gradient loops against this rule).
-_TRANSCENDENTAL = 200
+# A transcendental (tanh, exp, ...) costs about as much as 100 arithmetic instructions of the vectorised
+# lane code. On the two-circles stages the weight at which both loops count the same is 36 (d = 2,
+# where keeping the Jacobians is 30% faster), 85 (d = 3, the loops within 4%), 155 (d = 4, the reverse
+# mode 30% faster); benchmarks/bench_gradient.py times both loops and says whether this rule picked
+# the faster.
+_TRANSCENDENTAL = 100
 _ELEMENTARY = {ca.OP_TANH, ca.OP_EXP, ca.OP_LOG, ca.OP_SIN, ca.OP_COS, ca.OP_TAN, ca.OP_ASIN, ca.OP_ACOS,
                ca.OP_ATAN, ca.OP_SINH, ca.OP_COSH, ca.OP_ERF, ca.OP_POW, ca.OP_CONSTPOW, ca.OP_SQRT}
 _FREE = {ca.OP_INPUT, ca.OP_OUTPUT, ca.OP_CONST, ca.OP_PARAMETER}
@@ -257,6 +305,35 @@ def _instruction_cost(fn: ca.Function) -> int:
     :data:`_TRANSCENDENTAL`, each other operation 1, inputs, outputs and constants 0."""
     ops = (fn.instruction_id(k) for k in range(fn.n_instructions()))
     return sum(_TRANSCENDENTAL if op in _ELEMENTARY else op not in _FREE for op in ops)
+
+
+def lanes_library(name: str, written: list[tuple[str, set[str]]], header: str = "",
+                  code: str = "") -> tuple[Path, str] | None:
+    """Lane functions (:func:`turnpike.codegen.lanes_function`'s results) and ``code`` after them,
+    compiled with ``TP_LANES`` = :data:`LANES` and ``header`` first: the library and how it was built
+    (e.g. ``"-march=native -lmvec -lm"``), or None.
+
+    Tried in turn until one compiles: for this processor (``-march=native``) with libmvec's vector
+    versions of the transcendentals called (where the C library has them), then without libmvec,
+    then each again for the generic processor.
+    """
+    calls = set().union(*(c for _, c in written))
+    header = f"#define TP_LANES {LANES}\n{header}" + "".join(f"#include <{h}.h>\n" for h in ("math", "pthread",
+                                                                                               "stdlib", "string"))
+    body = "".join(src for src, _ in written) + code
+    # With these declarations GCC calls libmvec's _ZGV<isa>N<lanes>v_<c> on vectors of lanes. sin and cos are
+    # made non-builtin (and declared const), else GCC merges them into a sincos with no vector version.
+    vector_math = "".join(f"#pragma omp declare simd notinbranch\ndouble {c}({', '.join(['double'] * _ARITY[c])})"
+                          " __attribute__((const));\n" for c in sorted(calls))
+    attempts = [(header + body, ("-lm",))]
+    if vector_math:
+        attempts.insert(0, (header + vector_math + body, ("-fno-builtin-sin", "-fno-builtin-cos", "-lmvec", "-lm")))
+    attempts = [(src, ("-march=native", *libs)) for src, libs in attempts] + attempts
+    for source, flags in attempts:
+        target = _shared_library(name, source, flags)
+        if target is not None:
+            return target, " ".join(flags)
+    return None
 
 
 def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | None = None):
@@ -272,15 +349,15 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
     included. Two loops compute the same numbers (to round-off):
 
     * ``stored=False``: the forward pass keeps the states; the backward pass evaluates the stage's
-      reverse mode (CasADi's), which evaluates the stage again.
+      reverse mode (CasADi's, as an SX function), which evaluates the stage again.
     * ``stored=True``: the forward pass evaluates the stage with its first derivatives
       ``∂x_next/∂(x, u)`` and ``∇q`` (one SX function, common subexpressions shared) and keeps them,
       ``nx (nx + nu) + nx + nu`` numbers per stage; the backward pass is products with them. Each
       transcendental is evaluated once instead of twice, at the price of more arithmetic.
 
     ``stored=None`` picks the cheaper by :func:`_instruction_cost` (the backward products counted
-    as ``2 nx (nx + nu)``); the returned function's ``stored`` attribute says which. Memory is one
-    sample's stages per thread either way.
+    as ``2 nx (nx + nu)``); the returned function's ``stored`` attribute says which. Memory is the
+    stages of ``LANES`` samples per thread either way.
     """
     x, u, y, h = (step.sx_in(i) for i in range(4))
     x_next, q = step(x, u, y, h)
@@ -307,11 +384,15 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
     else:  # build only the one asked for
         stage_functions = kept_jacobians() if stored else reverse_mode()
     functions = [*stage_functions, terminal_fn]
-    sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()),
-                                                         ("STORED", int(stored))))
-    target = _shared_library("turnpike_ensemble_gradient", functions, sizes + _GRADIENT_LOOP)
-    if target is None:
+    written = [lanes_function(f, f.name(), shared={1, 3} if f is not terminal_fn else set()) for f in functions]
+    if any(w is None for w in written):
         return None
+    sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (
+        ("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()), ("STORED", int(stored))))
+    built = lanes_library("turnpike_ensemble_gradient", written, sizes, _GRADIENT_LOOP)
+    if built is None:
+        return None
+    target, flags = built
     try:
         loop = ctypes.CDLL(str(target)).tp_ensemble_gradient
     except (OSError, AttributeError):
@@ -330,4 +411,5 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
         return float(J[0]), grad
 
     gradient.stored = stored  # which loop: the stage's derivatives kept (True) or its reverse mode (False)
+    gradient.build = f"{LANES} lanes, {flags}"  # how it was compiled
     return gradient

@@ -176,8 +176,8 @@ class ReducedSpace:
         self.compiled = fast_one is not one and self._gradient is not None
         # How ∇J is evaluated (reported in sol.stats["gradient"]).
         self.gradient_method = ("numpy adjoint recursion" if self._gradient is None else
-                                "compiled adjoint, stage Jacobians kept" if self._gradient.stored else
-                                "compiled adjoint, stage reverse mode")
+                                ("compiled adjoint, stage Jacobians kept" if self._gradient.stored else
+                                 "compiled adjoint, stage reverse mode") + f" ({self._gradient.build})")
         phi = P.terminal_cost(x, y)
         terminal = [phi, ca.gradient(phi, x), ca.vec(ca.hessian(phi, x)[0])]
         self._terminal = ca.Function("terminal", [x, y], [ca.densify(e) for e in terminal])
