@@ -4,7 +4,7 @@ An exact-Hessian interior point certifies a KKT point but, on non-convex ensembl
 (neural ODEs), spends many iterations far from the optimum, each costing a Hessian and a
 factorisation (30-140 iterations on the two-circles problem from a random start). The reduced
 objective ``J(u)`` (states eliminated by forward simulation) with its gradient by the adjoint
-costs milliseconds per evaluation, so L-BFGS-B steps (at most 1000, until the relative decrease
+costs milliseconds per evaluation, so L-BFGS-B steps (at most 3000, until the relative decrease
 stalls) bring the controls close to a local optimum for a fraction of the cost; the NLP solver
 then starts there and certifies the optimum in a few iterations (6-7 on that problem).
 
@@ -52,14 +52,22 @@ class ReducedSpaceResult:
                 "evaluations": self.evaluations, "seconds": self.seconds, "message": self.message}
 
 
-def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 1000, rel_decrease: float = 1e-9,
+def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, rel_decrease: float = 1e-9,
                           memory: int = 20) -> ReducedSpaceResult:
     """L-BFGS-B on ``J(u)`` from controls ``u`` (steps, nu), at most ``max_iter`` iterations.
 
+    ``max_iter``: an L-BFGS iteration costs one gradient, a Newton iteration a Hessian and its
+    factorisation (at N = 400, 100 steps: 2.5 ms against 130 ms), so stopping L-BFGS before its
+    decrease stalls leaves more Newton iterations than it saves. ``benchmarks/bench_presolve.py`` on
+    the two-circles problems (median over seeds): N = 400, 5.29 s with the cap at 3000 and 7.48 s at
+    1000 (3 seeds); at N = 40 and 200 L-BFGS stalls before 1000 iterations from most seeds and the
+    two agree within timing noise; 10000 was no faster than 3000.
+
     ``memory`` is the number of (step, gradient change) pairs of the limited-memory Hessian
-    approximation (scipy's ``maxcor``, 10 there). On the two-circles problems 20 was faster than 10
-    from 9 of 10 seeds at N = 40 (median 0.93 -> 0.73 s, lower cost from 8) and 4 of 5 at N = 200
-    (5.29 -> 4.57 s, lower cost from 2): ``benchmarks/bench_presolve.py``.
+    approximation (scipy's ``maxcor``, 10 there). Same script: 20 against 10, N = 40 0.31 against
+    0.56 s (10 seeds, 10 faster from 2, lower cost from 3), N = 200 1.52 against 2.02 s (5 seeds, 10
+    faster from none, lower cost from 3), N = 400 5.29 against 4.76 s (3 seeds, 10 faster from one,
+    at higher costs).
 
     ``ms`` is a transcription (:class:`~turnpike.transcription.MultipleShooting` or
     :class:`~turnpike.reduced.ReducedSpace`): its ``reduced_objective()``, ``control_bounds()``
