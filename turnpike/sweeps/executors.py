@@ -98,8 +98,20 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
     Also how a broken pool is cleared: a worker started while the pool was breaking can escape CPython's
     own clean-up, which then waits for it forever (seen with Python 3.11).
     """
-    for process in list((pool._processes or {}).values()):
+    processes = list((pool._processes or {}).values())
+    for process in processes:
         process.terminate()
+    for process in processes:
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    # A worker stopped while it was sending a result leaves half a message in the result pipe, and the
+    # pool's manager thread then waits for the rest forever (seen with Python 3.11, 1 Ctrl-C in 12). With
+    # the workers gone, the parent holds the pipe's last write end: closing it ends that read (EOF), the
+    # thread takes the pool for broken and stops.
+    if pool._result_queue is not None:
+        pool._result_queue._writer.close()
     pool.shutdown(wait=True, cancel_futures=True)
 
 
