@@ -4,9 +4,11 @@ CasADi evaluates SX functions in a virtual machine, several nanoseconds per elem
 operation. The stage derivatives of :mod:`turnpike.reduced` are evaluated for every sample and
 every stage at every iteration, so for large ensembles their C code, compiled with the
 system's C compiler, pays for its compile time. The shared library is cached under
-``$TURNPIKE_CACHE`` (default ``~/.cache/turnpike``), named by a hash of the generated source and
-the compiler command, so the same function is compiled once per machine; files are written
-under a temporary name and moved into place, so concurrent solves never load half a library.
+``$TURNPIKE_CACHE`` (default ``~/.cache/turnpike``), named by a hash of the source, the compiler
+command and the machine (processor flags, C library), so the same function is compiled once per
+machine; files are written under a temporary name and moved into place, so concurrent solves never
+load half a library. A compilation that fails is remembered (a ``.failed`` file; delete the cache to
+try again).
 
 Two things are compiled:
 
@@ -92,10 +94,7 @@ def _casadi_source(functions: list[ca.Function]) -> str:
 
 
 def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path | None:
-    """``source`` compiled with ``flags`` (after :data:`_FLAGS`) into a cached shared library, or None.
-
-    A compilation that fails is remembered (an empty ``.failed`` file), so it is not tried again.
-    """
+    """``source`` compiled with ``flags`` (after :data:`_FLAGS`) into a cached shared library, or None."""
     cc = compiler()
     if cc is None or os.environ.get("TURNPIKE_COMPILE", "1") == "0":
         return None
