@@ -10,7 +10,7 @@ import pytest
 import turnpike as tp
 from problems.datasets import concentric_spheres
 from problems.neural_ode import NeuralODEClassification
-from turnpike.compiled import ensemble_gradient
+from turnpike.compiled import LANES, ensemble_gradient
 from turnpike.presolve import newton_refinement, unconstrained
 from turnpike.reduced import ReducedSpace
 from turnpike.transcription import stage_function
@@ -81,7 +81,7 @@ def test_formulation_is_chosen_by_the_problem_and_reported():
     stats = tp.solve(ensemble, T=1.0, steps=5).stats
     assert stats["formulation"] == "reduced"
     assert stats["gradient"] == "numpy adjoint recursion" or stats["gradient"].startswith(
-        ("compiled adjoint, stage Jacobians kept (8 lanes, ", "compiled adjoint, stage reverse mode (8 lanes, "))
+        tuple(f"compiled adjoint, {loop} ({LANES} lanes, " for loop in ("stage Jacobians kept", "stage reverse mode")))
     assert stats["compiled"] == stats["gradient"].startswith("compiled")
     assert tp.solve(ensemble, T=1.0, steps=5, solver="fatrop").stats["formulation"] == "multiple-shooting"
     assert tp.solve(single, T=1.0, steps=5).stats["formulation"] == "multiple-shooting"
@@ -100,7 +100,7 @@ def test_formulation_is_chosen_by_the_problem_and_reported():
 def test_compiled_and_interpreted_derivatives_agree(monkeypatch, make):
     """Both compiled ensemble gradient loops (the stage's reverse mode; the stage's Jacobians kept
     from the forward pass) and the compiled stage derivatives give the numbers of the interpreted
-    path (CasADi's VM, Jacobians and the adjoint recursion in numpy). The samples go 8 lanes at a
+    path (CasADi's VM, Jacobians and the adjoint recursion in numpy). The samples go LANES = 8 at a
     time: 13 samples fill the second block with 3 copies of the last, which must not count."""
     prob = make()
     compiled = ReducedSpace(prob, 6, "rk4")
