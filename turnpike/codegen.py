@@ -23,7 +23,7 @@ import math
 
 import casadi as ca
 
-__all__ = ["VECTOR_MATH", "lanes_function"]
+__all__ = ["LIBM_CALLS", "VECTOR_MATH", "lanes_function"]
 
 _BINARY = {
     ca.OP_ADD: "({0}+{1})", ca.OP_SUB: "({0}-{1})", ca.OP_MUL: "({0}*{1})", ca.OP_DIV: "({0}/{1})",
@@ -46,6 +46,8 @@ VECTOR_MATH = ("exp", "log", "sin", "cos", "tan", "asin", "acos", "atan", "sinh"
                "acosh", "atanh", "erf", "log1p", "expm1", "pow", "atan2", "hypot")
 _TEMPLATES = {**_BINARY, **_UNARY, **{getattr(ca, f"OP_{name.upper()}"): f"{name}({{0}})" for name in VECTOR_MATH
                                       if name not in ("pow", "atan2", "hypot")}}
+#: The operations written as a call of a :data:`VECTOR_MATH` function (the transcendentals), and that function.
+LIBM_CALLS = {op: t.partition("(")[0] for op, t in _TEMPLATES.items() if t.partition("(")[0] in VECTOR_MATH}
 
 
 def _literal(value: float) -> str:
@@ -77,10 +79,9 @@ def lanes_function(fn: ca.Function, name: str, shared: set[int] = frozenset()) -
         elif op == ca.OP_CONST:
             lines.append(f"w{res[0]} = {_literal(float(fn.instruction_constant(k)))};")
         elif op in _TEMPLATES:
-            template = _TEMPLATES[op]
-            if template.partition("(")[0] in VECTOR_MATH:
-                calls.add(template.partition("(")[0])
-            lines.append(f"w{res[0]} = {template.format(*(f'w{i}' for i in args))};")
+            if op in LIBM_CALLS:
+                calls.add(LIBM_CALLS[op])
+            lines.append(f"w{res[0]} = {_TEMPLATES[op].format(*(f'w{i}' for i in args))};")
         else:
             return None
     pointers = [f"const double* in{i} = in[{i}];" for i in range(fn.n_in())]

@@ -46,7 +46,7 @@ from pathlib import Path
 import casadi as ca
 import numpy as np
 
-from .codegen import VECTOR_MATH, lanes_function
+from .codegen import LIBM_CALLS, VECTOR_MATH, lanes_function
 
 __all__ = ["LANES", "cache_dir", "compiled", "compiler", "ensemble_gradient", "lanes_library", "threads"]
 
@@ -294,16 +294,15 @@ def threads() -> int:
 # mode 30% faster); benchmarks/bench_gradient.py times both loops and says whether this rule picked
 # the faster.
 _TRANSCENDENTAL = 100
-_ELEMENTARY = {ca.OP_TANH, ca.OP_EXP, ca.OP_LOG, ca.OP_SIN, ca.OP_COS, ca.OP_TAN, ca.OP_ASIN, ca.OP_ACOS,
-               ca.OP_ATAN, ca.OP_SINH, ca.OP_COSH, ca.OP_ERF, ca.OP_POW, ca.OP_CONSTPOW, ca.OP_SQRT}
 _FREE = {ca.OP_INPUT, ca.OP_OUTPUT, ca.OP_CONST, ca.OP_PARAMETER}
 
 
 def _instruction_cost(fn: ca.Function) -> int:
-    """Estimated run time of an SX function in arithmetic instructions: each transcendental counts
+    """Estimated run time of an SX function in arithmetic instructions: each transcendental (an
+    operation the lane code writes as a libm call, :data:`turnpike.codegen.LIBM_CALLS`) counts
     :data:`_TRANSCENDENTAL`, each other operation 1, inputs, outputs and constants 0."""
     ops = (fn.instruction_id(k) for k in range(fn.n_instructions()))
-    return sum(_TRANSCENDENTAL if op in _ELEMENTARY else op not in _FREE for op in ops)
+    return sum(_TRANSCENDENTAL if op in LIBM_CALLS else op not in _FREE for op in ops)
 
 
 def lanes_library(name: str, written: list[tuple[str, set[str]]], header: str = "",
@@ -406,7 +405,7 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
         J, grad = np.zeros(1), np.empty_like(u)
         if loop(x0.shape[0], u.shape[0], x0.ctypes.data, u.ctypes.data, y.ctypes.data, float(h), threads(),
                 J.ctypes.data, grad.ctypes.data) != 0:
-            raise RuntimeError("the compiled ensemble gradient failed (memory or a stage evaluation)")
+            raise RuntimeError("the compiled ensemble gradient could not allocate its work memory")
         return float(J[0]), grad
 
     gradient.stored = stored  # which loop: the stage's derivatives kept (True) or its reverse mode (False)

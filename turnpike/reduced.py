@@ -38,8 +38,8 @@ The stage derivatives are SX functions of one sample, ``map``-ped over all sampl
 stages in one call (compiled to C when a compiler is there, see :mod:`turnpike.compiled`);
 only the recursions loop over stages, in numpy. The gradient alone (IPOPT's ``grad_f`` and the
 presolve's L-BFGS steps) is one compiled call when a compiler is there: each sample's forward
-pass, then its adjoint, sample by sample in C (3-4x faster than the mapped Jacobians and the
-numpy recursion; :func:`~turnpike.compiled.ensemble_gradient` picks how the adjoint is evaluated).
+pass, then its adjoint, 8 samples at a time in vectorised C (:func:`~turnpike.compiled.ensemble_gradient`,
+which also picks how the adjoint is evaluated; ``benchmarks/bench_gradient.py`` times it).
 
 The solver is IPOPT (its usual termination: scaled KKT error below ``tol``) on the variables
 ``V`` with the bounds and L1-bound rows of multiple shooting; it receives ``grad_f`` and
