@@ -16,7 +16,9 @@ cost (B) with λ = 1e-2, α = 1, squared loss, RK4, horizon T = 5, random start 
 * ``scaling``: the toolbox at N = 100, 200, 400, 800 (100 steps) and at 50, 100, 200 steps (N = 200);
   the fitted exponent ``b`` of ``total seconds ∝ N^b`` (and of steps), from the runs that finished;
 * ``sweep``: ``turnpike.analysis.compare_horizons`` over T = 1, 2, 3, 4, 5, 6, 8, 10 on the medium
-  workload with 100 steps for every T; its total time against its longest single solve.
+  workload with 100 steps for every T; its total time against its longest single solve, read two
+  ways: the slowest horizon inside the sweep (warm-started), and a cold solve of the longest horizon
+  (T = 10, alone, in its own process, like the other toolbox rows).
 
 What is measured. Every run is a fresh process (``benchmarks/scale_jobs.py``): nothing is cached
 between runs, and the peak memory reported is that process's peak resident set size (``ru_maxrss``
@@ -228,13 +230,18 @@ class Bench:
         res.update(iterations=sum(h["iterations"] or 0 for h in per), steps=steps)
         self.add("sweep", "toolbox", N, steps, res)
         cold = self.toolbox.get((N, steps))
+        alone = self.job("toolbox", N, steps, self.args.cap, T=SWEEP_HORIZONS[-1])
+        alone_total = alone.get("total") if alone.get("success") and not alone.get("capped") else None
+        ratio_alone = res["total"] / alone_total if alone_total and "total" in res else None
         self.sweep = {"total": res.get("total"), "longest_single_in_sweep": longest,
                       "ratio_to_longest": res["ratio_to_longest"], "horizons": per, "status": res.get("status"),
-                      "capped": res.get("capped", False),
+                      "capped": res.get("capped", False), "longest_alone": alone, "ratio_to_longest_alone": ratio_alone,
                       "cold_medium_T5_total": cold.get("total") if cold else None}
         print(f"sweep: {len(SWEEP_HORIZONS)} horizons in {_num(res.get('total'), '.1f')} s; longest single solve in "
               f"the sweep {_num(longest, '.1f')} s (build + presolve + solve): ratio "
-              f"{_num(res['ratio_to_longest'], '.2f')} (target <= 3)"
+              f"{_num(res['ratio_to_longest'], '.2f')} (target <= 3); T = {SWEEP_HORIZONS[-1]:g} solved alone "
+              f"(cold, {alone.get('status')}, cost {_num(alone.get('cost'), '.6g')}) "
+              f"{_num(alone.get('total'), '.1f')} s: ratio {_num(ratio_alone, '.2f')}"
               + (f"; a cold solve of the medium workload (T = 5) took {_num(cold.get('total'), '.1f')} s"
                  if cold else ""), flush=True)
 
@@ -296,6 +303,10 @@ def _phases(stats: dict) -> str:
     for key, name in (("lbfgs", "L-BFGS-B"), ("newton", "Newton")):
         if key in pre:
             parts.append(f"{name} {pre[key]['iterations']} its {pre[key]['seconds']:.2f} s")
+    if "newton" in pre:
+        newton = pre["newton"]
+        parts[-1] += (f" ({newton.get('negative_curvature', 0)} along negative curvature, last Hessian "
+                      f"{'positive definite' if newton['positive_definite'] else 'indefinite'})")
     parts.append(f"IPOPT {stats.get('iterations')} its {stats.get('solve_seconds', 0.0):.2f} s")
     return ", ".join(parts)
 

@@ -158,6 +158,22 @@ def test_newton_from_a_random_start_reaches_a_minimum_that_ipopt_certifies():
     assert sol.cost == pytest.approx(res.cost, rel=1e-12)
 
 
+def test_newton_leaves_a_saddle_that_its_gradient_steps_cannot():
+    """dx/dt = u from (1, 0), J = 0.1 ∫|u|² + x1² - x2² + x2⁴ at T = 1. The control ``u2 ≡ 0`` is an
+    invariant set: ∂J/∂u2 = 0 on it, so regularised Newton steps from u = 0 stay there and crawl to
+    the saddle ``x(T) = (1/11, 0)``. The minimum is off that set: constant u with x(T) = (1/11, ±√0.45)
+    (minimise ``0.1 |s - x0|² + s1² - s2² + s2⁴`` over s = x(T)), J = 0.1 (10/11)² + (1/11)² - 0.45² ≈ -0.1116."""
+    x, u = ca.SX.sym("x", 2), ca.SX.sym("u", 2)
+    prob = tp.Problem(state=x, control=u, x0=[1.0, 0.0], dynamics=u, l2=0.1,
+                      terminal_cost=x[0] ** 2 - x[1] ** 2 + x[1] ** 4)
+    rs = ReducedSpace(prob, 5, "rk4")
+    assert np.all(rs.reduced_objective()(np.zeros((2, 5)), rs.parameters(1.0))[1][1] == 0)  # ∂J/∂u2 = 0
+    res = newton_refinement(rs, np.zeros((5, 2)), 1.0)
+    assert res.converged and res.positive_definite and res.negative_curvature >= 1
+    np.testing.assert_allclose(np.abs(res.u), np.tile([10 / 11, np.sqrt(0.45)], (5, 1)), rtol=1e-9)
+    assert res.cost == pytest.approx(0.1 * (10 / 11) ** 2 + (1 / 11) ** 2 - 0.45**2, rel=1e-12)
+
+
 def test_newton_phase_runs_only_without_constraints():
     sol = tp.solve(two_circles(), T=2.0, steps=20, formulation="reduced")
     pre = sol.stats["presolve"]

@@ -13,6 +13,8 @@ Hessian is at hand (:class:`~turnpike.reduced.ReducedSpace`), :func:`newton_refi
 the L-BFGS phase: Newton steps with IPOPT's Hessian regularisation and an Armijo line search,
 factorised by LAPACK's dense Cholesky (4-6x faster than IPOPT's MUMPS on these dense
 matrices, with none of the interior point's per-iteration overhead), until ``‖∇J‖∞ <= 1e-10``.
+Where the Hessian is indefinite it also tries a step along a direction of negative curvature, so
+that it does not settle on a saddle point, which a first-order KKT check (IPOPT's) would accept.
 
 The presolve only changes the starting point: convergence is still decided by the NLP solver,
 which then usually accepts the start at its first KKT check (0 iterations).
@@ -107,8 +109,10 @@ class NewtonResult:
     """The controls after :func:`newton_refinement` and what it cost.
 
     ``converged``: ``‖∇J‖∞ <= gtol`` was reached. ``regularised``: the iterations whose Hessian
-    was not positive definite (δ > 0). ``positive_definite``: the last Hessian factorised without
-    regularisation.
+    was not positive definite (δ > 0). ``negative_curvature``: those of them that stepped along a
+    direction of negative curvature. ``positive_definite``: the last Hessian factorised without
+    regularisation (with ``converged``, a second-order sufficient condition for a strict local minimum,
+    up to the last step).
     """
 
     converged: bool
@@ -118,6 +122,7 @@ class NewtonResult:
     iterations: int
     evaluations: int
     regularised: int
+    negative_curvature: int
     positive_definite: bool
     seconds: float
     message: str
@@ -126,7 +131,8 @@ class NewtonResult:
         return {"method": "Newton (reduced space, LAPACK Cholesky)", "converged": self.converged,
                 "cost": self.cost, "gradient_norm": self.gradient_norm, "iterations": self.iterations,
                 "evaluations": self.evaluations, "regularised": self.regularised,
-                "positive_definite": self.positive_definite, "seconds": self.seconds, "message": self.message}
+                "negative_curvature": self.negative_curvature, "positive_definite": self.positive_definite,
+                "seconds": self.seconds, "message": self.message}
 
 
 def unconstrained(ms) -> bool:
@@ -142,10 +148,64 @@ def unconstrained(ms) -> bool:
 _DELTA_FIRST, _GROW_FIRST, _GROW, _SHRINK, _DELTA_MAX = 1e-4, 100.0, 8.0, 1.0 / 3.0, 1e20
 _ARMIJO, _MIN_STEP = 1e-4, 1e-10
 _ROUND_OFF = 1e3 * np.finfo(float).eps  # a predicted decrease of J below this (relative) is round-off
+# Negative curvature: inverse iterations, the curvature (relative to max(1, max |H_ii|)) below which a
+# direction counts, and the first and largest step along it (2-norm of the change in the controls).
+_INVERSE_ITERATIONS, _CURVATURE_TOL, _CURVATURE_STEP, _CURVATURE_STEP_MAX = 10, 1e-8, 1.0, 1e6
 
 
 def _max_abs(a: np.ndarray) -> float:
     return float(np.max(np.abs(a)))
+
+
+def _negative_curvature(H: np.ndarray, factor, d: np.ndarray, rng: np.random.Generator):
+    """A unit vector v with ``vᵀHv < 0`` and that curvature, or None.
+
+    ``factor`` is the Cholesky factor of ``H + δI`` (δ > 0, H indefinite), whose inverse has its
+    largest eigenvalues on the eigenvectors of H's most negative ones; :data:`_INVERSE_ITERATIONS`
+    inverse iterations with it (two triangular solves each, no new factorisation) turn the start
+    vector towards them. The start is the regularised Newton step ``d`` plus a seeded random vector:
+    ``d`` alone lies in the span that the gradient reaches, and at a symmetric point (samples placed
+    symmetrically, a symmetric start) the escape directions are orthogonal to it.
+    """
+    v = d / np.linalg.norm(d) + rng.standard_normal(d.size) / np.sqrt(d.size)
+    for _ in range(_INVERSE_ITERATIONS):
+        v = scipy.linalg.cho_solve(factor, v, check_finite=False)
+        v /= np.linalg.norm(v)
+    curvature = float(v @ scipy.linalg.blas.dsymv(1.0, H, v, lower=0))  # H: upper triangle only
+    if curvature >= -_CURVATURE_TOL * max(1.0, _max_abs(np.diag(H))):
+        return None
+    return v, curvature
+
+
+def _line_search(value_and_gradient, u, J, g, d, slope, curvature=0.0):
+    """The step ``u + t d`` and its J, ∇J and the number of evaluations, or None.
+
+    Newton (``curvature`` 0): t = 1, 1/2, … down to 1e-10 until Armijo's ``J(u + t d) <= J + 1e-4 t gᵀd``.
+    Negative curvature ``dᵀHd`` (d a unit vector with ``gᵀd <= 0``): the model
+    ``J + t gᵀd + t² dᵀHd / 2`` decreases without bound, so t starts at 1 and doubles while J keeps
+    decreasing (up to 1e6), or halves until ``J(u + t d) <= J + 1e-4 (t gᵀd + t² dᵀHd / 2)``.
+    """
+    def trial(t):
+        J_t, g_t = value_and_gradient(u + t * d)
+        return J_t, g_t, np.isfinite(J_t) and J_t <= J + _ARMIJO * (t * slope + 0.5 * t * t * curvature)
+
+    t = _CURVATURE_STEP if curvature < 0 else 1.0
+    J_t, g_t, ok = trial(t)
+    evaluations = 1
+    if ok and curvature < 0:
+        while 2 * t <= _CURVATURE_STEP_MAX:
+            J_2, g_2, ok_2 = trial(2 * t)
+            evaluations += 1
+            if not (ok_2 and J_2 < J_t):
+                break
+            t, J_t, g_t = 2 * t, J_2, g_2
+    while not ok:
+        t /= 2
+        if t < _MIN_STEP:
+            return None
+        J_t, g_t, ok = trial(t)
+        evaluations += 1
+    return u + t * d, J_t, g_t, t, evaluations
 
 
 def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol: float = 1e-10,
@@ -161,22 +221,33 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
     decrease ``-gᵀd`` falls below the round-off of J (a sum of N·steps terms); once it is below
     ``1e3 eps |J|`` the full step is taken if it halves ``‖g‖∞``, and the iteration stops otherwise.
 
+    Saddle points: when δ > 0 the regularised step moves towards a stationary point along every
+    direction whose curvature is below δ, a saddle included, and converges to it linearly (seen on
+    the two-circles problems: 50 iterations ending on a saddle whose Hessian has eigenvalues down to
+    -3.6e-4). So such an iteration also looks for a unit direction v of negative curvature
+    (``vᵀHv < -1e-8 max(1, max_i |H_ii|)``, by inverse iteration with the factor of ``H + δI``, see
+    :func:`_negative_curvature`), searches along ``±v`` (the sign with ``gᵀv <= 0``, see
+    :func:`_line_search`), and keeps whichever of the two steps ends at the lower J.
+
     Stops when ``‖g‖∞ <= gtol`` (converged), after ``max_iter`` iterations, when no step length
     down to 1e-10 decreases J (or, at round-off, the step does not halve ``‖g‖∞``), or when J or its
     derivatives are not finite. The controls returned are the last accepted ones, so the NLP solver
     can continue from them whatever the outcome. With ``verbose``, one line per iteration: J,
-    ``‖g‖∞``, δ and α.
+    ``‖g‖∞``, δ and α (or the negative curvature and its step length). Random start vectors are
+    drawn from a generator seeded with 0: the result is reproducible.
     """
     start = time.perf_counter()
     fg, p = rs.reduced_objective(), rs.parameters(T)
     n, nu = u.shape
+    rng = np.random.default_rng(0)
 
-    def value_and_gradient(u):
-        J, g = fg(u.T, p)
+    def value_and_gradient(v):
+        J, g = fg(v.reshape(n, nu).T, p)
         return float(J), np.asarray(g).T.reshape(-1)
 
+    u = u.reshape(-1)
     J, g = value_and_gradient(u)
-    iterations, evaluations, regularised, delta_last, definite = 0, 1, 0, 0.0, False
+    iterations, evaluations, regularised, curved, delta_last, definite = 0, 1, 0, 0, 0.0, False
     message = f"stopped: {max_iter} iterations"
     while iterations < max_iter:
         if not (np.isfinite(J) and np.all(np.isfinite(g))):
@@ -185,7 +256,7 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
         if _max_abs(g) <= gtol:
             message = "converged"
             break
-        H = rs.hessian(u, p)  # upper triangle: cho_factor(lower=False) reads only that
+        H = rs.hessian(u.reshape(n, nu), p)  # upper triangle: cho_factor(lower=False) reads only that
         if not np.all(np.isfinite(H)):
             message = "stopped: non-finite Hessian"
             break
@@ -205,31 +276,37 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
         definite, delta_last = delta == 0.0, delta or delta_last
         regularised += not definite
         d = -scipy.linalg.cho_solve(factor, g, check_finite=False)
-        slope, alpha = float(g @ d), 1.0
+        slope = float(g @ d)
+        escape = None
+        if not definite and (found := _negative_curvature(H, factor, d, rng)) is not None:
+            v, curvature = found
+            v = -v if g @ v > 0 else v  # downhill (or level) along v
+            escape = _line_search(value_and_gradient, u, J, g, v, float(g @ v), curvature)
+            evaluations += escape[4] if escape else 0
         if -slope <= _ROUND_OFF * max(1.0, abs(J)):  # J cannot tell: the full step must halve ‖g‖∞
-            u_try = u + d.reshape(n, nu)
-            J_try, g_try = value_and_gradient(u_try)
+            J_try, g_try = value_and_gradient(u + d)
             evaluations += 1
-            if not (np.isfinite(J_try) and _max_abs(g_try) <= 0.5 * _max_abs(g)):
-                message = "stopped: J and its gradient at round-off level"
-                break
+            halves = np.isfinite(J_try) and _max_abs(g_try) <= 0.5 * _max_abs(g)
+            step = (u + d, J_try, g_try, 1.0, 1) if halves else None
+            failure = "stopped: J and its gradient at round-off level"
         else:
-            while alpha >= _MIN_STEP:
-                u_try = u + alpha * d.reshape(n, nu)
-                J_try, g_try = value_and_gradient(u_try)
-                evaluations += 1
-                if np.isfinite(J_try) and J_try <= J + _ARMIJO * alpha * slope:
-                    break
-                alpha /= 2
-            else:
-                message = "stopped: no step length decreased J"
-                break
-        if verbose:
+            step = _line_search(value_and_gradient, u, J, g, d, slope)
+            evaluations += step[4] if step else 0
+            failure = "stopped: no step length decreased J"
+        if escape is not None and (step is None or escape[1] < step[1]):
+            step, curved = escape, curved + 1
+            if verbose:
+                print(f"newton {iterations:4d}  J {J:.10e}  |g|inf {_max_abs(g):.2e}  negative curvature "
+                      f"{curvature:.1e}  t {step[3]:.3g}", flush=True)
+        elif step is None:
+            message = failure
+            break
+        elif verbose:
             print(f"newton {iterations:4d}  J {J:.10e}  |g|inf {_max_abs(g):.2e}  delta {delta:.1e}  "
-                  f"alpha {alpha:.3g}", flush=True)
-        u, J, g = u_try, J_try, g_try
+                  f"alpha {step[3]:.3g}", flush=True)
+        u, J, g = step[:3]
         iterations += 1
     gnorm = _max_abs(g)
     converged = bool(gnorm <= gtol)
-    return NewtonResult(converged, u, J, gnorm, iterations, evaluations, regularised, definite,
-                        time.perf_counter() - start, "converged" if converged else message)
+    return NewtonResult(converged, u.reshape(n, nu), J, gnorm, iterations, evaluations, regularised, curved,
+                        definite, time.perf_counter() - start, "converged" if converged else message)
