@@ -14,7 +14,11 @@ cost (B) with λ = 1e-2, α = 1, squared loss, RK4, horizon T = 5, random start 
 * ``small`` N = 40, ``medium`` N = 200 (100 steps), ``large`` N = 1000 (200 steps): the toolbox, then
   each baseline on the same problem;
 * ``scaling``: the toolbox at N = 100, 200, 400, 800 (100 steps) and at 50, 100, 200 steps (N = 200);
-  the fitted exponent ``b`` of ``total seconds ∝ N^b`` (and of steps), from the runs that finished;
+  the fitted exponent ``b`` of ``total seconds ∝ N^b`` (and of steps), from the runs that finished.
+  The problem is non-convex and the number of iterations depends on the random start as much as on
+  N (at N = 800: 1283 to 2405 L-BFGS iterations over 3 starts), so each point is also solved from the
+  random starts 1, ..., ``--seeds`` - 1 (default 5 starts in all) and the exponent is also fitted to the
+  medians;
 * ``sweep``: ``turnpike.analysis.compare_horizons`` over T = 1, 2, 3, 4, 5, 6, 8, 10 on the medium
   workload with 100 steps for every T; its total time against its longest single solve, read two
   ways: the slowest horizon inside the sweep (warm-started), and a cold solve of the longest horizon
@@ -143,6 +147,7 @@ class Bench:
         self.args, self.workdir = args, workdir
         self.rows: list[dict] = []
         self.toolbox: dict[tuple[int, int], dict] = {}  # (N, steps) -> toolbox row, reused by scaling/sweep
+        self.other_starts: dict[tuple[int, int], list[dict]] = {}  # (N, steps) -> runs from random starts 1, 2, ...
         self.scaling: dict = {}
         self.sweep: dict = {}
         self.cross_checks: list[dict] = []
@@ -204,16 +209,30 @@ class Bench:
                     print(f"{'scaling':<9}{'toolbox':<9}{N:>6}{steps:>6}  skipped: {stopped}", flush=True)
                     continue
                 row = self.toolbox_run("scaling", N, steps)
+                if (N, steps) not in self.other_starts:  # (200, 100) is in both series
+                    self.other_starts[(N, steps)] = [self.job("toolbox", N, steps, self.args.cap, start_seed=seed)
+                                                     for seed in range(1, self.args.seeds)]
+                by_seed = [row, *self.other_starts[(N, steps)]]
+                totals = [r.get("total") if _finished(r) else None for r in by_seed]
+                median = float(np.median(totals)) if None not in totals else None
+                print(f"{'':>18}random starts 0-{self.args.seeds - 1}: total "
+                      f"{', '.join(_num(t, '.2f') for t in totals)} s; median {_num(median, '.2f')} s; L-BFGS "
+                      f"{', '.join(str(_presolve(r, 'lbfgs')) for r in by_seed)} its, Newton "
+                      f"{', '.join(str(_presolve(r, 'newton')) for r in by_seed)} its", flush=True)
                 runs.append({"N": N, "steps": steps, "total": row.get("total"), "build": row.get("build"),
-                             "solve": row.get("solve"), "success": row.get("success"), "capped": row.get("capped")})
+                             "solve": row.get("solve"), "success": row.get("success"), "capped": row.get("capped"),
+                             "totals_by_seed": totals, "median_total": median})
                 if row.get("capped") or row.get("error"):
                     stopped = f"a smaller {var} did not finish"
-            self.scaling[var] = {"runs": runs, **_fit(runs, var)}
+            medians = [r for r in runs if r.get("median_total")]
+            exponent_median = _slope([r[var] for r in medians], [r["median_total"] for r in medians])
+            self.scaling[var] = {"runs": runs, **_fit(runs, var), "exponent_median": exponent_median}
             fit = self.scaling[var]
             used = ", ".join(str(v) for v in fit["used"])
             print(f"scaling: total seconds ~ {var}^{_num(fit['exponent'], '.2f')} "
                   f"(fit of log time on log {var} over {var} = {used or 'none'}; build ~ {var}^"
-                  f"{_num(fit['exponent_build'], '.2f')}, solve ~ {var}^{_num(fit['exponent_solve'], '.2f')})",
+                  f"{_num(fit['exponent_build'], '.2f')}, solve ~ {var}^{_num(fit['exponent_solve'], '.2f')}); "
+                  f"median over {self.args.seeds} random starts ~ {var}^{_num(fit['exponent_median'], '.2f')}",
                   flush=True)
 
     def sweep_workload(self) -> None:
@@ -311,17 +330,29 @@ def _phases(stats: dict) -> str:
     return ", ".join(parts)
 
 
+def _finished(row: dict) -> bool:
+    return bool(row.get("success")) and not row.get("capped") and not row.get("error") and bool(row.get("total"))
+
+
+def _presolve(row: dict, phase: str):
+    """The iterations of a toolbox run's presolve phase (``lbfgs`` or ``newton``), or a dash."""
+    return ((row.get("stats") or {}).get("presolve") or {}).get(phase, {}).get("iterations", "—")
+
+
+def _slope(x: list, y: list) -> float | None:
+    """Least-squares slope of log y on log x (None with fewer than 2 points or a y <= 0)."""
+    y = np.array(y, dtype=float)
+    if len(x) < 2 or not np.all(y > 0):
+        return None
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
 def _fit(runs: list[dict], var: str) -> dict:
-    """Least-squares slope of log seconds on log ``var`` over the runs that converged uncapped."""
-    ok = [r for r in runs if r.get("success") and not r.get("capped") and r.get("total")]
-    out = {"used": [r[var] for r in ok], "exponent": None, "exponent_build": None, "exponent_solve": None}
-    if len(ok) >= 2:
-        x = np.log([r[var] for r in ok])
-        for key, part in (("exponent", "total"), ("exponent_build", "build"), ("exponent_solve", "solve")):
-            y = np.array([r[part] for r in ok], dtype=float)
-            if np.all(y > 0):
-                out[key] = float(np.polyfit(x, np.log(y), 1)[0])
-    return out
+    """Slopes of log seconds (total, build, solve) on log ``var`` over the runs that converged uncapped."""
+    ok = [r for r in runs if _finished(r)]
+    x = [r[var] for r in ok]
+    return {"used": x, **{key: _slope(x, [r[part] for r in ok]) for key, part in
+                          (("exponent", "total"), ("exponent_build", "build"), ("exponent_solve", "solve"))}}
 
 
 # -- provenance and files -----------------------------------------------------------------------------
@@ -361,11 +392,14 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="the small workload (unless --only), every run capped at 120 s")
     p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated out of opti,lbfgs,adam, or none")
     p.add_argument("--cap", type=float, default=600.0, help="seconds: hard cap of a toolbox run, and of any budget")
+    p.add_argument("--seeds", type=int, default=5, help="random starts per scaling point (the exponent of the medians)")
     p.add_argument("--factor", type=float, default=10.0, help="torch budget in multiples of the toolbox's time")
     p.add_argument("--opti-factor", type=float, default=25.0, help="Opti budget in multiples of the toolbox's time")
     p.add_argument("--mem-limit-gb", type=float, default=16.0, help="kill a run whose resident memory exceeds this")
     p.add_argument("--out", default=None, help="results path, no suffix (default benchmarks/results/scale[_WORKLOADS])")
     args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.quick:
         args.cap = min(args.cap, 120.0)
     selected = args.only.split(",") if args.only else (["small"] if args.quick else list(WORKLOADS))

@@ -8,7 +8,8 @@ what it had, e.g. the build time). The parent measures the peak memory of this p
 
 Jobs:
 
-* ``toolbox``: ``turnpike.solve(problem, T, steps=steps, method="rk4", seed=0)`` with its defaults.
+* ``toolbox``: ``turnpike.solve(problem, T, steps=steps, method="rk4", seed=0)`` with its defaults
+  (``start_seed`` in the spec changes the seed of the random start; the data stay the same).
   ``total`` is the wall time of that call; ``build`` is ``sol.stats["build_seconds"]`` and ``solve``
   the rest (the presolve, if any, the initial guess and the NLP solve).
 * ``opti``: :func:`baseline_opti.opti_baseline`, capped so that build + solve stay within ``budget``.
@@ -78,7 +79,7 @@ def run_toolbox(spec: dict, report: Report) -> None:
     problem = two_circles(spec["N"])
     report.update(rss_before_mb=_rss_mb(), phase="solving")
     start = time.perf_counter()
-    sol = tp.solve(problem, spec["T"], steps=spec["steps"], method="rk4", seed=SEED)
+    sol = tp.solve(problem, spec["T"], steps=spec["steps"], method="rk4", seed=spec.get("start_seed", SEED))
     total = time.perf_counter() - start
     build = float(sol.stats.get("build_seconds", 0.0))
     if spec.get("save_solution"):
