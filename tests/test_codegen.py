@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from turnpike.codegen import lanes_function
-from turnpike.compiled import LANES, compiler, lanes_library
+from turnpike.compiled import LANES, compiler, lanes_library, lanes_map
 
 
 def every_operation():
@@ -66,3 +66,28 @@ def test_an_operation_it_does_not_write_gives_none():
     assert lanes_function(ca.Function("f", [x], [ca.erfinv(x)]), "tp_f") is None
     y = ca.MX.sym("y")
     assert lanes_function(ca.Function("f", [y], [2 * y]), "tp_f") is None
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "5"])
+def test_lanes_map_matches_casadi_map(monkeypatch, threads):
+    """lanes_map gives CasADi's map (per-item outputs) and map with reduce_out (an output summed over
+    each group of G items), with 3 groups of 7 items: blocks of LANES straddle the groups, the last
+    block is padded, and the groups are split over threads."""
+    if compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TURNPIKE_THREADS", threads)
+    x, h, z = ca.SX.sym("x", 3), ca.SX.sym("h"), ca.SX.sym("z", 2)
+    fn = ca.Function("f", [x, h, z], [ca.tanh(h * x) * z[0], ca.vertcat(ca.exp(x[1] * z[1]), x[2] * h, 1.0)])
+    G, groups = 7, 3
+    M = G * groups
+    rng = np.random.default_rng(0)
+    X, Z = rng.standard_normal((3, M)), rng.standard_normal((2, M))
+    mapped = lanes_map(fn, shared={1}, summed={1})
+    first, sums = mapped(M, G, X, 0.7, Z)
+    want_first = fn.map(M)(X, 0.7, Z)[0].full()
+    want_sums = fn.map("per_group", "serial", G, [], [1]).map(groups)(X, 0.7, Z)[1].full()
+    assert first.shape == (3, M) and sums.shape == (3, groups)
+    np.testing.assert_allclose(first, want_first, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(sums, want_sums, rtol=1e-13)
+    with pytest.raises(ValueError, match="groups"):
+        mapped(M, 4, X, 0.7, Z)

@@ -48,7 +48,8 @@ import numpy as np
 
 from .codegen import LIBM_CALLS, VECTOR_MATH, lanes_function
 
-__all__ = ["LANES", "cache_dir", "compiled", "compiler", "ensemble_gradient", "lanes_library", "threads"]
+__all__ = ["LANES", "cache_dir", "compiled", "compiler", "ensemble_gradient", "lanes_library", "lanes_map",
+           "threads"]
 
 # -fno-math-errno, -fno-trapping-math: math functions need not set errno and operations need not raise
 # floating-point exceptions (nothing reads either), so the compiler may inline and vectorise them (floor,
@@ -273,6 +274,144 @@ int tp_ensemble_gradient(long long N, long long n, const double* x0, const doubl
   return failed ? 1 : 0;
 }
 """
+
+
+# The loop of lanes_map: items [first, last) in blocks of TP_LANES, gathered from (nnz, items) column-major
+# arrays into lanes (nonzero-major, lanes contiguous), evaluated by tp_fn, scattered back; an output marked
+# in tp_summed is added up over each group of G consecutive items instead. A block past the last item
+# repeats it (the extra lanes are not written back).
+_MAP_LOOP = r"""
+typedef struct {
+  long long first, last, G;
+  const double* const* in;
+  double* const* out;
+  int failed;
+} tp_map_task;
+
+static void* tp_map_run(void* data) {
+  tp_map_task* t = (tp_map_task*) data;
+  const long long L = TP_LANES;
+  long long size = 0;
+  for (int j = 0; j < TP_N_IN; ++j) size += tp_shared[j] ? 0 : tp_nnz_in[j];
+  for (int j = 0; j < TP_N_OUT; ++j) size += tp_nnz_out[j];
+  double* memory = malloc(sizeof(double) * (L * size + 1));
+  t->failed = !memory;
+  if (!memory) return NULL;
+  const double* in[TP_N_IN + 1];
+  double* out[TP_N_OUT + 1];
+  double* next = memory;
+  for (int j = 0; j < TP_N_IN; ++j) {
+    in[j] = tp_shared[j] ? t->in[j] : next;
+    next += tp_shared[j] ? 0 : tp_nnz_in[j] * L;
+  }
+  for (int j = 0; j < TP_N_OUT; ++j) {
+    out[j] = next;
+    next += tp_nnz_out[j] * L;
+  }
+  for (long long first = t->first; first < t->last; first += L) {
+    const long long valid = t->last - first < L ? t->last - first : L;
+    for (int j = 0; j < TP_N_IN; ++j) {
+      if (tp_shared[j]) continue;
+      const long long nnz = tp_nnz_in[j];
+      double* lanes = (double*) in[j];
+      for (long long l = 0; l < L; ++l) {
+        const double* item = t->in[j] + (first + (l < valid ? l : valid - 1)) * nnz;
+        for (long long k = 0; k < nnz; ++k) lanes[k * L + l] = item[k];
+      }
+    }
+    tp_fn(in, out);
+    for (int j = 0; j < TP_N_OUT; ++j) {
+      const long long nnz = tp_nnz_out[j];
+      for (long long l = 0; l < valid; ++l) {
+        const long long i = first + l;
+        if (tp_summed[j]) {
+          double* sum = t->out[j] + (i / t->G) * nnz;
+          for (long long k = 0; k < nnz; ++k) sum[k] += out[j][k * L + l];
+        } else {
+          double* item = t->out[j] + i * nnz;
+          for (long long k = 0; k < nnz; ++k) item[k] = out[j][k * L + l];
+        }
+      }
+    }
+  }
+  free(memory);
+  return NULL;
+}
+
+/* tp_fn on items [0, M), the groups of G items split into `threads` contiguous parts (so no two threads
+   add to the same sum). Summed outputs must be zero on entry. Returns 0, or 1 if memory could not be had. */
+int tp_map(long long M, long long G, const double* const* in, double* const* out, long long threads) {
+  const long long groups = M / G;
+  threads = threads < 1 ? 1 : (threads > groups ? (groups > 0 ? groups : 1) : threads);
+  tp_map_task* tasks = calloc(threads, sizeof(tp_map_task));
+  pthread_t* ids = calloc(threads, sizeof(pthread_t));
+  int* started = calloc(threads, sizeof(int));
+  if (!tasks || !ids || !started) {
+    free(tasks); free(ids); free(started);
+    return 1;
+  }
+  for (long long t = 0; t < threads; ++t) {
+    tp_map_task task = {groups * t / threads * G, groups * (t + 1) / threads * G, G, in, out, 0};
+    tasks[t] = task;
+  }
+  for (long long t = 1; t < threads; ++t) started[t] = pthread_create(&ids[t], NULL, tp_map_run, &tasks[t]) == 0;
+  tp_map_run(&tasks[0]);
+  int failed = tasks[0].failed;
+  for (long long t = 1; t < threads; ++t) {
+    if (started[t]) pthread_join(ids[t], NULL); else tp_map_run(&tasks[t]);
+    failed = failed || tasks[t].failed;
+  }
+  free(tasks); free(ids); free(started);
+  return failed;
+}
+"""
+
+
+def lanes_map(fn: ca.Function, shared: set[int] = frozenset(), summed: set[int] = frozenset()):
+    """``fn`` (an SX function) mapped over items, compiled as lane code, or None when that is not possible.
+
+    The call ``evaluate(M, G, *inputs)`` returns ``fn``'s outputs for items ``0, …, M-1`` as arrays
+    ``(nnz_out, M)`` (CasADi's ``fn.map(M)`` layout: column i is item i), except that an output in
+    ``summed`` is added up over each group of ``G`` consecutive items (``(nnz_out, M / G)``, like
+    ``map``'s ``reduce_out``). An input is ``(nnz_in, M)`` (broadcast from ``(nnz_in, 1)``), or a scalar
+    for an input in ``shared``, which is the same for every item. Items are evaluated ``LANES`` at a
+    time by :func:`turnpike.codegen.lanes_function`'s code, the groups split over :func:`threads` threads.
+    """
+    if fn.n_in() == 0 or any(fn.nnz_in(j) != 1 for j in shared):
+        return None
+    written = lanes_function(fn, "tp_fn", shared=set(shared))
+    if written is None:
+        return None
+    array = "static const {} tp_{}[] = {{{}}};\n".format
+    header = (f"#define TP_N_IN {fn.n_in()}\n#define TP_N_OUT {fn.n_out()}\n"
+              + array("long long", "nnz_in", ", ".join(str(fn.nnz_in(j)) for j in range(fn.n_in())))
+              + array("long long", "nnz_out", ", ".join(str(fn.nnz_out(j)) for j in range(fn.n_out())))
+              + array("int", "shared", ", ".join(str(int(j in shared)) for j in range(fn.n_in())))
+              + array("int", "summed", ", ".join(str(int(j in summed)) for j in range(fn.n_out()))))
+    built = lanes_library(f"turnpike_map_{fn.name()}", [written], header, _MAP_LOOP)
+    if built is None:
+        return None
+    try:
+        loop = ctypes.CDLL(str(built[0])).tp_map
+    except (OSError, AttributeError):
+        return None
+    loop.argtypes = [ctypes.c_longlong, ctypes.c_longlong, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong]
+    loop.restype = ctypes.c_int
+
+    def evaluate(M: int, G: int, *inputs) -> list[np.ndarray]:
+        if M % G:
+            raise ValueError(f"the {M} items are not whole groups of G = {G}")
+        flat = [np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=float), (fn.nnz_in(j), M)).T)
+                if j not in shared else np.array([float(a)]) for j, a in enumerate(inputs)]
+        out = [np.zeros((M // G if j in summed else M, fn.nnz_out(j))) for j in range(fn.n_out())]
+        pointers = (ctypes.c_void_p * len(flat))(*(a.ctypes.data for a in flat))
+        results = (ctypes.c_void_p * len(out))(*(o.ctypes.data for o in out))
+        if loop(M, G, pointers, results, threads()) != 0:
+            raise RuntimeError(f"the compiled map of {fn.name()} could not allocate its work memory")
+        return [o.T for o in out]
+
+    evaluate.build = f"{LANES} lanes, {built[1]}"
+    return evaluate
 
 
 def threads() -> int:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import casadi as ca
 import numpy as np
 
-from .compiled import compiled, ensemble_gradient, threads
+from .compiled import compiled, ensemble_gradient, lanes_map, threads
 from .problem import Problem
 from .transcription import stage_function
 
@@ -168,6 +168,10 @@ class ReducedSpace:
         # Dense outputs: they are read as flat arrays (see _Batch). Compiled C where possible.
         self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
         self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
+        # The Hessian's stage derivatives over all sample-stages as lane code (turnpike.compiled.lanes_map;
+        # 4x CasADi's map of the compiled functions on the two-circles stages); None without a compiler.
+        self._lanes = {"_first": lanes_map(self._first, shared={3}),
+                       "second": lanes_map(self._second, shared={3}, summed={2})}
         fast = [compiled(one), compiled(self._first), compiled(self._second)]
         fast_one = one
         if all(f is not None for f in fast):
@@ -284,9 +288,11 @@ class ReducedSpace:
     def _data(self, p: np.ndarray) -> np.ndarray:
         return p[1:].reshape(self.N, self.problem.ny).T
 
-    def _mapped(self, name: str, copies: int) -> _Batch:
-        """The stage function ``name`` mapped over ``copies`` sample-stages on :func:`threads` threads,
-        built once per thread count."""
+    def _mapped(self, name: str, copies: int):
+        """The stage function ``name`` mapped over ``copies`` sample-stages on :func:`threads` threads
+        (its lane code if compiled, else CasADi's map, built once per thread count)."""
+        if self._lanes.get(name) is not None:
+            return lambda *args: self._lanes[name](copies, 1, *args)
         key = (name, copies, threads())
         if key not in self._maps:
             fn = getattr(self, name)
@@ -353,11 +359,15 @@ class ReducedSpace:
         M = n * N
         xs = d["x"][:-1].reshape(M, nx).T
         us = np.repeat(u, N, axis=0).T
-        key = ("second", threads())
-        if key not in self._maps:  # R summed over the samples inside the map: (nu², steps)
-            per_stage = self._second.map("second_samples", "serial", N, [], [2])
-            self._maps[key] = _Batch(per_stage.map(n, "thread", key[1]))
-        Q, S, R = self._maps[key](xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
+        args = (xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
+        if self._lanes["second"] is not None:  # R summed over the samples of each stage: (nu², steps)
+            Q, S, R = self._lanes["second"](M, N, *args)
+        else:
+            key = ("second", threads())
+            if key not in self._maps:
+                per_stage = self._second.map("second_samples", "serial", N, [], [2])
+                self._maps[key] = _Batch(per_stage.map(n, "thread", key[1]))
+            Q, S, R = self._maps[key](*args)
         Q = Q.T.reshape(n, N, nx, nx)  # symmetric: the vec order does not matter
         S = S.T.reshape(n, N, nx, nu).transpose(0, 1, 3, 2)  # S[k, i] = ∇²_{ux} ℓ, (nu, nx)
         R = R.T.reshape(n, nu, nu)
