@@ -165,17 +165,24 @@ class ReducedSpace:
         H = ca.hessian(ell, z)[0]
         first = [ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x), ca.gradient(q, u)]
         second = [ca.vec(H[: P.nx, : P.nx]), ca.vec(H[P.nx :, : P.nx]), ca.vec(H[P.nx :, P.nx :])]
-        # Dense outputs: they are read as flat arrays (see _Batch). Compiled C where possible.
+        # Dense outputs: they are read as flat arrays (see _Batch).
         self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
         self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
         # The Hessian's stage derivatives over all sample-stages as lane code (turnpike.compiled.lanes_map;
-        # 4x CasADi's map of the compiled functions on the two-circles stages); None without a compiler.
+        # 4x CasADi's map of the compiled functions on the two-circles stages); None without a compiler or
+        # for an operation the lane code does not write, and then CasADi maps them, compiled where possible.
         self._lanes = {"_first": lanes_map(self._first, shared={3}),
                        "second": lanes_map(self._second, shared={3}, summed={2})}
-        fast = [compiled(one), compiled(self._first), compiled(self._second)]
-        fast_one = one
-        if all(f is not None for f in fast):
-            fast_one, self._first, self._second = fast
+
+        def fast(fn: ca.Function) -> ca.Function:
+            c_code = compiled(fn)
+            return fn if c_code is None else c_code
+
+        fast_one = fast(one)
+        if self._lanes["_first"] is None:
+            self._first = fast(self._first)
+        if self._lanes["second"] is None:
+            self._second = fast(self._second)
         self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J, one C call
         self.compiled = fast_one is not one and self._gradient is not None
         # How ∇J is evaluated (reported in sol.stats["gradient"]).
