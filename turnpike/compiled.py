@@ -10,9 +10,11 @@ machine; files are written under a temporary name and moved into place, so concu
 load half a library. A compilation that fails is remembered (a ``.failed`` file; delete the cache to
 try again).
 
-Two things are compiled:
+Three things are compiled:
 
 * :func:`compiled`: one SX function, loaded back as a CasADi ``external`` (and then ``map``-ped).
+* :func:`lanes_map`: one SX function evaluated over many items (sample-stages) ``LANES`` at a time,
+  an output optionally summed over groups of items (the reduced Hessian's stage derivatives).
 * :func:`ensemble_gradient`: the reduced objective ``J`` of an ensemble and its gradient by the
   discrete adjoint, all samples and stages in one C call (a short loop written here around the
   stage functions, which :mod:`turnpike.codegen` writes for ``LANES`` = 8 samples at a time so that
@@ -27,7 +29,7 @@ Two things are compiled:
   workers use one); the parts' sums are added in order.
 
 Nothing here is required: without a C compiler (or if compiling fails, or with the
-environment variable ``TURNPIKE_COMPILE=0``) both return None and the caller keeps the CasADi
+environment variable ``TURNPIKE_COMPILE=0``) each returns None and the caller keeps the CasADi
 functions.
 """
 
