@@ -246,34 +246,28 @@ int tp_ensemble_gradient(long long N, long long n, const double* x0, const doubl
   const long long nu = TP_NU, blocks = (N + TP_LANES - 1) / TP_LANES;
   threads = threads < 1 ? 1 : (threads > blocks ? (blocks > 0 ? blocks : 1) : threads);
   tp_task* tasks = calloc(threads, sizeof(tp_task));
-  pthread_t* ids = calloc(threads, sizeof(pthread_t));
-  int* started = calloc(threads, sizeof(int));
   double* partial = malloc(sizeof(double) * (threads * n * nu + 1));
-  if (!tasks || !ids || !started || !partial) {
-    free(tasks); free(ids); free(started); free(partial);
+  if (!tasks || !partial) {
+    free(tasks); free(partial);
     return 1;
   }
   for (long long t = 0; t < threads; ++t) {
     tp_task task = {blocks * t / threads, blocks * (t + 1) / threads, n, N, x0, u, y, h, 0, partial + t * n * nu, 0};
     tasks[t] = task;
   }
-  for (long long t = 1; t < threads; ++t) started[t] = pthread_create(&ids[t], NULL, tp_run, &tasks[t]) == 0;
-  tp_run(&tasks[0]);
-  int failed = tasks[0].failed;
-  for (long long t = 1; t < threads; ++t) {
-    if (started[t]) pthread_join(ids[t], NULL); else tp_run(&tasks[t]);  /* no thread: run it here */
-    failed = failed || tasks[t].failed;
-  }
+  tp_parallel(tp_run, tasks, threads, sizeof(tp_task));
+  int failed = 0;
   double total = 0;
   memset(grad, 0, sizeof(double) * n * nu);
   for (long long t = 0; t < threads; ++t) {
+    failed = failed || tasks[t].failed;
     total += tasks[t].J;
     for (long long j = 0; j < n * nu; ++j) grad[j] += tasks[t].grad[j];
   }
   *J = total / N;
   for (long long j = 0; j < n * nu; ++j) grad[j] /= N;
-  free(tasks); free(ids); free(started); free(partial);
-  return failed ? 1 : 0;
+  free(tasks); free(partial);
+  return failed;
 }
 """
 
@@ -346,24 +340,15 @@ int tp_map(long long M, long long G, const double* const* in, double* const* out
   const long long groups = M / G;
   threads = threads < 1 ? 1 : (threads > groups ? (groups > 0 ? groups : 1) : threads);
   tp_map_task* tasks = calloc(threads, sizeof(tp_map_task));
-  pthread_t* ids = calloc(threads, sizeof(pthread_t));
-  int* started = calloc(threads, sizeof(int));
-  if (!tasks || !ids || !started) {
-    free(tasks); free(ids); free(started);
-    return 1;
-  }
+  if (!tasks) return 1;
   for (long long t = 0; t < threads; ++t) {
     tp_map_task task = {groups * t / threads * G, groups * (t + 1) / threads * G, G, in, out, 0};
     tasks[t] = task;
   }
-  for (long long t = 1; t < threads; ++t) started[t] = pthread_create(&ids[t], NULL, tp_map_run, &tasks[t]) == 0;
-  tp_map_run(&tasks[0]);
-  int failed = tasks[0].failed;
-  for (long long t = 1; t < threads; ++t) {
-    if (started[t]) pthread_join(ids[t], NULL); else tp_map_run(&tasks[t]);
-    failed = failed || tasks[t].failed;
-  }
-  free(tasks); free(ids); free(started);
+  tp_parallel(tp_map_run, tasks, threads, sizeof(tp_map_task));
+  int failed = 0;
+  for (long long t = 0; t < threads; ++t) failed = failed || tasks[t].failed;
+  free(tasks);
   return failed;
 }
 """
@@ -446,6 +431,26 @@ def _instruction_cost(fn: ca.Function) -> int:
     return sum(_TRANSCENDENTAL if op in LIBM_CALLS else op not in _FREE for op in ops)
 
 
+# In every lane library: the tasks of a loop run on threads.
+_PARALLEL = r"""
+/* run(task t) for the n tasks of `size` bytes at `tasks`: task 0 here, the others on threads of their own
+   (here, one after the other, if a thread cannot be had); returns when all have finished. */
+static void tp_parallel(void* (*run)(void*), void* tasks, long long n, size_t size) {
+  char* task = (char*) tasks;
+  pthread_t* ids = calloc(n, sizeof(pthread_t));
+  int* started = calloc(n, sizeof(int));
+  for (long long t = 1; t < n && ids && started; ++t)
+    started[t] = pthread_create(&ids[t], NULL, run, task + t * size) == 0;
+  run(task);
+  for (long long t = 1; t < n; ++t) {
+    if (started && started[t]) pthread_join(ids[t], NULL); else run(task + t * size);
+  }
+  free(ids);
+  free(started);
+}
+"""
+
+
 def lanes_library(name: str, written: list[tuple[str, set[str]]], header: str = "",
                   code: str = "") -> tuple[Path, str] | None:
     """Lane functions (:func:`turnpike.codegen.lanes_function`'s results) and ``code`` after them,
@@ -457,8 +462,8 @@ def lanes_library(name: str, written: list[tuple[str, set[str]]], header: str = 
     then each again for the generic processor.
     """
     calls = set().union(*(c for _, c in written))
-    header = f"#define TP_LANES {LANES}\n{header}" + "".join(f"#include <{h}.h>\n" for h in ("math", "pthread",
-                                                                                               "stdlib", "string"))
+    header = (f"#define TP_LANES {LANES}\n{header}"
+              + "".join(f"#include <{h}.h>\n" for h in ("math", "pthread", "stdlib", "string")) + _PARALLEL)
     body = "".join(src for src, _ in written) + code
     # With these declarations GCC calls libmvec's _ZGV<isa>N<lanes>v_<c> on vectors of lanes. sin and cos are
     # made non-builtin (and declared const), else GCC merges them into a sincos with no vector version.
