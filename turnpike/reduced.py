@@ -34,8 +34,9 @@ in the same dense block per sample. The off-diagonal blocks are filled a block o
 time, by matrix products with inner dimension ``N nx`` (compute-bound, see
 :meth:`ReducedSpace._off_diagonal_blocks`), not one stage at a time (memory-bound).
 
-The stage derivatives are SX functions of one sample, ``map``-ped over all samples and
-stages in one call (compiled to C when a compiler is there, see :mod:`turnpike.compiled`);
+The stage derivatives are SX functions of one sample, evaluated over all samples and stages in
+one call (as vectorised C when a compiler is there, :func:`~turnpike.compiled.lanes_map`; else
+CasADi's ``map``);
 only the recursions loop over stages, in numpy. The gradient alone (IPOPT's ``grad_f`` and the
 presolve's L-BFGS steps) is one compiled call when a compiler is there: each sample's forward
 pass, then its adjoint, 8 samples at a time in vectorised C (:func:`~turnpike.compiled.ensemble_gradient`,
@@ -171,8 +172,9 @@ class ReducedSpace:
         # The Hessian's stage derivatives over all sample-stages as lane code (turnpike.compiled.lanes_map;
         # 4x CasADi's map of the compiled functions on the two-circles stages); None without a compiler or
         # for an operation the lane code does not write, and then CasADi maps them, compiled where possible.
+        self._summed = {"_second": [2]}  # R is summed over the samples of a stage (see _mapped)
         self._lanes = {"_first": lanes_map(self._first, shared={3}),
-                       "second": lanes_map(self._second, shared={3}, summed={2})}
+                       "_second": lanes_map(self._second, shared={3}, summed=set(self._summed["_second"]))}
 
         def fast(fn: ca.Function) -> ca.Function:
             c_code = compiled(fn)
@@ -181,7 +183,7 @@ class ReducedSpace:
         fast_one = fast(one)
         if self._lanes["_first"] is None:
             self._first = fast(self._first)
-        if self._lanes["second"] is None:
+        if self._lanes["_second"] is None:
             self._second = fast(self._second)
         self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J, one C call
         self.compiled = fast_one is not one and self._gradient is not None
@@ -295,15 +297,19 @@ class ReducedSpace:
     def _data(self, p: np.ndarray) -> np.ndarray:
         return p[1:].reshape(self.N, self.problem.ny).T
 
-    def _mapped(self, name: str, copies: int):
-        """The stage function ``name`` mapped over ``copies`` sample-stages on :func:`threads` threads
-        (its lane code if compiled, else CasADi's map, built once per thread count)."""
-        if self._lanes.get(name) is not None:
-            return lambda *args: self._lanes[name](copies, 1, *args)
-        key = (name, copies, threads())
+    def _mapped(self, name: str, copies: int, group: int = 1):
+        """The stage function ``name`` mapped over ``copies`` sample-stages on :func:`threads` threads, the
+        outputs ``self._summed[name]`` added up over each ``group`` of consecutive ones: its lane code if
+        compiled, else CasADi's map (built once per thread count)."""
+        lanes = self._lanes.get(name)
+        if lanes is not None:
+            return lambda *args: lanes(copies, group, *args)
+        key = (name, copies, group, threads())
         if key not in self._maps:
             fn = getattr(self, name)
-            self._maps[key] = _Batch(fn if copies == 1 else fn.map(copies, "thread", key[2]))
+            if group > 1:
+                fn = fn.map(f"{fn.name()}_group", "serial", group, [], self._summed[name])
+            self._maps[key] = _Batch(fn if copies == group else fn.map(copies // group, "thread", key[3]))
         return self._maps[key]
 
     def _trajectory(self, u: np.ndarray, p: np.ndarray):
@@ -366,15 +372,8 @@ class ReducedSpace:
         M = n * N
         xs = d["x"][:-1].reshape(M, nx).T
         us = np.repeat(u, N, axis=0).T
-        args = (xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
-        if self._lanes["second"] is not None:  # R summed over the samples of each stage: (nu², steps)
-            Q, S, R = self._lanes["second"](M, N, *args)
-        else:
-            key = ("second", threads())
-            if key not in self._maps:
-                per_stage = self._second.map("second_samples", "serial", N, [], [2])
-                self._maps[key] = _Batch(per_stage.map(n, "thread", key[1]))
-            Q, S, R = self._maps[key](*args)
+        # R summed over the samples of each stage: (nu², steps)
+        Q, S, R = self._mapped("_second", M, N)(xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
         Q = Q.T.reshape(n, N, nx, nx)  # symmetric: the vec order does not matter
         S = S.T.reshape(n, N, nx, nu).transpose(0, 1, 3, 2)  # S[k, i] = ∇²_{ux} ℓ, (nu, nx)
         R = R.T.reshape(n, nu, nu)
