@@ -324,7 +324,8 @@ def _phases(stats: dict) -> str:
             parts.append(f"{name} {pre[key]['iterations']} its {pre[key]['seconds']:.2f} s")
     if "newton" in pre:
         newton = pre["newton"]
-        parts[-1] += (f" ({newton.get('negative_curvature', 0)} along negative curvature, last Hessian "
+        parts[-1] += (f" ({newton.get('hessians', newton['iterations'])} Hessians, "
+                      f"{newton.get('negative_curvature', 0)} steps along negative curvature, last Hessian "
                       f"{'positive definite' if newton['positive_definite'] else 'indefinite'})")
     parts.append(f"IPOPT {stats.get('iterations')} its {stats.get('solve_seconds', 0.0):.2f} s")
     return ", ".join(parts)

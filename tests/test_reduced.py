@@ -11,7 +11,7 @@ import turnpike as tp
 from problems.datasets import concentric_spheres
 from problems.neural_ode import NeuralODEClassification
 from turnpike.compiled import LANES, ensemble_gradient
-from turnpike.presolve import newton_refinement, unconstrained
+from turnpike.presolve import newton_refinement, reduced_space_descent, unconstrained
 from turnpike.reduced import ReducedSpace
 from turnpike.transcription import stage_function
 
@@ -159,6 +159,21 @@ def test_newton_from_a_random_start_reaches_a_minimum_that_ipopt_certifies():
     sol = tp.solve(prob, T=T, steps=steps, initial_guess=res.u, presolve="none")
     assert sol.success and sol.stats["iterations"] == 0
     assert sol.cost == pytest.approx(res.cost, rel=1e-12)
+
+
+def test_chord_steps_reach_the_minimum_of_plain_newton_with_fewer_hessians():
+    """Reusing a positive definite Hessian's factorisation changes the path, not the limit: from the
+    same start near a strict minimum (two circles, after L-BFGS), Newton with chord steps ends on the
+    minimiser plain Newton (``chord_steps=0``) finds, having factorised fewer Hessians."""
+    prob, T, steps = two_circles(), 2.0, 20
+    rs = ReducedSpace(prob, steps, "rk4")
+    start = reduced_space_descent(rs, 0.1 * np.random.default_rng(0).standard_normal((steps, prob.nu)), T).u
+    plain = newton_refinement(rs, start, T, chord_steps=0)
+    chord = newton_refinement(rs, start, T)
+    assert plain.converged and plain.positive_definite and plain.hessians == plain.iterations
+    assert chord.converged and chord.hessians < plain.hessians < chord.iterations
+    np.testing.assert_allclose(chord.u, plain.u, atol=1e-6)  # a flat minimum: ‖∇J‖∞ <= 1e-10 leaves ~1e-8
+    assert chord.cost == pytest.approx(plain.cost, rel=1e-13)
 
 
 def test_newton_leaves_a_saddle_that_its_gradient_steps_cannot():
