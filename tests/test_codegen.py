@@ -1,13 +1,15 @@
 """The lane code of turnpike.codegen computes what CasADi computes, lane by lane."""
 
 import ctypes
+import os
+import time
 
 import casadi as ca
 import numpy as np
 import pytest
 
 from turnpike.codegen import lanes_function
-from turnpike.compiled import LANES, compiler, lanes_library, lanes_map
+from turnpike.compiled import LANES, UNUSED_DAYS, compiled, compiler, lanes_library, lanes_map, prune_cache
 
 
 def every_operation():
@@ -91,3 +93,29 @@ def test_lanes_map_matches_casadi_map(monkeypatch, threads):
     np.testing.assert_allclose(sums, want_sums, rtol=1e-13)
     with pytest.raises(ValueError, match="groups"):
         mapped(M, 4, X, 0.7, Z)
+
+
+def test_the_cache_deletes_what_has_not_been_used_and_keeps_the_rest(monkeypatch, tmp_path):
+    """Compiling a library prunes the cache: its own files unused for UNUSED_DAYS go, files in use,
+    recent ones and files it did not write stay; a cache hit renews a library's time of use."""
+    if compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path))
+    now, day = time.time(), 86400.0
+    stale = [tmp_path / f"turnpike_old_{'a' * 20}{suffix}" for suffix in (".so", ".failed", ".4242.tmp")]
+    recent = tmp_path / f"turnpike_recent_{'b' * 20}.so"
+    foreign = [tmp_path / "notes_about_this.so", tmp_path / f"mine_{'c' * 19}.so"]
+    for path, age in [*((p, UNUSED_DAYS + 1) for p in stale), (recent, UNUSED_DAYS - 1),
+                      *((p, 10 * UNUSED_DAYS) for p in foreign)]:
+        path.write_bytes(b"")
+        os.utime(path, (now - age * day, now - age * day))
+    x = ca.SX.sym("x", 2)
+    square = ca.Function("square_for_the_cache_test", [x], [x * x])
+    assert compiled(square)(ca.DM([1.5, -2.0])).full().ravel().tolist() == [2.25, 4.0]
+    assert not any(p.exists() for p in stale)
+    assert recent.exists() and all(p.exists() for p in foreign)
+    (library,) = tmp_path.glob("turnpike_square_for_the_cache_test_*.so")
+    os.utime(library, (now - 2 * UNUSED_DAYS * day, now - 2 * UNUSED_DAYS * day))
+    assert compiled(square) is not None  # a cache hit: no compilation, the time of use renewed
+    assert prune_cache() == [] and library.exists()
+    assert set(prune_cache(days=0)) == {library, recent} and all(p.exists() for p in foreign)

@@ -8,7 +8,9 @@ system's C compiler, pays for its compile time. The shared library is cached und
 command and the machine (processor flags, C library), so the same function is compiled once per
 machine; files are written under a temporary name and moved into place, so concurrent solves never
 load half a library. A compilation that fails is remembered (a ``.failed`` file; delete the cache to
-try again).
+try again). A library's modification time records its last use; whenever a new one is compiled, the
+cache's files unused for :data:`UNUSED_DAYS` days are deleted (:func:`prune_cache`), so the cache
+keeps what is in use and does not grow with every problem ever solved.
 
 Three things are compiled:
 
@@ -40,9 +42,11 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import casadi as ca
@@ -50,8 +54,8 @@ import numpy as np
 
 from .codegen import LIBM_CALLS, VECTOR_MATH, lanes_function
 
-__all__ = ["LANES", "cache_dir", "compiled", "compiler", "ensemble_gradient", "lanes_library", "lanes_map",
-           "threads"]
+__all__ = ["LANES", "UNUSED_DAYS", "cache_dir", "compiled", "compiler", "ensemble_gradient", "lanes_library",
+           "lanes_map", "prune_cache", "threads"]
 
 # -fno-math-errno, -fno-trapping-math: math functions need not set errno and operations need not raise
 # floating-point exceptions (nothing reads either), so the compiler may inline and vectorise them (floor,
@@ -72,6 +76,31 @@ def compiler() -> str | None:
 def cache_dir() -> Path:
     """Where compiled functions are kept: ``$TURNPIKE_CACHE`` or ``~/.cache/turnpike``."""
     return Path(os.environ.get("TURNPIKE_CACHE", Path.home() / ".cache" / "turnpike"))
+
+
+UNUSED_DAYS = 30  # cached files not used for this many days are deleted when a library is compiled
+# What this module writes into the cache: NAME_DIGEST.so, NAME_DIGEST.failed, NAME_DIGEST.PID.tmp.
+_CACHED = re.compile(r".+_[0-9a-f]{20}(\.so|\.failed|\.\d+\.tmp)")
+
+
+def prune_cache(days: float = UNUSED_DAYS, directory: Path | None = None) -> list[Path]:
+    """Delete the files this module wrote into ``directory`` (default :func:`cache_dir`) that have
+    not been used for ``days`` days (modification time, which a cache hit renews); returns them.
+
+    Other files are never touched. A process that has loaded a library keeps it after its file is
+    deleted (POSIX unlink), and a later solve compiles it again.
+    """
+    directory = cache_dir() if directory is None else Path(directory)
+    oldest = time.time() - days * 86400.0
+    removed = []
+    for path in directory.glob("*_*"):
+        try:
+            if _CACHED.fullmatch(path.name) and path.stat().st_mtime < oldest:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone already (another process pruned it), or not ours to delete
+            pass
+    return removed
 
 
 @functools.cache
@@ -106,6 +135,10 @@ def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path
     target = cache_dir() / f"{name}_{digest}.so"
     failed = target.with_suffix(".failed")
     if target.exists():
+        try:
+            os.utime(target)  # its last use, for prune_cache
+        except OSError:
+            pass
         return target
     if failed.exists():
         return None
@@ -123,6 +156,7 @@ def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path
             os.replace(partial, target)
         except (OSError, subprocess.SubprocessError):
             return None
+    prune_cache()
     return target
 
 
