@@ -32,7 +32,7 @@ from ..errors import InputError, check_positive
 from ..problem import Problem
 from ..solution import Solution, StaticSolution
 from ..solve import grid_steps, solve, solve_static
-from .rates import DEFAULT_FLOOR, PredictedRate
+from .rates import DEFAULT_FLOOR, PredictedRate, predicted_rate
 from .report import DEFAULT_EPSILON, TurnpikeReport, turnpike_report
 
 __all__ = ["HorizonStudy", "compare_horizons", "stretched_guess"]
@@ -229,6 +229,7 @@ def compare_horizons(
             raise InputError(f"{key} cannot be passed to compare_horizons (it is set per horizon)")
 
     static = solve_static(problem)
+    predicted = predicted_rate(problem, static)
     solutions, reports = [], []
     previous = None
     for i, (T, n) in enumerate(zip(Ts, grids, strict=True)):
@@ -239,7 +240,7 @@ def compare_horizons(
             guess = stretched_guess(previous, static, T, n)
         sol = solve(problem, T, n, initial_guess=guess, **solve_options)
         solutions.append(sol)
-        reports.append(turnpike_report(sol, static, problem=problem, epsilon=epsilon, one_sided=one_sided,
+        reports.append(turnpike_report(sol, static, predicted=predicted, epsilon=epsilon, one_sided=one_sided,
                                        floor=floor))
         if sol.success:
             previous = sol

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis import DEFAULT_EPSILON, HorizonStudy, turnpike_report
-from ..analysis.rates import DEFAULT_FLOOR
+from ..analysis.rates import DEFAULT_FLOOR, predicted_rate
 from ..analysis.study import COLUMNS, progress_bar
 from ..errors import InputError, check_choice, check_positive
 from ..problem import Problem
@@ -291,7 +291,8 @@ def _point_rows(tasks, results, point, problem, Ts, seeds, settings) -> tuple[li
         sols = [found[T, seed][1] for T in Ts if isinstance(found[T, seed][1], Solution)]
         study = None
         if isinstance(static, StaticSolution) and sols:
-            reports = [turnpike_report(s, static, problem=problem, epsilon=settings["epsilon"],
+            predicted = predicted_rate(problem, static)
+            reports = [turnpike_report(s, static, predicted=predicted, epsilon=settings["epsilon"],
                                        one_sided=settings["one_sided"], floor=settings["floor"]) for s in sols]
             study = HorizonStudy(problem.name, static, tuple(sols), tuple(reports), {**settings, "seed": seed})
             by_key.update({(s.T, seed): row for s, row in zip(sols, study.rows(), strict=True)})
