@@ -267,8 +267,9 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
     down to 1e-10 decreases J (or, at round-off, the step does not halve ``‖g‖∞``), or when J or its
     derivatives are not finite. The controls returned are the last accepted ones, so the NLP solver
     can continue from them whatever the outcome. With ``verbose``, one line per step: J,
-    ``‖g‖∞``, δ and α (or the negative curvature and its step length; a chord step: J and ``‖g‖∞``). Random start vectors are
-    drawn from a generator seeded with 0: the result is reproducible.
+    ``‖g‖∞``, δ and α (or the negative curvature and its step length; a chord step: J and
+    ``‖g‖∞``). Random start vectors are drawn from a generator seeded with 0: the result is
+    reproducible.
     """
     start = time.perf_counter()
     fg, p = rs.reduced_objective(), rs.parameters(T)
