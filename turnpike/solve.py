@@ -260,13 +260,18 @@ def solve_static(
     options: dict | None = None,
     initial_guess: StaticSolution | None = None,
     seed: int | None = 0,
-    guess_scale: float = 0.1,
+    guess_scale: float = 0.0,
     verbose: bool = False,
 ) -> StaticSolution:
     """Solve the static problem ``min L(x, u)`` s.t. ``f(x, u) = 0`` with IPOPT.
 
-    See :mod:`turnpike.static` for the NLP. The start is ``x̄ = x0`` and seeded random
-    ``ū = guess_scale * N(0, 1)`` (clipped to the bounds), or ``initial_guess``.
+    See :mod:`turnpike.static` for the NLP. The start is ``x̄ = x0`` and ``ū = 0`` (the default
+    ``guess_scale = 0``), seeded random ``ū = guess_scale * N(0, 1)`` (clipped to the bounds), or
+    ``initial_guess``. Why ``ū = 0``: a neural ODE's field vanishes at zero weights, so that start
+    is feasible for every sample. From the random ``ū`` of scale 0.1 instead, IPOPT took 36 iterations
+    on the two-circles problem at N = 200 (10 from ``ū = 0``), and at N = 1000 it stalled with a Hessian
+    regularisation near 1e4, at about 1 s per iteration (12 iterations, 0.9 s from ``ū = 0``); the
+    other catalogue problems took as many iterations or fewer from ``ū = 0``, to the same optima.
     IPOPT's default tolerance here is ``tol = 1e-10``: the static optimum is the reference
     the turnpike is measured against.
 
