@@ -180,6 +180,19 @@ def test_tracking_variant_decays_at_the_rate_of_the_linearised_optimality_system
     assert long.rate == pytest.approx(predicted.rate, rel=0.15)
 
 
+def test_static_optimum_under_the_turnpike_cost_is_zero_error_at_zero_weights():
+    """σ(0) = 0: at ū = 0 every state is an equilibrium, so the static optimum of cost (B) is ū = 0 with every
+    x̄_i on the zero-error set, cost 0. The default start (x̄ = x0, ū = 0) is feasible, and IPOPT gets there in
+    a few iterations; from random ū of scale 0.1 it took 36 on these 200 points (and stalled at N = 1000)."""
+    points, labels = concentric_spheres(200, 2, radii=(1.0, 2.0), seed=0)
+    prob = NeuralODEClassification(points, labels, field="inner", activation="tanh", cost="turnpike", weight=1e-2)
+    static = tp.solve_static(prob)
+    assert static.success and static.stats["iterations"] <= 15
+    assert static.cost == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(static.u, 0.0, atol=1e-6)
+    np.testing.assert_allclose(prob.training_error(static.x), 0.0, atol=1e-12)
+
+
 def test_inner_tanh_field_stops_under_the_turnpike_cost_and_keeps_a_residual_error():
     """Where result 3 fails: σ(0) = 0 makes the inner field bilinear at u = 0, so λ|u|² is an L1 price on the
     velocity. The control is zero after some T*, the error then stays constant (no exponential decay), and T*
