@@ -15,7 +15,8 @@ Jobs:
 * ``opti``: :func:`baseline_opti.opti_baseline`, capped so that build + solve stay within ``budget``.
 * ``lbfgs`` / ``adam``: :func:`baseline_torch.train` for ``budget`` seconds or until the toolbox's cost
   within 1%; first the cross-check that the torch cost at the toolbox's controls equals ``sol.cost``.
-* ``sweep``: ``turnpike.analysis.compare_horizons`` over ``horizons`` with fixed ``steps``.
+* ``sweep``: ``turnpike.analysis.compare_horizons`` over ``horizons`` with fixed ``steps`` (``start_seed``:
+  the seed of the first horizon's random start).
 
 Every job uses the same data: ``problems.datasets.concentric_spheres(N, 2, radii=(1, 2), seed=0)`` and
 ``NeuralODEClassification(field="inner", activation="tanh", cost="turnpike", weight=1e-2, alpha=1)``.
@@ -158,7 +159,8 @@ def run_sweep(spec: dict, report: Report) -> None:
     problem = two_circles(spec["N"])
     report.update(rss_before_mb=_rss_mb(), phase="solving")
     start = time.perf_counter()
-    study = compare_horizons(problem, spec["horizons"], steps=spec["steps"], method="rk4", seed=SEED, progress=False)
+    study = compare_horizons(problem, spec["horizons"], steps=spec["steps"], method="rk4",
+                             seed=spec.get("start_seed", SEED), progress=False)
     total = time.perf_counter() - start
     per = []
     for sol in study.solutions:
