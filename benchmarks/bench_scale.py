@@ -217,7 +217,7 @@ class Bench:
                                                      for seed in range(1, self.args.seeds)]
                 by_seed = [row, *self.other_starts[(N, steps)]]
                 totals = [r.get("total") if _finished(r) else None for r in by_seed]
-                median = float(np.median(totals)) if None not in totals else None
+                median = _median(totals)
                 print(f"{'':>18}random starts 0-{self.args.seeds - 1}: total "
                       f"{', '.join(_num(t, '.2f') for t in totals)} s; median {_num(median, '.2f')} s; L-BFGS "
                       f"{', '.join(str(_presolve(r, 'lbfgs')) for r in by_seed)} its, Newton "
@@ -256,9 +256,7 @@ class Bench:
         totals = [r.get("total") if _finished(r) else None for r in starts]
         ratios = [t / max(h["total"] for h in r["horizons"]) if t else None
                   for t, r in zip(totals, starts, strict=True)]
-        finished = [t for t in totals if t]
-        median_total = float(np.median(finished)) if len(finished) == len(totals) else None
-        median_ratio = float(np.median(ratios)) if median_total else None
+        median_total, median_ratio = _median(totals), _median(ratios)
         cold = self.toolbox.get((N, steps))
         alone = self.job("toolbox", N, steps, self.args.cap, T=SWEEP_HORIZONS[-1])
         alone_total = alone.get("total") if alone.get("success") and not alone.get("capped") else None
@@ -359,6 +357,11 @@ def _finished(row: dict) -> bool:
 def _presolve(row: dict, phase: str):
     """The iterations of a toolbox run's presolve phase (``lbfgs`` or ``newton``), or a dash."""
     return ((row.get("stats") or {}).get("presolve") or {}).get(phase, {}).get("iterations", "—")
+
+
+def _median(values: list) -> float | None:
+    """The median of the runs' figures, or None if a run did not finish (its figure is None)."""
+    return float(np.median(values)) if values and None not in values else None
 
 
 def _slope(x: list, y: list) -> float | None:

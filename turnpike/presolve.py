@@ -15,9 +15,10 @@ factorised by LAPACK's dense Cholesky (4-6x faster than IPOPT's MUMPS on these d
 matrices, with none of the interior point's per-iteration overhead), until ``‖∇J‖∞ <= 1e-10``.
 Where the Hessian is indefinite it also tries a step along a direction of negative curvature, so
 that it does not settle on a saddle point, which a first-order KKT check (IPOPT's) would accept.
-Where it is positive definite, the next steps reuse its factorisation (chord steps) for as long as
-they decrease J as the quadratic model predicts: a chord step costs a gradient and two triangular
-solves, about a thirtieth of a new Hessian and its factorisation.
+Where it is positive definite, the next steps reuse its factorisation (chord steps, refined by a
+few conjugate-gradient iterations preconditioned with it) for as long as they decrease J as the
+quadratic model predicts: each costs a few gradients and triangular solves, where a new Hessian and
+its factorisation cost about 30.
 
 The presolve only changes the starting point: convergence is still decided by the NLP solver,
 which then usually accepts the start at its first KKT check (0 iterations).
@@ -165,6 +166,17 @@ def _max_abs(a: np.ndarray) -> float:
     return float(np.max(np.abs(a)))
 
 
+def _at_round_off(decrease: float, J: float) -> bool:
+    """Whether the decrease of J a quadratic model predicts for a step (``-gᵀd/2`` for a Newton step)
+    is below the round-off of J, a sum of N·steps terms (``1e3 eps max(1, |J|)`` on ``-gᵀd``)."""
+    return decrease <= 0.5 * _ROUND_OFF * max(1.0, abs(J))
+
+
+def _halves(g_new: np.ndarray, g: np.ndarray) -> bool:
+    """Where J cannot tell (:func:`_at_round_off`): a step is taken if it halves ``‖∇J‖∞``."""
+    return _max_abs(g_new) <= 0.5 * _max_abs(g)
+
+
 def _negative_curvature(H: np.ndarray, factor, d: np.ndarray, rng: np.random.Generator):
     """A unit vector v with ``vᵀHv < 0`` and that curvature, or None.
 
@@ -258,10 +270,7 @@ def _chord_step(value_and_gradient, u, J, g, factor):
     J_d, g_d = value_and_gradient(u + d)
     if not np.isfinite(J_d):
         return None, evaluations
-    if predicted <= 0.5 * _ROUND_OFF * max(1.0, abs(J)):
-        ok = _max_abs(g_d) <= 0.5 * _max_abs(g)
-    else:
-        ok = J - J_d >= _CHORD_RATIO * predicted
+    ok = _halves(g_d, g) if _at_round_off(predicted, J) else J - J_d >= _CHORD_RATIO * predicted
     return ((u + d, J_d, g_d) if ok else None), evaluations
 
 
@@ -367,11 +376,10 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
             v = -v if g @ v > 0 else v  # downhill (or level) along v
             escape = _line_search(value_and_gradient, u, J, g, v, float(g @ v), curvature)
             evaluations += escape[4] if escape else 0
-        if -slope <= _ROUND_OFF * max(1.0, abs(J)):  # J cannot tell: the full step must halve ‖g‖∞
+        if _at_round_off(-0.5 * slope, J):  # J cannot tell: the full step must halve ‖g‖∞
             J_try, g_try = value_and_gradient(u + d)
             evaluations += 1
-            halves = np.isfinite(J_try) and _max_abs(g_try) <= 0.5 * _max_abs(g)
-            step = (u + d, J_try, g_try, 1.0, 1) if halves else None
+            step = (u + d, J_try, g_try, 1.0, 1) if np.isfinite(J_try) and _halves(g_try, g) else None
             failure = "stopped: J and its gradient at round-off level"
         else:
             step = _line_search(value_and_gradient, u, J, g, d, slope)
