@@ -8,19 +8,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sweep_factories import crashing_lq
+from sweep_factories import crashing_lq, dies_sending_its_result
 
 import turnpike as tp
 from problems import LinearQuadratic
 from turnpike.cli import main
 from turnpike.errors import InputError, UnknownNameError
+from turnpike.sweeps import executors
 from turnpike.sweeps.executors import _sigint_noted
+from turnpike.sweeps.tasks import WorkerLost
 
 # 2 parameter points x 3 horizons x 2 seeds = 12 solves (and 2 static problems)
 GRID = dict(params={"control_weight": [1.0, 2.0]}, steps=20, seeds=[0, 1])
@@ -314,6 +317,25 @@ def test_a_killed_worker_does_not_stop_the_sweep(tmp_path):
     after = fingerprints(out / "checkpoints")
     assert {name: after[name] for name in finished} == finished
     assert_complete(out)
+
+
+@pytest.mark.filterwarnings("ignore:a worker process died")
+def test_a_worker_that_dies_while_sending_its_result_does_not_hang_the_pool(monkeypatch):
+    # Its half-sent message blocks the pool's own detection of dead workers (CPython reads the rest forever),
+    # so run_pool has to notice the death itself; then the task alone kills its worker again: WorkerLost.
+    monkeypatch.setattr(executors, "run_task", dies_sending_its_result)
+    results = {}
+
+    def consume():
+        for task, result in executors.run_pool(["a", "die", "b", "c"], 2):
+            results[task] = result
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), f"run_pool hung, with {results} yielded"
+    assert {task: results[task] for task in "abc"} == {"a": "a", "b": "b", "c": "c"}
+    assert isinstance(results["die"], WorkerLost)
 
 
 @pytest.mark.slow

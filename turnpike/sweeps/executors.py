@@ -9,8 +9,11 @@ Fault policy:
 * a solve that raises returns a :class:`~turnpike.sweeps.tasks.SolveError` from the worker (a row);
 * local pool: the workers ignore SIGINT (the parent alone handles Ctrl-C and then terminates them), and
   at most ``workers`` tasks are submitted at a time, so that "in flight" means "running". When a worker
-  process dies, Python breaks the whole pool and every running task is lost (with a RuntimeWarning).
-  Those tasks become *suspects*: a fresh pool runs them one at a time, with nothing beside them, so a
+  process dies, the whole pool is broken and every running task is lost (with a RuntimeWarning). Python
+  notices the death itself, except when the worker died while sending a result: its manager thread then
+  waits for the rest of the message forever, and the other workers for the lock of the result queue; so
+  ``run_pool`` also looks at the workers' sentinels every ``_POLL_SECONDS`` while it waits. The lost
+  tasks become *suspects*: a fresh pool runs them one at a time, with nothing beside them, so a
   task that kills its worker on its own is identified and yields
   :class:`~turnpike.sweeps.tasks.WorkerLost` (not checkpointed: the next run tries it again), while the
   others, victims of a neighbour or of a kill from outside, simply finish; then the pool is full again;
@@ -22,6 +25,7 @@ Fault policy:
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -36,6 +40,8 @@ from ..errors import InputError, SolverError
 from .tasks import Task, WorkerLost, run_task
 
 __all__ = ["run_serial", "run_pool", "distributed_api", "dask_client", "run_dask"]
+
+_POLL_SECONDS = 0.5  # how often run_pool looks for dead workers while it waits for results
 
 
 @contextmanager
@@ -115,8 +121,16 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _broken(future: Future) -> bool:
-    return isinstance(future.exception(), BrokenProcessPool)
+def _worker_died(pool: ProcessPoolExecutor) -> bool:
+    """Whether a worker process of ``pool`` has ended (its sentinel is ready; nothing is read from it)."""
+    sentinels = [process.sentinel for process in list((pool._processes or {}).values())]
+    return bool(sentinels) and bool(multiprocessing.connection.wait(sentinels, timeout=0))
+
+
+def _lost(future: Future) -> bool:
+    """Whether the task of ``future`` was lost with its pool; only once the pool is terminated is a future
+    that is not done lost too (a pool broken while a task was being submitted can leave it pending forever)."""
+    return not future.done() or future.cancelled() or isinstance(future.exception(), BrokenProcessPool)
 
 
 def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object]]:
@@ -155,18 +169,21 @@ def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object
                     broken = not submitted(queue[0], alone=False)
                     if not broken:
                         queue.popleft()
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            if broken or any(_broken(f) for f in done):
-                done, _ = wait(running)  # the pool is broken: every running future ends now
-                _terminate(pool)
+            done = set()
+            while running and not broken and not done:
+                done, _ = wait(running, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                broken = not done and _worker_died(pool)
+            if broken or any(_lost(f) for f in done):
+                _terminate(pool)  # every future is final now: finished before the pool broke, or lost
+                done = set(running)
                 pool = _new_pool(workers)
-                lost = sum(_broken(f) and not running[f][1] for f in done)
+                lost = sum(_lost(f) and not running[f][1] for f in done)
                 if lost:
                     warnings.warn(f"a worker process died; the {lost} solves in flight run again, one at a time",
                                   RuntimeWarning, stacklevel=2)
             for future in done:
                 task, alone = running.pop(future)
-                if not _broken(future):
+                if not _lost(future):
                     yield task, future.result()
                 elif alone:
                     yield task, WorkerLost("worker died: its process ended while solving this task alone")
