@@ -67,7 +67,7 @@ def test_compare_writes_table_solutions_and_figures(tmp_path):
     assert "3/3" in proc.stderr  # the progress bar
     summary = json.loads((tmp_path / "summary.json").read_text())
     required = {"T", "steps", "cost", "cost_per_time", "static_cost", "rate", "rate_constant", "predicted_rate",
-                "tube_entry", "tube_exit", "status", "success", "solve_seconds", "iterations"}
+                "tube_entry", "tube_exit", "status", "success", "total_seconds", "iterations"}
     rows = summary["horizons"]
     assert [r["T"] for r in rows] == [5.0, 10.0, 20.0]
     assert all(required <= set(r) for r in rows)

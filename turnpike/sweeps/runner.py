@@ -312,7 +312,7 @@ def _bare_row(task: Task, result, static) -> dict:
            "static_cost": static.cost if isinstance(static, StaticSolution) else None}
     if isinstance(result, Solution):
         row.update(success=result.success, cost=result.cost,
-                   solve_seconds=result.stats.get("solve_seconds"), iterations=result.stats.get("iterations"))
+                   total_seconds=result.stats.get("total_seconds"), iterations=result.stats.get("iterations"))
     return row
 
 
