@@ -25,7 +25,9 @@ cost (B) with λ = 1e-2, α = 1, squared loss, RK4, horizon T = 5, random start 
   (T = 10, alone, in its own process, like the other toolbox rows). Which local optima the warm starts
   fall into, and so the time, depends on the first horizon's random start (14.8 to 27.7 s over 5
   starts on 8778a8f), so the sweep is also run from the random starts 1, ..., ``--seeds`` - 1 and the
-  medians are reported too.
+  medians are reported too. Then the same horizons once more per start with ``turnpike.sweep`` on
+  ``--sweep-workers`` (2) local processes: no warm starts, every horizon from that random start, the
+  wall time of the whole sweep (its peak memory column is the parent process's only).
 
 What is measured. Every run is a fresh process (``benchmarks/scale_jobs.py``): nothing is cached
 between runs, and the peak memory reported is that process's peak resident set size (``ru_maxrss``
@@ -282,6 +284,33 @@ class Bench:
                   f"their slowest horizon {', '.join(_num(r, '.2f') for r in ratios)} (median "
                   f"{_num(median_ratio, '.2f')}); median total over T = {SWEEP_HORIZONS[-1]:g} alone "
                   f"{_num(self.sweep['median_ratio_to_longest_alone'], '.2f')}", flush=True)
+        if self.args.sweep_workers > 1:
+            self.sweep["pool"] = self.pool_sweeps(N, steps, alone_total)
+
+    def pool_sweeps(self, N: int, steps: int, alone_total: float | None) -> dict:
+        """The sweep's horizons on ``--sweep-workers`` processes, cold from each random start."""
+        workers = self.args.sweep_workers
+        runs = [self.job("pool_sweep", N, steps, 3 * self.args.cap, horizons=list(SWEEP_HORIZONS), workers=workers,
+                         start_seed=seed) for seed in range(self.args.seeds)]
+        res = runs[0]
+        res.update(iterations=None, steps=steps)
+        for h in res.get("horizons") or []:
+            print(f"{'':>18}T = {h['T']:>4g}: {'ok' if h['success'] else 'NO':<3} cost {h['cost']:<10.6g} "
+                  f"total {h['total']:7.2f} s (cold)", flush=True)
+        self.add("sweep", f"{workers} procs", N, steps, res)
+        totals = [r.get("total") if _finished(r) else None for r in runs]
+        ratios = [t / max(h["total"] for h in r["horizons"]) if t else None for t, r in zip(totals, runs, strict=True)]
+        median_total = _median(totals)
+        pool = {"workers": workers, "totals_by_seed": totals, "ratios_to_longest_by_seed": ratios,
+                "median_total": median_total, "median_ratio_to_longest": _median(ratios),
+                "median_ratio_to_longest_alone": median_total / alone_total if median_total and alone_total else None,
+                "runs": runs}
+        print(f"sweep on {workers} processes (turnpike.sweep, cold starts) from random starts 0-{len(runs) - 1}: "
+              f"totals {', '.join(_num(t, '.1f') for t in totals)} s (median {_num(median_total, '.1f')}); ratios "
+              f"to their slowest horizon {', '.join(_num(r, '.2f') for r in ratios)} (median "
+              f"{_num(pool['median_ratio_to_longest'], '.2f')}); median total over T = {SWEEP_HORIZONS[-1]:g} alone "
+              f"{_num(pool['median_ratio_to_longest_alone'], '.2f')}", flush=True)
+        return pool
 
 
 # -- formatting ---------------------------------------------------------------------------------------
@@ -419,6 +448,8 @@ def parse_args(argv=None):
     p.add_argument("--cap", type=float, default=600.0, help="seconds: hard cap of a toolbox run, and of any budget")
     p.add_argument("--seeds", type=int, default=5,
                    help="random starts per scaling point and of the sweep (the medians are reported too)")
+    p.add_argument("--sweep-workers", type=int, default=2,
+                   help="processes of the parallel sweep (turnpike.sweep); 1 skips it")
     p.add_argument("--factor", type=float, default=10.0, help="torch budget in multiples of the toolbox's time")
     p.add_argument("--opti-factor", type=float, default=25.0, help="Opti budget in multiples of the toolbox's time")
     p.add_argument("--mem-limit-gb", type=float, default=16.0, help="kill a run whose resident memory exceeds this")

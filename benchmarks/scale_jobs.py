@@ -17,6 +17,8 @@ Jobs:
   within 1%; first the cross-check that the torch cost at the toolbox's controls equals ``sol.cost``.
 * ``sweep``: ``turnpike.analysis.compare_horizons`` over ``horizons`` with fixed ``steps`` (``start_seed``:
   the seed of the first horizon's random start).
+* ``pool_sweep``: ``turnpike.sweep`` of the same horizons on ``workers`` local processes: every horizon
+  from the random start ``start_seed`` (no warm starts), the static problem once.
 
 Every job uses the same data: ``problems.datasets.concentric_spheres(N, 2, radii=(1, 2), seed=0)`` and
 ``NeuralODEClassification(field="inner", activation="tanh", cost="turnpike", weight=1e-2, alpha=1)``.
@@ -178,7 +180,28 @@ def run_sweep(spec: dict, report: Report) -> None:
                   success=bool(study.success), status="all converged" if study.success else "not all converged")
 
 
-JOBS = {"toolbox": run_toolbox, "opti": run_opti, "lbfgs": run_torch, "adam": run_torch, "sweep": run_sweep}
+def run_pool_sweep(spec: dict, report: Report) -> None:
+    import tempfile
+
+    from scale_jobs import two_circles as factory  # by this module's name, not __main__'s: workers import it
+
+    import turnpike as tp
+
+    report.update(rss_before_mb=_rss_mb(), phase="solving")
+    with tempfile.TemporaryDirectory(prefix="pool_sweep_") as out:
+        start = time.perf_counter()
+        result = tp.sweep(factory, spec["horizons"], out, params={"N": [spec["N"]]}, steps=spec["steps"],
+                          seeds=[spec.get("start_seed", SEED)], workers=spec["workers"], figures=False,
+                          progress=False)
+        total = time.perf_counter() - start
+    per = [{"T": row["T"], "success": bool(row["success"]), "status": row["status"], "cost": row["cost"],
+            "total": row["total_seconds"]} for row in result.rows]
+    report.update(total=total, horizons=per, workers=spec["workers"], success=bool(result.success),
+                  status="all converged" if result.success else "not all converged")
+
+
+JOBS = {"toolbox": run_toolbox, "opti": run_opti, "lbfgs": run_torch, "adam": run_torch, "sweep": run_sweep,
+        "pool_sweep": run_pool_sweep}
 
 
 def main(spec_path: str, result_path: str) -> int:
