@@ -106,9 +106,10 @@ def _solve(args) -> int:
     png = out / f"{stem}.png"
     plot_solution(sol, png, static=static if static.success else None,
                   state_names=problem.state_names, control_names=problem.control_names)
-    presolve = sol.stats.get("presolve", {}).get("seconds", 0.0)
-    print(f"{sol.message}; {sol.stats['total_seconds']:.2f} s (build {sol.stats['build_seconds']:.2f} s, "
-          f"presolve {presolve:.2f} s, {sol.stats['iterations']} NLP iterations in {sol.stats['solve_seconds']:.2f} s)")
+    stats = sol.stats
+    presolve, its = stats.get("presolve", {}).get("seconds", 0.0), stats["iterations"]
+    print(f"{sol.message}; {stats['total_seconds']:.2f} s (build {stats['build_seconds']:.2f} s, presolve "
+          f"{presolve:.2f} s, {its} NLP iteration{'' if its == 1 else 's'} in {stats['solve_seconds']:.2f} s)")
     print(f"static problem: {static.message}")
     print(f"wrote {npz}, {png}")
     return 0 if sol.success else 1

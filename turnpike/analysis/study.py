@@ -110,7 +110,7 @@ class HorizonStudy:
                 f"{row['T']:g}", str(row["steps"]), "yes" if row["success"] else "NO",
                 f"{row['cost']:.6g}", f"{row['cost_per_time']:.6g}", f"{row['cost_excess']:.4g}",
                 _fmt(row["rate"]), _fmt(row["predicted_rate"]), _fmt(row["tube_entry"]), _fmt(row["tube_exit"]),
-                _fmt(row["total_seconds"]),
+                "—" if row["total_seconds"] is None else f"{row['total_seconds']:.2f}",
             ])
         widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(head)]
         out = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
