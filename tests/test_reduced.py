@@ -161,6 +161,21 @@ def test_newton_from_a_random_start_reaches_a_minimum_that_ipopt_certifies():
     assert sol.cost == pytest.approx(res.cost, rel=1e-12)
 
 
+def test_descent_callback_sees_every_iterate_with_its_cost():
+    prob, T, steps = two_circles(), 2.0, 20
+    rs = ReducedSpace(prob, steps, "rk4")
+    fg, p = rs.reduced_objective(), rs.parameters(T)
+    seen = []
+    res = reduced_space_descent(rs, 0.1 * np.random.default_rng(0).standard_normal((steps, prob.nu)), T,
+                                callback=lambda intermediate_result: seen.append((intermediate_result.x.copy(),
+                                                                                  intermediate_result.fun)))
+    assert len(seen) == res.iterations > 10
+    for x, J in seen[:: max(1, len(seen) // 5)]:  # the cost reported is J at the iterate reported
+        assert J == pytest.approx(float(fg(x.reshape(steps, -1).T, p)[0]), rel=1e-14)
+    costs = [J for _, J in seen]
+    assert all(b <= a for a, b in zip(costs, costs[1:], strict=False)) and costs[-1] == res.cost
+
+
 def test_chord_steps_reach_the_minimum_of_plain_newton_with_fewer_hessians():
     """Reusing a positive definite Hessian's factorisation changes the path, not the limit: from the
     same start near a strict minimum (two circles, after L-BFGS), Newton with chord steps (some steps

@@ -59,7 +59,7 @@ class ReducedSpaceResult:
 
 
 def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, rel_decrease: float = 1e-9,
-                          memory: int = 20) -> ReducedSpaceResult:
+                          memory: int = 20, callback=None) -> ReducedSpaceResult:
     """L-BFGS-B on ``J(u)`` from controls ``u`` (steps, nu), at most ``max_iter`` iterations.
 
     ``max_iter``: an L-BFGS iteration costs one gradient, a Newton iteration a Hessian and its
@@ -81,6 +81,11 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
 
     It stops early when an iteration decreases J by less than ``rel_decrease`` relative (scipy's
     ``ftol``): the last digits are the NLP solver's job.
+
+    ``callback``, if given, is called after every iteration as ``callback(intermediate_result)``
+    with scipy's :class:`~scipy.optimize.OptimizeResult` of the iterate (``x``: the control variables
+    flattened stage by stage, overwritten by later iterations, so copy it to keep it; ``fun``: J),
+    e.g. to follow the cost over time.
     """
     start = time.perf_counter()
     if ms.problem.l1_bound is not None:
@@ -97,7 +102,8 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
 
     v0 = np.clip(ms.control_variables(u).reshape(-1), *zip(*bounds, strict=True))
     res = minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"maxiter": max_iter, "ftol": rel_decrease, "gtol": 1e-10, "maxcor": memory})
+                   options={"maxiter": max_iter, "ftol": rel_decrease, "gtol": 1e-10, "maxcor": memory},
+                   callback=callback)
     if not np.isfinite(res.fun):  # the descent left the region where the dynamics are defined
         return ReducedSpaceResult(u, np.nan, int(res.nit), int(res.nfev), time.perf_counter() - start,
                                   "discarded: non-finite cost")
