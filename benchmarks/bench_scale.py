@@ -49,12 +49,12 @@ Baselines and caps (see ``baseline_opti.py`` and ``baseline_torch.py`` for exact
   ``sol.cost`` to 1e-7 relative (checked; the run fails otherwise).
 
 ``vs toolbox`` is the baseline's time over the toolbox's (time to the target for torch): ``12x`` means
-the toolbox was 12 times faster. That compares torch's time to ``J <= 1.01 J_toolbox`` with the toolbox's
-time to a certified optimum; under each torch run that reached the target, a second ratio compares the
-same criterion: the toolbox's time to it (``to_target``: the solve's L-BFGS phase run again in a job of
-its own, its build plus its time until J reaches the target, with a check that its iterates are the
-solve's); ``>=`` marks a baseline stopped by its cap (a lower bound), ``<=`` a
-toolbox run stopped by its cap. Every run also has a hard cap (the toolbox: ``--cap``; the sweep:
+the toolbox was 12 times faster; ``>=`` marks a baseline stopped by its cap (a lower bound), ``<=`` a
+toolbox run stopped by its cap. That ratio compares torch's time to ``J <= 1.01 J_toolbox`` with the
+toolbox's time to a certified optimum. Under each torch run that reached the target a second ratio uses
+the same criterion for both: the toolbox's time to it (``to_target``: the solve's L-BFGS phase run again
+in a job of its own, its build plus its time until J reaches the target, with a check that its iterates
+are the solve's). Every run also has a hard cap (the toolbox: ``--cap``; the sweep:
 3 ``--cap``; a baseline: its budget plus 30 s for imports and set-up); a run stopped there is reported
 ``capped``, with whatever it had measured. The table is printed and saved as JSON and CSV
 (``--out``), with the git commit and whether the toolbox's files had uncommitted changes.
@@ -193,11 +193,12 @@ class Bench:
         res = self.job("to_target", N, steps, self.args.cap, target=TARGET_SLACK * tb["cost"])
         lbfgs = ((tb.get("stats") or {}).get("presolve") or {}).get("lbfgs") or {}
         same = res.get("lbfgs_iterations") == lbfgs.get("iterations") and res.get("lbfgs_cost") == lbfgs.get("cost")
-        total = res["build"] + res["seconds"] if same and res.get("seconds") is not None else None
+        reached = res["build"] + res["seconds"] if res.get("seconds") is not None else None
+        total = reached if same else None
         tb["to_target"] = {**res, "same_iterates": same, "total": total}
-        when = "not in the L-BFGS phase" if res.get("seconds") is None else (
-            f"L-BFGS iteration {res['iteration']}, {res['seconds']:.2f} s + build {res['build']:.2f} s = "
-            f"{res['build'] + res['seconds']:.2f} s")
+        when = "not in the L-BFGS phase" if reached is None else (
+            f"L-BFGS iteration {res['iteration']}, {res['seconds']:.2f} s + build {res['build']:.2f} s "
+            f"= {reached:.2f} s")
         print(f"{'':>18}to the torch target (J <= {res.get('target', float('nan')):.6g}), in a job of its own: "
               f"{when} (the solve's L-BFGS iterates: {'same' if same else 'NOT the same'})", flush=True)
         return total
@@ -280,10 +281,6 @@ class Bench:
         self.add("sweep", "toolbox", N, steps, res)
         starts = [res, *(self.job("sweep", N, steps, 3 * self.args.cap, horizons=list(SWEEP_HORIZONS), start_seed=seed)
                          for seed in range(1, self.args.seeds))]
-        totals = [r.get("total") if _finished(r) else None for r in starts]
-        ratios = [t / max(h["total"] for h in r["horizons"]) if t else None
-                  for t, r in zip(totals, starts, strict=True)]
-        median_total, median_ratio = _median(totals), _median(ratios)
         cold = self.toolbox.get((N, steps))
         alone = self.job("toolbox", N, steps, self.args.cap, T=SWEEP_HORIZONS[-1])
         alone_total = alone.get("total") if alone.get("success") and not alone.get("capped") else None
@@ -292,10 +289,7 @@ class Bench:
                       "ratio_to_longest": res["ratio_to_longest"], "horizons": per, "status": res.get("status"),
                       "capped": res.get("capped", False), "longest_alone": alone, "ratio_to_longest_alone": ratio_alone,
                       "cold_medium_T5_total": cold.get("total") if cold else None,
-                      "totals_by_seed": totals, "ratios_to_longest_by_seed": ratios, "median_total": median_total,
-                      "median_ratio_to_longest": median_ratio,
-                      "median_ratio_to_longest_alone": median_total / alone_total if median_total and alone_total
-                      else None, "other_starts": starts[1:]}
+                      **_over_starts(starts, alone_total), "other_starts": starts[1:]}
         print(f"sweep: {len(SWEEP_HORIZONS)} horizons in {_num(res.get('total'), '.1f')} s; longest single solve in "
               f"the sweep {_num(longest, '.1f')} s (build + presolve + solve): ratio "
               f"{_num(res['ratio_to_longest'], '.2f')} (target <= 3); T = {SWEEP_HORIZONS[-1]:g} solved alone "
@@ -304,11 +298,7 @@ class Bench:
               + (f"; a cold solve of the medium workload (T = 5) took {_num(cold.get('total'), '.1f')} s"
                  if cold else ""), flush=True)
         if len(starts) > 1:
-            print(f"sweep from random starts 0-{len(starts) - 1}: totals "
-                  f"{', '.join(_num(t, '.1f') for t in totals)} s (median {_num(median_total, '.1f')}); ratios to "
-                  f"their slowest horizon {', '.join(_num(r, '.2f') for r in ratios)} (median "
-                  f"{_num(median_ratio, '.2f')}); median total over T = {SWEEP_HORIZONS[-1]:g} alone "
-                  f"{_num(self.sweep['median_ratio_to_longest_alone'], '.2f')}", flush=True)
+            _print_starts("sweep", self.sweep)
         if self.args.sweep_workers > 1:
             self.sweep["pool"] = self.pool_sweeps(N, steps, alone_total)
 
@@ -323,18 +313,8 @@ class Bench:
             print(f"{'':>18}T = {h['T']:>4g}: {'ok' if h['success'] else 'NO':<3} cost {h['cost']:<10.6g} "
                   f"total {h['total']:7.2f} s (cold)", flush=True)
         self.add("sweep", f"{workers} procs", N, steps, res)
-        totals = [r.get("total") if _finished(r) else None for r in runs]
-        ratios = [t / max(h["total"] for h in r["horizons"]) if t else None for t, r in zip(totals, runs, strict=True)]
-        median_total = _median(totals)
-        pool = {"workers": workers, "totals_by_seed": totals, "ratios_to_longest_by_seed": ratios,
-                "median_total": median_total, "median_ratio_to_longest": _median(ratios),
-                "median_ratio_to_longest_alone": median_total / alone_total if median_total and alone_total else None,
-                "runs": runs}
-        print(f"sweep on {workers} processes (turnpike.sweep, cold starts) from random starts 0-{len(runs) - 1}: "
-              f"totals {', '.join(_num(t, '.1f') for t in totals)} s (median {_num(median_total, '.1f')}); ratios "
-              f"to their slowest horizon {', '.join(_num(r, '.2f') for r in ratios)} (median "
-              f"{_num(pool['median_ratio_to_longest'], '.2f')}); median total over T = {SWEEP_HORIZONS[-1]:g} alone "
-              f"{_num(pool['median_ratio_to_longest_alone'], '.2f')}", flush=True)
+        pool = {"workers": workers, **_over_starts(runs, alone_total), "runs": runs}
+        _print_starts(f"sweep on {workers} processes (turnpike.sweep, cold starts)", pool)
         return pool
 
 
@@ -416,6 +396,26 @@ def _presolve(row: dict, phase: str):
 def _median(values: list) -> float | None:
     """The median of the runs' figures, or None if a run did not finish (its figure is None)."""
     return float(np.median(values)) if values and None not in values else None
+
+
+def _over_starts(runs: list[dict], alone_total: float | None) -> dict:
+    """A sweep's runs from random starts 0, 1, ...: each total, its ratio to the run's slowest horizon, the
+    medians, and the median total over the longest horizon solved alone (``alone_total``)."""
+    totals = [r.get("total") if _finished(r) else None for r in runs]
+    ratios = [t / max(h["total"] for h in r["horizons"]) if t else None for t, r in zip(totals, runs, strict=True)]
+    median_total = _median(totals)
+    return {"totals_by_seed": totals, "ratios_to_longest_by_seed": ratios, "median_total": median_total,
+            "median_ratio_to_longest": _median(ratios),
+            "median_ratio_to_longest_alone": median_total / alone_total if median_total and alone_total else None}
+
+
+def _print_starts(label: str, starts: dict) -> None:
+    totals, ratios = starts["totals_by_seed"], starts["ratios_to_longest_by_seed"]
+    print(f"{label} from random starts 0-{len(totals) - 1}: totals {', '.join(_num(t, '.1f') for t in totals)} s "
+          f"(median {_num(starts['median_total'], '.1f')}); ratios to their slowest horizon "
+          f"{', '.join(_num(r, '.2f') for r in ratios)} (median {_num(starts['median_ratio_to_longest'], '.2f')}); "
+          f"median total over T = {SWEEP_HORIZONS[-1]:g} alone {_num(starts['median_ratio_to_longest_alone'], '.2f')}",
+          flush=True)
 
 
 def _slope(x: list, y: list) -> float | None:
