@@ -11,7 +11,8 @@ Jobs:
 * ``toolbox``: ``turnpike.solve(problem, T, steps=steps, method="rk4", seed=0)`` with its defaults
   (``start_seed`` in the spec changes the seed of the random start; the data stay the same).
   ``total`` is the wall time of that call; ``build`` is ``sol.stats["build_seconds"]`` and ``solve``
-  the rest (the presolve, if any, the initial guess and the NLP solve).
+  the rest (the presolve, if any, the initial guess and the NLP solve). Then, outside that time, what
+  one step of each presolve phase costs at the solution (:func:`unit_costs`).
 * ``to_target``: the toolbox's time to the criterion the torch baselines stop at, ``J <= target``
   (see :func:`run_to_target`).
 * ``opti``: :func:`baseline_opti.opti_baseline`, capped so that build + solve stay within ``budget``.
@@ -94,6 +95,54 @@ def run_toolbox(spec: dict, report: Report) -> None:
         cost_terms=sol.cost_terms, train_error=float(problem.training_error(sol.x[-1])),
         status=sol.status, success=bool(sol.success), stats=sol.stats,
     )
+    if sol.stats.get("formulation") == "reduced":
+        report.update(unit_costs=unit_costs(problem, spec, sol.u))
+
+
+def unit_costs(problem, spec: dict, u: np.ndarray, repeats: int = 5) -> dict:
+    """Milliseconds of one step of each presolve phase at the controls ``u`` (median of ``repeats``).
+
+    On a reduced space built like the solve's (``turnpike.reduced.ReducedSpace``, RK4, the compiled
+    ensemble loop when there is a compiler):
+
+    * ``ensemble_ms``: ``ensemble_cost``, the ensemble terms of J and their gradient (the compiled loop);
+    * ``evaluation_ms``: J and ∇J as the presolve calls them (``reduced_objective``: the same loop, the
+      control cost and the reshaping around it);
+    * ``hessian_ms``: the exact reduced Hessian (``hessian``, from a new point each time: it keeps no
+      result across calls with other controls);
+    * ``cholesky_ms``: LAPACK's Cholesky factorisation of that Hessian (``scipy.linalg.cho_factor``), or
+      None where it is not positive definite.
+
+    An L-BFGS-B iteration costs at least an evaluation, a Newton step with a new Hessian at least a
+    Hessian and a factorisation: with the counts in the solve's stats these give the least time each
+    phase could have taken on this machine.
+    """
+    import scipy.linalg
+
+    from turnpike.reduced import ReducedSpace
+
+    rs = ReducedSpace(problem, spec["steps"], "rk4")
+    p, fg = rs.parameters(spec["T"]), rs.reduced_objective()
+    rng = np.random.default_rng(SEED)
+    points = [u + 1e-9 * rng.standard_normal(u.shape) for _ in range(repeats + 1)]  # the first one warms up
+
+    def median_ms(call) -> float:
+        times = []
+        for point in points:
+            start = time.perf_counter()
+            call(point)
+            times.append(time.perf_counter() - start)
+        return 1e3 * float(np.median(times[1:]))
+
+    H = rs.hessian(u, p)
+    try:
+        scipy.linalg.cho_factor(H, lower=False, check_finite=False)
+        cholesky = median_ms(lambda _: scipy.linalg.cho_factor(H, lower=False, check_finite=False))
+    except np.linalg.LinAlgError:
+        cholesky = None
+    return {"ensemble_ms": median_ms(lambda v: rs.ensemble_cost(v, p)),
+            "evaluation_ms": median_ms(lambda v: fg(v.T, p)),
+            "hessian_ms": median_ms(lambda v: rs.hessian(v, p)), "cholesky_ms": cholesky}
 
 
 def run_to_target(spec: dict, report: Report) -> None:
