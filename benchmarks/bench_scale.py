@@ -258,7 +258,7 @@ class Bench:
                 by_seed = [row, *self.other_starts[(N, steps)]]
                 totals = [r.get("total") if _finished(r) else None for r in by_seed]
                 median = _median(totals)
-                print(f"{'':>18}random starts 0-{self.args.seeds - 1}: total "
+                print(f"{'':>18}N = {N}, {steps} steps, random starts 0-{self.args.seeds - 1}: total "
                       f"{', '.join(_num(t, '.2f') for t in totals)} s; median {_num(median, '.2f')} s; L-BFGS "
                       f"{', '.join(str(_presolve(r, 'lbfgs')) for r in by_seed)} its, Newton "
                       f"{', '.join(str(_presolve(r, 'newton')) for r in by_seed)} its", flush=True)

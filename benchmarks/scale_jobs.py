@@ -136,7 +136,6 @@ def unit_costs(problem, spec: dict, u: np.ndarray, repeats: int = 5) -> dict:
 
     H = rs.hessian(u, p)
     try:
-        scipy.linalg.cho_factor(H, lower=False, check_finite=False)
         cholesky = median_ms(lambda _: scipy.linalg.cho_factor(H, lower=False, check_finite=False))
     except np.linalg.LinAlgError:
         cholesky = None
