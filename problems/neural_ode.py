@@ -119,15 +119,17 @@ class NeuralODEClassification(tp.Problem):
             raise InputError(f"alpha must be >= 0, got {alpha}")
         self.weight, self.alpha = weight, alpha
 
-        x = ca.SX.sym("x", D)
+        # MX symbols: the field is a few matrix products and an activation, which turnpike.ensemble lifts
+        # to all samples at once (its derivatives matrix products too); the per-sample paths expand it to SX.
+        x = ca.MX.sym("x", D)
         sigma = ACTIVATIONS[self.activation]
         if self.field == "inner":
-            u = ca.SX.sym("u", 2 * D * D + D)
+            u = ca.MX.sym("u", 2 * D * D + D)
             w, A, b = ca.reshape(u[: D * D], D, D), ca.reshape(u[D * D : 2 * D * D], D, D), u[2 * D * D :]
             f = w @ sigma(A @ x + b)
             names = _matrix_names("w", D, D) + _matrix_names("A", D, D) + _vector_names("b", D)
         elif self.field == "outer":
-            u = ca.SX.sym("u", D * D + D)
+            u = ca.MX.sym("u", D * D + D)
             w, b = ca.reshape(u[: D * D], D, D), u[D * D :]
             f = w @ sigma(x) + b
             names = _matrix_names("w", D, D) + _vector_names("b", D)
@@ -135,7 +137,7 @@ class NeuralODEClassification(tp.Problem):
             hidden = check_positive("hidden", hidden, integer=True) if hidden is not None else None
             if hidden is None:
                 raise InputError("hidden (the bottleneck width) is required for field='bottleneck'")
-            u = ca.SX.sym("u", 2 * D * hidden + hidden + D)
+            u = ca.MX.sym("u", 2 * D * hidden + hidden + D)
             W2 = ca.reshape(u[: D * hidden], D, hidden)
             W1 = ca.reshape(u[D * hidden : 2 * D * hidden], hidden, D)
             b1, b2 = u[2 * D * hidden : 2 * D * hidden + hidden], u[2 * D * hidden + hidden :]
@@ -144,7 +146,7 @@ class NeuralODEClassification(tp.Problem):
                      + _vector_names("b2", D))
         self.hidden = hidden
 
-        y = ca.SX.sym("y")
+        y = ca.MX.sym("y")
         sample_loss = self._loss(ca.dot(ca.DM(P), x), y)
         data, values = y, labels[:, None]
         running, terminal, l2, l1, bound = 0, sample_loss, weight, 0.0, None
@@ -156,7 +158,7 @@ class NeuralODEClassification(tp.Problem):
             else:
                 target = check_finite("tracking_target", tracking_target, shape=(N, D))
             self.tracking_target = target
-            xbar = ca.SX.sym("xbar", D)
+            xbar = ca.MX.sym("xbar", D)
             data, values = ca.vertcat(y, xbar), np.column_stack([labels, target])
             running = alpha * ca.sumsqr(x - xbar)
         elif self.cost == "sparse":

@@ -55,10 +55,28 @@ import casadi as ca
 import numpy as np
 
 from .compiled import compiled, ensemble_gradient, lanes_map, threads
+from .ensemble import EnsembleObjective
 from .problem import Problem
 from .transcription import stage_function
 
-__all__ = ["ReducedSpace"]
+__all__ = ["DENSE_HESSIAN_ROWS", "DENSE_STAGE_CONTROLS", "ReducedSpace", "second_order_mode"]
+
+#: The dense reduced Hessian is formed when it has at most this many rows (``steps·n_v``: 72 MB of
+#: numbers, a Cholesky factorisation of about 1 s) ...
+DENSE_HESSIAN_ROWS = 3000
+#: ... and one stage has at most this many controls (its second-order SX function has ``nu²`` outputs:
+#: at nu = 353, the width-50 bottleneck, 1.9 M instructions that gcc did not compile in 15 minutes).
+DENSE_STAGE_CONTROLS = 120
+
+
+def second_order_mode(problem: Problem, steps: int) -> str:
+    """``"dense"`` (the exact reduced Hessian, condensed sample by sample, factorised by Cholesky) or
+    ``"hessian-vector"`` (exact Hessian-vector products only, :class:`~turnpike.ensemble.EnsembleObjective`;
+    Newton–CG and a limited-memory IPOPT, :mod:`turnpike.krylov`): dense when ``steps·n_v <=``
+    :data:`DENSE_HESSIAN_ROWS` and ``nu <=`` :data:`DENSE_STAGE_CONTROLS`. Reported in ``sol.stats``."""
+    n_v = problem.nu * (2 if problem.split_control else 1)
+    small = steps * n_v <= DENSE_HESSIAN_ROWS and problem.nu <= DENSE_STAGE_CONTROLS
+    return "dense" if small else "hessian-vector"
 
 
 class _NumpyFunction(ca.Callback):
@@ -156,41 +174,21 @@ class ReducedSpace:
         self.split = P.split_control
         self.n_v = 2 * P.nu if self.split else P.nu
 
-        # One sample, one interval (SX), and its first and second derivatives.
+        # One sample, one interval (SX). Its first and second derivatives (the dense Hessian's stage
+        # functions) are built on first use: only the dense second-order mode needs them.
         one = stage_function(P, method)
-        x, u, y, h = (ca.SX.sym(n, k) for n, k in (("x", P.nx), ("u", P.nu), ("y", P.ny), ("h", 1)))
-        lam = ca.SX.sym("lam", P.nx)
-        x_next, q = one(x, u, y, h)
-        ell = q + ca.dot(lam, x_next)
-        z = ca.vertcat(x, u)
-        H = ca.hessian(ell, z)[0]
-        first = [ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x), ca.gradient(q, u)]
-        second = [ca.vec(H[: P.nx, : P.nx]), ca.vec(H[P.nx :, : P.nx]), ca.vec(H[P.nx :, P.nx :])]
-        # Dense outputs: they are read as flat arrays (see _Batch).
-        self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
-        self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
-        # The Hessian's stage derivatives over all sample-stages as lane code (turnpike.compiled.lanes_map;
-        # 4x CasADi's map of the compiled functions on the two-circles stages); None without a compiler or
-        # for an operation the lane code does not write, and then CasADi maps them, compiled where possible.
-        self._summed = {"_second": [2]}  # R is summed over the samples of a stage (see _mapped)
-        self._lanes = {"_first": lanes_map(self._first, shared={3}),
-                       "_second": lanes_map(self._second, shared={3}, summed=set(self._summed["_second"]))}
-
-        def fast(fn: ca.Function) -> ca.Function:
-            c_code = compiled(fn)
-            return fn if c_code is None else c_code
-
-        fast_one = fast(one)
-        if self._lanes["_first"] is None:
-            self._first = fast(self._first)
-        if self._lanes["_second"] is None:
-            self._second = fast(self._second)
+        x, y = ca.SX.sym("x", P.nx), ca.SX.sym("y", P.ny)
+        self._one, self._lanes, self._maps = one, None, {}
+        self.second_order = second_order_mode(P, steps)
+        fast_one = compiled(one)
+        fast_one = one if fast_one is None else fast_one
         self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J, one C call
         self.compiled = fast_one is not one and self._gradient is not None
+        self._objective = None  # the ensemble objective with Hessian-vector products, on first use
         # How ∇J is evaluated (reported in sol.stats["gradient"]).
-        self.gradient_method = ("numpy adjoint recursion" if self._gradient is None else
-                                ("compiled adjoint, stage Jacobians kept" if self._gradient.stored else
-                                 "compiled adjoint, stage reverse mode") + f" ({self._gradient.build})")
+        self.gradient_method = ("compiled adjoint, stage Jacobians kept" if getattr(self._gradient, "stored", False)
+                                else "compiled adjoint, stage reverse mode") + f" ({self._gradient.build})" \
+            if self._gradient is not None else None
         phi = P.terminal_cost(x, y)
         terminal = [phi, ca.gradient(phi, x), ca.vec(ca.hessian(phi, x)[0])]
         self._terminal = ca.Function("terminal", [x, y], [ca.densify(e) for e in terminal])
@@ -219,7 +217,9 @@ class ReducedSpace:
         self.equality = [False] * g.numel()
         self._cache_key = None
         self._derivatives = None
-        self._maps = {}
+        if self.gradient_method is None:
+            self.gradient_method = ("numpy adjoint recursion" if self.second_order == "dense" else
+                                    f"CasADi reverse mode ({self.objective.path} path)")
 
     # -- numbers for one horizon ------------------------------------------------------------
     def parameters(self, T: float) -> np.ndarray:
@@ -281,27 +281,70 @@ class ReducedSpace:
         """``(x, u, adjoint)`` of the NLP solution ``w``: simulated states (steps+1, N, nx),
         controls (steps, nu) and the discrete adjoint ``p_{k+1}/N`` (steps, N, nx), the same
         costate as multiple shooting's ``-ν_k``."""
-        u = self.controls(w)
-        d = self._first_order(u, self.parameters(T))
-        return d["x"], u, d["p"][1:] / self.N
+        u, p = self.controls(w), self.parameters(T)
+        if self.second_order == "dense":
+            d = self._first_order(u, p)
+            return d["x"], u, d["p"][1:] / self.N
+        return self._trajectory(u, p)[0], u, self.objective.adjoint(u, self._data(p).T, p[0])
 
     def cost_terms(self, w: np.ndarray, T: float) -> dict[str, float]:
         """The objective split into ``running``, ``l2``, ``l1`` and ``terminal`` parts."""
         P, p = self.problem, self.parameters(T)
         V = np.asarray(w, dtype=float).reshape(self.steps, self.n_v)
-        d = self._first_order(self.controls(w), p)
-        return {"running": float(d["running"]), "l2": float(P.l2 * p[0] * np.sum(self.controls(w) ** 2)),
-                "l1": float(P.l1 * p[0] * V.sum()) if self.split else 0.0, "terminal": float(d["terminal"])}
+        x, q = self._trajectory(self.controls(w), p)
+        phi = self._mapped("_terminal", self.N)(x[-1].T, self._data(p))[0]
+        return {"running": float(q.sum() / self.N), "l2": float(P.l2 * p[0] * np.sum(self.controls(w) ** 2)),
+                "l1": float(P.l1 * p[0] * V.sum()) if self.split else 0.0, "terminal": float(np.mean(phi))}
 
     # -- derivatives ----------------------------------------------------------------------------
     def _data(self, p: np.ndarray) -> np.ndarray:
         return p[1:].reshape(self.N, self.problem.ny).T
 
+    def _stage_derivatives(self) -> dict:
+        """The stage's first and second derivatives for the dense Hessian (SX, one sample), built on first
+        use, and their lane code (:func:`~turnpike.compiled.lanes_map`; None without a compiler or for an
+        operation the lane code does not write, and then CasADi maps them, compiled where possible)."""
+        if self._lanes is not None:
+            return self._lanes
+        P, one = self.problem, self._one
+        x, u, y, h = (ca.SX.sym(n, k) for n, k in (("x", P.nx), ("u", P.nu), ("y", P.ny), ("h", 1)))
+        lam = ca.SX.sym("lam", P.nx)
+        x_next, q = one(x, u, y, h)
+        ell = q + ca.dot(lam, x_next)
+        H = ca.hessian(ell, ca.vertcat(x, u))[0]
+        first = [ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x), ca.gradient(q, u)]
+        second = [ca.vec(H[: P.nx, : P.nx]), ca.vec(H[P.nx :, : P.nx]), ca.vec(H[P.nx :, P.nx :])]
+        # Dense outputs: they are read as flat arrays (see _Batch).
+        self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
+        self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
+        self._summed = {"_second": [2]}  # R is summed over the samples of a stage (see _mapped)
+        self._lanes = {"_first": lanes_map(self._first, shared={3}),
+                       "_second": lanes_map(self._second, shared={3}, summed=set(self._summed["_second"]))}
+        for name, lanes in self._lanes.items():
+            if lanes is None:
+                fn = getattr(self, name)
+                fast = compiled(fn)
+                setattr(self, name, fn if fast is None else fast)
+        return self._lanes
+
+    @property
+    def objective(self) -> EnsembleObjective:
+        """The ensemble terms of J with exact Hessian-vector products (:class:`~turnpike.ensemble.EnsembleObjective`),
+        built on first use."""
+        if self._objective is None:
+            self._objective = EnsembleObjective(self.problem, self.steps, self.method)
+        return self._objective
+
+    def hessian_vector(self, u: np.ndarray, p: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``∇²_u J v`` (steps, nu), exact (forward over reverse mode), with the control cost's ``2 λ2 h v``."""
+        Hv = self.objective.hessian_vector(u, self._data(p).T, p[0], v)
+        return Hv + 2 * self.problem.l2 * p[0] * np.asarray(v, dtype=float)
+
     def _mapped(self, name: str, copies: int, group: int = 1):
         """The stage function ``name`` mapped over ``copies`` sample-stages on :func:`threads` threads, the
         outputs ``self._summed[name]`` added up over each ``group`` of consecutive ones: its lane code if
         compiled, else CasADi's map (built once per thread count)."""
-        lanes = self._lanes.get(name)
+        lanes = self._stage_derivatives().get(name) if name in ("_first", "_second") else None
         if lanes is not None:
             return lambda *args: lanes(copies, group, *args)
         key = (name, copies, group, threads())
@@ -354,11 +397,14 @@ class ReducedSpace:
         without the control costs.
 
         One compiled call (:func:`~turnpike.compiled.ensemble_gradient`: forward, then the adjoint,
-        sample by sample) when available; else :meth:`_first_order`.
+        sample by sample) when available; else :meth:`_first_order` (dense second-order mode) or
+        :attr:`objective`.
         """
-        if self._gradient is None:
+        if self._gradient is None and self.second_order == "dense":
             d = self._first_order(u, p)
             return d["J"], d["grad"]
+        if self._gradient is None:
+            return self.objective.value_and_gradient(u, self._data(p).T, p[0])
         return self._gradient(self.problem.x0_samples, u, p[1:].reshape(self.N, self.problem.ny), p[0])
 
     def hessian(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -430,7 +476,8 @@ class ReducedSpace:
             D[:, :, l0 * nu:l1 * nu] = E
 
     def derivatives(self) -> dict[str, ca.Function]:
-        """IPOPT's ``grad_f`` and ``hess_lag`` for :attr:`nlp` (numpy, through CasADi callbacks).
+        """IPOPT's ``grad_f`` and, in the dense second-order mode, ``hess_lag`` for :attr:`nlp` (numpy,
+        through CasADi callbacks).
 
         With the L1 split ``u = u⁺ - u⁻`` the derivatives in ``V = (u⁺, u⁻)`` are those in u
         mapped by ``E = (I, -I)``: ``∇_V J = Eᵀ ∇_u J + λ1 h``, ``∇²_V J = Eᵀ ∇²_u J E``.
@@ -439,13 +486,18 @@ class ReducedSpace:
             return self._derivatives
         n, nu, n_w = self.steps, self.nu, self.n_v * self.steps
         n_p, n_g = 1 + self.problem.ny * self.N, self.nlp["g"].numel()
-        sign = np.array([1.0, -1.0])
-        upper = ca.Sparsity.upper(n_w)
-        cols, rows = np.tril_indices(n_w)  # the upper triangle, column by column
+        dense = ca.Sparsity.dense
 
         def grad_f(w, p):
             J, g = self._value_and_gradient(w.reshape(-1), p.reshape(-1))
             return [J, g]
+
+        self._derivatives = {"grad_f": _NumpyFunction("grad_f", grad_f, ["x", "p"], [dense(n_w), dense(n_p)],
+                                                      ["f", "grad_f_x"], [dense(1), dense(n_w)])}
+        if self.second_order != "dense":  # IPOPT then runs with a limited-memory Hessian (turnpike.solve)
+            return self._derivatives
+        sign = np.array([1.0, -1.0])
+        cols, rows = np.tril_indices(n_w)  # the upper triangle, column by column
 
         def hess_lag(w, p, lam_f, lam_g):
             H = self.hessian(self.controls(w), p.reshape(-1))
@@ -454,13 +506,9 @@ class ReducedSpace:
                 H = H.reshape(n_w, n_w)
             return [lam_f[0] * H[rows, cols]]
 
-        dense = ca.Sparsity.dense
-        self._derivatives = {
-            "grad_f": _NumpyFunction("grad_f", grad_f, ["x", "p"], [dense(n_w), dense(n_p)],
-                                     ["f", "grad_f_x"], [dense(1), dense(n_w)]),
-            "hess_lag": _NumpyFunction("hess_lag", hess_lag, ["x", "p", "lam_f", "lam_g"],
-                                       [dense(n_w), dense(n_p), dense(1), dense(n_g)], ["hess_gamma_x_x"], [upper]),
-        }
+        self._derivatives["hess_lag"] = _NumpyFunction(
+            "hess_lag", hess_lag, ["x", "p", "lam_f", "lam_g"], [dense(n_w), dense(n_p), dense(1), dense(n_g)],
+            ["hess_gamma_x_x"], [ca.Sparsity.upper(n_w)])
         return self._derivatives
 
     def _control_cost(self, w: np.ndarray, p: np.ndarray) -> float:

@@ -47,9 +47,25 @@ from .derivatives import stagewise_derivatives
 from .errors import check_choice
 from .problem import Problem
 
-__all__ = ["INTEGRATORS", "MultipleShooting", "stage_function"]
+__all__ = ["INTEGRATORS", "MultipleShooting", "integrator_step", "stage_function"]
 
 INTEGRATORS = ("euler", "rk4")
+
+
+def integrator_step(rhs, x, h, method: str):
+    """One step of ``method`` from ``x``: ``(x_next, q)`` with ``rhs(z) -> (f(z), L(z))``.
+
+    Written with elementwise arithmetic only, so ``x`` may be one sample's state (SX) or the
+    matrix of all samples' states (:mod:`turnpike.ensemble`).
+    """
+    if method == "euler":
+        k1, l1 = rhs(x)
+        return x + h * k1, h * l1
+    k1, l1 = rhs(x)
+    k2, l2 = rhs(x + h / 2 * k1)
+    k3, l3 = rhs(x + h / 2 * k2)
+    k4, l4 = rhs(x + h * k3)
+    return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), h / 6 * (l1 + 2 * l2 + 2 * l3 + l4)
 
 
 def stage_function(problem: Problem, method: str) -> ca.Function:
@@ -60,20 +76,7 @@ def stage_function(problem: Problem, method: str) -> ca.Function:
     u = ca.SX.sym("u", problem.nu)
     y = ca.SX.sym("y", problem.ny)
     h = ca.SX.sym("h")
-
-    def rhs(z):
-        return f(z, u, y), L(z, u, y)
-
-    if method == "euler":
-        k1, l1 = rhs(x)
-        x_next, q = x + h * k1, h * l1
-    else:
-        k1, l1 = rhs(x)
-        k2, l2 = rhs(x + h / 2 * k1)
-        k3, l3 = rhs(x + h / 2 * k2)
-        k4, l4 = rhs(x + h * k3)
-        x_next = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        q = h / 6 * (l1 + 2 * l2 + 2 * l3 + l4)
+    x_next, q = integrator_step(lambda z: (f(z, u, y), L(z, u, y)), x, h, method)
     return ca.Function(f"stage_{method}", [x, u, y, h], [x_next, q], ["x", "u", "y", "h"], ["x_next", "q"])
 
 

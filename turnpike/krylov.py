@@ -1,0 +1,246 @@
+"""Second order without a Hessian matrix: trust-region Newton–CG and Lanczos, on Hessian-vector products.
+
+When the reduced problem has ``n = steps·n_v`` variables in the thousands (a network of width 50
+with 16 layers: 5648), the dense Hessian (``n²`` numbers, ``O(n³)`` to factorise) is out of reach,
+but a Hessian-vector product ``∇²J v`` costs a few gradients (:class:`turnpike.ensemble.EnsembleObjective`).
+Both methods here use only such products and vectors of length n.
+
+* :func:`newton_cg`: the trust-region Newton method whose steps are computed by conjugate
+  gradients, truncated at the trust-region boundary or at a direction of non-positive curvature
+  (Steihaug–Toint; Nocedal & Wright, *Numerical Optimization*, Algorithm 7.2). A direction of
+  negative curvature is followed to the boundary, so the iteration leaves saddle points.
+* :func:`smallest_eigenvalues`: the smallest eigenvalues of the Hessian by implicitly restarted
+  Lanczos (ARPACK through ``scipy.sparse.linalg.eigsh``), and :func:`second_order_verdict`, which
+  turns them into "local minimum", "saddle point" or "not determined".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+__all__ = ["NewtonCGResult", "SecondOrder", "newton_cg", "second_order_verdict", "smallest_eigenvalues"]
+
+_ROUND_OFF = 1e3 * np.finfo(float).eps  # a predicted decrease of J below this (relative to |J|) is round-off
+
+
+@dataclass(frozen=True)
+class NewtonCGResult:
+    """The point reached by :func:`newton_cg` and what it cost.
+
+    ``converged``: ``‖∇J‖∞ <= gtol``. ``iterations``: trust-region steps tried; ``products``:
+    Hessian-vector products; ``evaluations``: evaluations of J and ∇J; ``negative_curvature``: steps
+    that ended on a direction of negative curvature.
+    """
+
+    converged: bool
+    x: np.ndarray
+    cost: float
+    gradient_norm: float
+    iterations: int
+    products: int
+    evaluations: int
+    negative_curvature: int
+    seconds: float
+    message: str
+
+    def summary(self) -> dict:
+        return {"method": "trust-region Newton-CG (Hessian-vector products)", "converged": self.converged,
+                "cost": self.cost, "gradient_norm": self.gradient_norm, "iterations": self.iterations,
+                "products": self.products, "evaluations": self.evaluations,
+                "negative_curvature": self.negative_curvature, "seconds": self.seconds, "message": self.message}
+
+
+def _steihaug(hvp, g: np.ndarray, radius: float, max_products: int):
+    """Approximately minimise ``m(d) = gᵀd + dᵀHd/2`` over ``‖d‖₂ <= radius`` by conjugate gradients.
+
+    Stops at the boundary, on a direction p with ``pᵀHp <= 0`` (followed to the boundary), when the
+    residual ``‖Hd + g‖`` is below ``min(0.5, ‖g‖^½) ‖g‖`` (superlinear convergence), or after
+    ``max_products`` products. Returns ``(d, Hd, products, negative curvature met)``.
+    """
+    d, Hd = np.zeros_like(g), np.zeros_like(g)
+    r = g.copy()
+    p = -r
+    g_norm = float(np.linalg.norm(g))
+    tolerance = min(0.5, np.sqrt(g_norm)) * g_norm
+    rr = float(r @ r)
+    for products in range(1, max_products + 1):
+        Hp = hvp(p)
+        curvature = float(p @ Hp)
+        if curvature <= 0 or np.linalg.norm(d + (rr / curvature) * p) >= radius:
+            tau = _to_boundary(d, p, radius)
+            return d + tau * p, Hd + tau * Hp, products, curvature <= 0
+        alpha = rr / curvature
+        d, Hd, r = d + alpha * p, Hd + alpha * Hp, r + alpha * Hp
+        rr_new = float(r @ r)
+        if np.sqrt(rr_new) <= tolerance:
+            return d, Hd, products, False
+        p = -r + (rr_new / rr) * p
+        rr = rr_new
+    return d, Hd, max_products, False
+
+
+def _to_boundary(d: np.ndarray, p: np.ndarray, radius: float) -> float:
+    """The τ >= 0 with ``‖d + τ p‖₂ = radius`` (``‖d‖ < radius``)."""
+    a, b, c = float(p @ p), 2 * float(d @ p), float(d @ d) - radius**2
+    return (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
+
+
+def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float = 1e-10, max_iter: int = 500,
+              max_cg: int = 100, radius: float = 1.0, max_seconds: float = np.inf, callback=None,
+              verbose: bool = False) -> NewtonCGResult:
+    """Minimise J from ``x`` by trust-region Newton–CG (see the module docstring).
+
+    Arguments:
+        value_and_gradient: ``x -> (J, ∇J)``; hessian_vector: ``(x, v) -> ∇²J(x) v``.
+        x: the start (a flat array).
+        gtol: stop when ``‖∇J‖∞ <= gtol`` (converged).
+        max_iter: trust-region steps at most; max_cg: Hessian-vector products per step at most.
+        radius: the first trust-region radius (2-norm of the step).
+        max_seconds: stop (not converged) once this much time has passed.
+        callback: called as ``callback(x, J, ‖∇J‖∞)`` after every accepted step.
+        verbose: one line per step.
+
+    A step d is accepted when ``ρ = (J(x) - J(x + d)) / (m(0) - m(d)) > 0.1``; the radius is
+    quartered when ρ < 1/4 and doubled when ρ > 3/4 with the step on the boundary. Near the
+    optimum the predicted decrease falls below the round-off of J (``1e3 eps |J|``); there a step is
+    accepted if it halves ``‖∇J‖∞``, and the iteration stops otherwise.
+    """
+    start = time.perf_counter()
+    x = np.asarray(x, dtype=float).copy()
+    J, g = value_and_gradient(x)
+    evaluations, products, curved, iterations = 1, 0, 0, 0
+    message = f"stopped: {max_iter} iterations"
+    while iterations < max_iter:
+        g_max = float(np.max(np.abs(g)))
+        if not (np.isfinite(J) and np.isfinite(g_max)):
+            message = "stopped: non-finite cost or gradient"
+            break
+        if g_max <= gtol:
+            message = "converged"
+            break
+        if time.perf_counter() - start > max_seconds:
+            message = f"stopped: time limit of {max_seconds:g} s"
+            break
+        d, Hd, spent, negative = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg)
+        products, iterations = products + spent, iterations + 1
+        predicted = -(float(g @ d) + 0.5 * float(d @ Hd))
+        J_new, g_new = value_and_gradient(x + d)
+        evaluations += 1
+        step = float(np.linalg.norm(d))
+        if predicted <= 0.5 * _ROUND_OFF * max(1.0, abs(J)):  # J cannot tell: the step must halve ‖∇J‖∞
+            accepted = np.isfinite(J_new) and np.max(np.abs(g_new)) <= 0.5 * g_max
+            if not accepted:
+                message = "stopped: J and its gradient at round-off level"
+                break
+            rho = 1.0
+        else:
+            rho = (J - J_new) / predicted if np.isfinite(J_new) else -np.inf
+            accepted = rho > 0.1
+        if rho < 0.25:
+            radius = 0.25 * step
+        elif rho > 0.75 and step >= 0.99 * radius:
+            radius = 2 * radius
+        if verbose:
+            print(f"newton-cg {iterations:4d}  J {J:.10e}  |g|inf {g_max:.2e}  CG {spent:3d}  rho {rho:.2f}  "
+                  f"radius {radius:.2e}{'  negative curvature' if negative else ''}", flush=True)
+        if accepted:
+            x, J, g = x + d, J_new, g_new
+            curved += negative
+            if callback is not None:
+                callback(x, J, float(np.max(np.abs(g))))
+        if radius < 1e-14 * max(1.0, float(np.linalg.norm(x))):
+            message = "stopped: the trust region shrank to round-off"
+            break
+    g_max = float(np.max(np.abs(g)))
+    converged = bool(g_max <= gtol)
+    return NewtonCGResult(converged, x, float(J), g_max, iterations, products, evaluations, curved,
+                          time.perf_counter() - start, "converged" if converged else message)
+
+
+@dataclass(frozen=True)
+class SecondOrder:
+    """Second-order information at a point, from Lanczos on Hessian-vector products.
+
+    ``eigenvalues``: the smallest eigenvalues found (ascending; Ritz values); ``residuals``: their
+    residual norms ``‖Hv - θv‖``; ``largest``: the eigenvalue of largest magnitude (the scale);
+    ``converged``: ARPACK reached its tolerance for all of them; ``products``: Hessian-vector
+    products spent; ``verdict``: see :func:`second_order_verdict`.
+    """
+
+    verdict: str
+    eigenvalues: tuple[float, ...]
+    residuals: tuple[float, ...]
+    largest: float
+    converged: bool
+    products: int
+    seconds: float
+
+    def summary(self) -> dict:
+        return {"verdict": self.verdict, "smallest_eigenvalues": list(self.eigenvalues),
+                "residuals": list(self.residuals), "largest_eigenvalue": self.largest, "converged": self.converged,
+                "products": self.products, "seconds": self.seconds}
+
+
+def smallest_eigenvalues(hessian_vector, n: int, *, k: int = 3, max_products: int = 300, tol: float = 1e-6,
+                         seed: int = 0) -> SecondOrder:
+    """The ``k`` smallest eigenvalues of the symmetric ``n×n`` operator ``v -> hessian_vector(v)``.
+
+    First the eigenvalue of largest magnitude (Lanczos, ``which="LM"``), then the ``k`` smallest
+    algebraic ones (``which="SA"``), each by ARPACK's implicitly restarted Lanczos to relative
+    tolerance ``tol``, together with at most ``max_products`` products. The start vector is seeded.
+    If ARPACK stops before converging, the Ritz values it has are kept (``converged`` False).
+    """
+    start = time.perf_counter()
+    count = [0]
+
+    def matvec(v):
+        count[0] += 1
+        return hessian_vector(np.asarray(v, dtype=float).reshape(-1))
+
+    operator = LinearOperator((n, n), matvec=matvec, dtype=float)
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    k = max(1, min(k, n - 2))
+    ncv = min(n, max(2 * k + 1, 20))
+    converged = True
+    try:
+        largest = float(eigsh(operator, k=1, which="LM", v0=v0, ncv=ncv, tol=1e-3,
+                              maxiter=max(1, max_products // (2 * ncv)), return_eigenvectors=False)[0])
+    except ArpackNoConvergence as exc:
+        largest = float(exc.eigenvalues[0]) if len(exc.eigenvalues) else np.nan
+    try:
+        values, vectors = eigsh(operator, k=k, which="SA", v0=v0, ncv=ncv, tol=tol,
+                                maxiter=max(1, (max_products - count[0]) // ncv))
+    except ArpackNoConvergence as exc:
+        values, vectors, converged = exc.eigenvalues, exc.eigenvectors, False
+    order = np.argsort(values)
+    values, vectors = np.asarray(values)[order], np.asarray(vectors)[:, order]
+    residuals = tuple(float(np.linalg.norm(hessian_vector(vectors[:, i]) - values[i] * vectors[:, i]))
+                      for i in range(len(values)))
+    count[0] += len(values)
+    verdict = second_order_verdict(values, residuals, largest, converged)
+    return SecondOrder(verdict, tuple(float(v) for v in values), residuals, largest, converged, count[0],
+                       time.perf_counter() - start)
+
+
+def second_order_verdict(eigenvalues, residuals, largest: float, converged: bool, rtol: float = 1e-8) -> str:
+    """``"saddle point"``, ``"local minimum"`` or ``"not determined"`` from the smallest eigenvalues.
+
+    With the scale ``s = |largest|``: a Ritz value ``θ < -rtol s`` is the curvature ``vᵀHv`` along its
+    unit Ritz vector v, so the point is a saddle whatever the convergence; a converged smallest
+    eigenvalue with ``θ - ‖r‖ > rtol s`` (an eigenvalue lies within the residual ‖r‖ of θ) means the
+    Hessian is positive definite: with a zero gradient, a strict local minimum (second-order
+    sufficient condition). Anything else (no convergence, an eigenvalue within ``rtol s`` of 0) is
+    not determined by second-order information.
+    """
+    if len(eigenvalues) == 0 or not np.isfinite(largest):
+        return "not determined"
+    scale = max(abs(largest), np.finfo(float).tiny)
+    if eigenvalues[0] < -rtol * scale:
+        return "saddle point"
+    if converged and eigenvalues[0] - residuals[0] > rtol * scale:
+        return "local minimum"
+    return "not determined"
