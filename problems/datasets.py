@@ -9,7 +9,7 @@ import numpy as np
 
 from turnpike.errors import InputError, check_positive
 
-__all__ = ["DATASETS", "concentric_spheres", "spirals", "two_moons", "xor"]
+__all__ = ["DATASETS", "chessboard", "concentric_spheres", "spirals", "two_moons", "xor"]
 
 
 def concentric_spheres(n: int = 40, d: int = 2, radii=(1.0, 2.0), noise: float = 0.0, seed: int | None = 0):
@@ -77,4 +77,36 @@ def spirals(n: int = 40, turns: float = 1.0, noise: float = 0.0, seed: int | Non
     return points, np.concatenate([np.ones(n1), -np.ones(n2)])
 
 
-DATASETS = {"circles": concentric_spheres, "moons": two_moons, "xor": xor, "spirals": spirals}
+def chessboard(n: int = 2997, squares: int = 3, gap: float = 0.09, extent: float = 0.9, noise: float = 0.0,
+               seed: int | None = 0):
+    """A ``squares × squares`` chessboard in ``[-extent, extent]²`` with gaps between the squares.
+
+    The square is cut into ``squares²`` cells of side ``2 extent / squares``; each cell holds points
+    uniform in the cell shrunk by ``gap / 2`` on every side (so neighbouring squares are ``gap`` apart),
+    with label ``+1`` on the cells ``(i + j)`` even and ``-1`` on the others. The ``n`` points are shared
+    out as evenly as possible (the first ``n mod squares²`` cells get one more). ``noise`` adds
+    ``N(0, noise²)`` to each coordinate. The defaults are the set-up of the seed papers' authors' trainer:
+    3 × 3 squares in ``[-0.9, 0.9]²``, gaps 0.09, 333 points per square (80% of them, 2397, for training).
+    """
+    n = check_positive("n", n, integer=True)
+    squares = check_positive("squares", squares, integer=True)
+    side = 2 * extent / squares
+    if not 0 <= gap < side:
+        raise InputError(f"gap must be in [0, {side:g}) (the side of a square), got {gap!r}")
+    if extent <= 0:
+        raise InputError(f"extent must be > 0, got {extent!r}")
+    rng = np.random.default_rng(seed)
+    cells = squares * squares
+    counts = np.full(cells, n // cells) + (np.arange(cells) < n % cells)
+    blocks, labels = [], []
+    for cell, count in enumerate(counts):
+        i, j = divmod(cell, squares)
+        low = -extent + side * np.array([j, i]) + gap / 2
+        blocks.append(low + (side - gap) * rng.uniform(size=(count, 2)))
+        labels.append(np.full(count, 1.0 if (i + j) % 2 == 0 else -1.0))
+    points = np.vstack(blocks) + noise * rng.standard_normal((n, 2))
+    return points, np.concatenate(labels)
+
+
+DATASETS = {"circles": concentric_spheres, "moons": two_moons, "xor": xor, "spirals": spirals,
+            "chessboard": chessboard}

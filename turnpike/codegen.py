@@ -14,7 +14,8 @@ writes, so a lane's values are those of a scalar evaluation up to the libm/libmv
 transcendentals (libmvec's are within 4 ulp).
 
 Only elementwise scalar operations are written; a function with anything else (embedded calls,
-``erfinv``, ...) gives None and the caller keeps another path.
+``erfinv``, ...) gives None and the caller keeps another path. So does a function with more than
+:data:`MAX_INSTRUCTIONS` instructions: the compiler's time and memory grow faster than the code.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import math
 
 import casadi as ca
 
-__all__ = ["LIBM_CALLS", "VECTOR_MATH", "lanes_function"]
+__all__ = ["LIBM_CALLS", "MAX_INSTRUCTIONS", "VECTOR_MATH", "lanes_function"]
+
+#: The largest SX function (in CasADi instructions) that is written as C for the compiler. Measured with
+#: gcc 12 -O2 on the lane code of the bottleneck field's stage reverse mode (16 RK4 steps, D = 3): 10.7 k
+#: instructions (width 50) compile in 5 s, 42 k (width 200) in 27 s with 0.46 GB; the bottleneck's second-order stage
+#: of width 16 (243 k instructions) took gcc past 22 GB, that of width 50 (1.9 M) crashed it.
+MAX_INSTRUCTIONS = 60_000
 
 _BINARY = {
     ca.OP_ADD: "({0}+{1})", ca.OP_SUB: "({0}-{1})", ca.OP_MUL: "({0}*{1})", ca.OP_DIV: "({0}/{1})",
@@ -63,9 +70,10 @@ def lanes_function(fn: ca.Function, name: str, shared: set[int] = frozenset()) -
     function) on ``TP_LANES`` lanes, the inputs in ``shared`` the same for every lane.
 
     Returns the source and the libm functions it calls (so :data:`VECTOR_MATH` declarations can be
-    limited to them), or None if ``fn`` has an operation not written here.
+    limited to them), or None if ``fn`` has an operation not written here or more than
+    :data:`MAX_INSTRUCTIONS` instructions.
     """
-    if not fn.is_a("SXFunction"):
+    if not fn.is_a("SXFunction") or fn.n_instructions() > MAX_INSTRUCTIONS:
         return None
     lines, calls = [], set()
     for k in range(fn.n_instructions()):

@@ -7,10 +7,12 @@ system's C compiler, pays for its compile time. The shared library is cached und
 ``$TURNPIKE_CACHE`` (default ``~/.cache/turnpike``), named by a hash of the source, the compiler
 command and the machine (processor flags, C library), so the same function is compiled once per
 machine; files are written under a temporary name and moved into place, so concurrent solves never
-load half a library. A compilation that fails is remembered (a ``.failed`` file; delete the cache to
-try again). A library's modification time records its last use; whenever a new one is compiled, the
-cache's files unused for :data:`UNUSED_DAYS` days are deleted (:func:`prune_cache`), so the cache
-keeps what is in use and does not grow with every problem ever solved.
+load half a library. A compilation that fails or runs past :data:`COMPILE_SECONDS` is remembered (a
+``.failed`` file; delete the cache to try again); on a time-out the compiler's whole process group is
+killed. Functions over :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions are never compiled. A
+library's modification time records its last use; whenever a new one is compiled, the cache's files
+unused for :data:`UNUSED_DAYS` days are deleted (:func:`prune_cache`), so the cache keeps what is in
+use and does not grow with every problem ever solved.
 
 Three things are compiled:
 
@@ -44,6 +46,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -52,10 +55,10 @@ from pathlib import Path
 import casadi as ca
 import numpy as np
 
-from .codegen import LIBM_CALLS, VECTOR_MATH, lanes_function
+from .codegen import LIBM_CALLS, MAX_INSTRUCTIONS, VECTOR_MATH, lanes_function
 
-__all__ = ["LANES", "UNUSED_DAYS", "cache_dir", "compiled", "compiler", "ensemble_gradient", "lanes_library",
-           "lanes_map", "prune_cache", "threads"]
+__all__ = ["COMPILE_SECONDS", "LANES", "UNUSED_DAYS", "cache_dir", "compiled", "compiler", "ensemble_gradient",
+           "lanes_library", "lanes_map", "prune_cache", "threads"]
 
 # -fno-math-errno, -fno-trapping-math: math functions need not set errno and operations need not raise
 # floating-point exceptions (nothing reads either), so the compiler may inline and vectorise them (floor,
@@ -148,20 +151,41 @@ def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(f".{os.getpid()}.tmp")
-            run = subprocess.run([cc, *_FLAGS, str(path), "-o", str(partial), *flags], capture_output=True,
-                                 timeout=300)
-            if run.returncode != 0:
-                failed.touch()
+            if _compile([cc, *_FLAGS, str(path), "-o", str(partial), *flags]) != 0:
+                failed.touch()  # a failure or a time-out: not tried again (delete the cache to retry)
                 return None
             os.replace(partial, target)
-        except (OSError, subprocess.SubprocessError):
+        except OSError:
             return None
     prune_cache()
     return target
 
 
+#: Seconds a compilation may take; then the compiler's whole process group is killed.
+COMPILE_SECONDS = 300
+
+
+def _compile(command: list[str]) -> int:
+    """Run the compiler ``command`` in a process group of its own; its exit status, or -1 after
+    :data:`COMPILE_SECONDS` (the whole group is killed: ``cc`` runs ``cc1``, ``as`` and ``ld`` as children,
+    which killing ``cc`` alone would leave running)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return process.wait(timeout=COMPILE_SECONDS)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+        return -1
+
+
 def compiled(fn: ca.Function) -> ca.Function | None:
-    """``fn`` (an SX function) as a compiled shared library, or None when that is not possible."""
+    """``fn`` (an SX function) as a compiled shared library, or None when that is not possible (no
+    compiler, a failed compilation, or more than :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions)."""
+    if fn.n_instructions() > MAX_INSTRUCTIONS:
+        return None
     target = _shared_library(f"turnpike_{fn.name()}", _casadi_source([fn]))
     if target is None:
         return None
@@ -534,7 +558,8 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
       transcendental is evaluated once instead of twice, at the price of more arithmetic.
 
     ``stored=None`` picks the cheaper by :func:`_instruction_cost` (the backward products counted
-    as ``2 nx (nx + nu)``); the returned function's ``stored`` attribute says which. Memory is the
+    as ``2 nx (nx + nu)``) of those within :data:`~turnpike.codegen.MAX_INSTRUCTIONS`; the returned
+    function's ``stored`` attribute says which. Memory is the
     stages of ``LANES`` samples per thread either way.
     """
     x, u, y, h = (step.sx_in(i) for i in range(4))
@@ -554,10 +579,13 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
                 ca.Function("tp_step_vjp", [x, u, y, h, p], [ca.densify(ca.gradient(ell, x)),
                                                              ca.densify(ca.gradient(ell, u))])]
 
-    if stored is None:  # build both and count
+    if stored is None:  # build both and count; one over the size limit is not a candidate
         loops = {True: kept_jacobians(), False: reverse_mode()}
-        cost = {flag: sum(_instruction_cost(f) for f in fns) for flag, fns in loops.items()}
-        stored = cost[True] + 2 * x.numel() * (x.numel() + u.numel()) < cost[False]
+        cost = {flag: sum(_instruction_cost(f) for f in fns) + (2 * x.numel() * (x.numel() + u.numel()) if flag else 0)
+                for flag, fns in loops.items() if all(f.n_instructions() <= MAX_INSTRUCTIONS for f in fns)}
+        if not cost:
+            return None
+        stored = min(cost, key=cost.get)
         stage_functions = loops[stored]
     else:  # build only the one asked for
         stage_functions = kept_jacobians() if stored else reverse_mode()

@@ -56,6 +56,7 @@ import numpy as np
 
 from .compiled import compiled, ensemble_gradient, lanes_map, threads
 from .ensemble import EnsembleObjective
+from .hessian_vector import ensemble_hessian_vector
 from .problem import Problem
 from .transcription import stage_function
 
@@ -64,9 +65,10 @@ __all__ = ["DENSE_HESSIAN_ROWS", "DENSE_STAGE_CONTROLS", "ReducedSpace", "second
 #: The dense reduced Hessian is formed when it has at most this many rows (``steps·n_v``: 72 MB of
 #: numbers, a Cholesky factorisation of about 1 s) ...
 DENSE_HESSIAN_ROWS = 3000
-#: ... and one stage has at most this many controls (its second-order SX function has ``nu²`` outputs:
-#: at nu = 353, the width-50 bottleneck, 1.9 M instructions that gcc did not compile in 15 minutes).
-DENSE_STAGE_CONTROLS = 120
+#: ... and one stage has at most this many controls: its second-order SX function has ``nu²`` outputs, and
+#: its size grows accordingly (bottleneck field, D = 3: 19 k instructions at nu = 31, 66 k at nu = 59 (over
+#: :data:`~turnpike.codegen.MAX_INSTRUCTIONS`), 243 k at nu = 115, 1.9 M at nu = 353).
+DENSE_STAGE_CONTROLS = 40
 
 
 def second_order_mode(problem: Problem, steps: int) -> str:
@@ -185,6 +187,7 @@ class ReducedSpace:
         self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J, one C call
         self.compiled = fast_one is not one and self._gradient is not None
         self._objective = None  # the ensemble objective with Hessian-vector products, on first use
+        self._product = None  # the compiled Hessian-vector product, on first use
         # How ∇J is evaluated (reported in sol.stats["gradient"]).
         self.gradient_method = ("compiled adjoint, stage Jacobians kept" if getattr(self._gradient, "stored", False)
                                 else "compiled adjoint, stage reverse mode") + f" ({self._gradient.build})" \
@@ -336,9 +339,28 @@ class ReducedSpace:
         return self._objective
 
     def hessian_vector(self, u: np.ndarray, p: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """``∇²_u J v`` (steps, nu), exact (forward over reverse mode), with the control cost's ``2 λ2 h v``."""
-        Hv = self.objective.hessian_vector(u, self._data(p).T, p[0], v)
+        """``∇²_u J v`` (steps, nu), exact (forward over reverse mode), with the control cost's ``2 λ2 h v``.
+
+        Compiled sample by sample when possible (:func:`~turnpike.hessian_vector.ensemble_hessian_vector`,
+        15x faster than CasADi's VM on the width-16 bottleneck), else :attr:`objective`'s; which one is
+        :attr:`hessian_vector_method`.
+        """
+        if self._product is None:
+            self._product = ensemble_hessian_vector(self._one, self.problem.terminal_cost) or False
+        if self._product:
+            Hv = self._product(self.problem.x0_samples, u, self._data(p).T, p[0], v)[2]
+        else:
+            Hv = self.objective.hessian_vector(u, self._data(p).T, p[0], v)
         return Hv + 2 * self.problem.l2 * p[0] * np.asarray(v, dtype=float)
+
+    @property
+    def hessian_vector_method(self) -> str | None:
+        """How :meth:`hessian_vector` evaluated its last product (None before the first)."""
+        if self._product is None:
+            return None
+        if self._product:
+            return f"compiled forward over reverse mode ({self._product.build})"
+        return f"CasADi forward over reverse mode ({self.objective.path} path)"
 
     def _mapped(self, name: str, copies: int, group: int = 1):
         """The stage function ``name`` mapped over ``copies`` sample-stages on :func:`threads` threads, the

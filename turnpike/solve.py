@@ -7,9 +7,10 @@ import time
 import numpy as np
 
 from .errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
+from .krylov import newton_cg, smallest_eigenvalues
 from .presolve import PRESOLVES, newton_refinement, reduced_space_descent, unconstrained
 from .problem import Problem
-from .reduced import ReducedSpace
+from .reduced import ReducedSpace, second_order_mode
 from .solution import Solution, StaticSolution
 from .solvers import DERIVATIVES, built_solver, run, solver_options
 from .static import StaticNLP
@@ -96,25 +97,38 @@ def _states_for(ms: MultipleShooting, u: np.ndarray, T: float) -> np.ndarray:
     return x
 
 
-def _formulation(problem: Problem, formulation: str, solver: str) -> str:
-    """The formulation ``"auto"`` stands for: ``"reduced"`` for an ensemble with at least as many
-    samples as control variables per stage (N >= n_v) solved by IPOPT, else multiple shooting.
+def _formulation(problem: Problem, formulation: str, solver: str, steps: int) -> str:
+    """The formulation ``"auto"`` stands for: ``"reduced"`` for an ensemble solved by IPOPT with at least as
+    many samples as control variables per stage (N >= n_v), or whose reduced Hessian is too large to form
+    (:func:`~turnpike.reduced.second_order_mode` is ``"hessian-vector"``); else multiple shooting.
 
     Per Newton iteration the reduced NLP factorises a dense ``steps·n_v`` Hessian, ``O((steps n_v)³)``
     flops, while the sparse factorisation of the multiple-shooting KKT system fills in a dense block
     per sample, ``O(N steps³ n_v²)``: their ratio is about ``N / n_v``. Measured by
     ``benchmarks/bench_formulations.py``: two circles (N = 40, n_v = 10) reduced 5x faster; N = 8
     samples in R^7 with the outer field (n_v = 56), 100 steps, multiple shooting 2.7x faster (and the
-    dense reduced Hessian of 200 steps takes 1 GB).
+    dense reduced Hessian of 200 steps takes 1 GB). Where the reduced Hessian is not formed (Hessian-vector
+    products, a limited-memory IPOPT) that comparison no longer applies, and multiple shooting, whose
+    KKT system holds ``N·nx·n_v`` Jacobian entries per stage, is the one that does not scale: the
+    width-50 bottleneck on 300 samples took 11 GB in the symbolic Jacobian of its multiple-shooting NLP.
     """
     check_choice("formulation", formulation, FORMULATIONS)
     if formulation == "auto":
         n_v = problem.nu * (2 if problem.split_control else 1)
         many_samples = problem.n_samples > 1 and problem.n_samples >= n_v
-        return "reduced" if many_samples and solver == "ipopt" else "multiple-shooting"
+        large = problem.n_samples > 1 and second_order_mode(problem, steps) == "hessian-vector"
+        return "reduced" if (many_samples or large) and solver == "ipopt" else "multiple-shooting"
     if formulation == "reduced" and solver != "ipopt":
         raise InputError(f"formulation='reduced' is solved with IPOPT only, got solver={solver!r}")
     return formulation
+
+
+def _limited_memory(options: dict) -> dict:
+    """IPOPT's options with a limited-memory Hessian, unless they choose the Hessian themselves."""
+    nested = options.get("ipopt") if isinstance(options.get("ipopt"), dict) else {}
+    if "ipopt.hessian_approximation" in options or "hessian_approximation" in nested:
+        return options
+    return {**options, "ipopt.hessian_approximation": "limited-memory"}
 
 
 def solve(
@@ -199,7 +213,10 @@ def solve(
     opts = solver_options(solver, options, verbose=verbose)
     guess_scale = check_nonnegative("guess_scale", guess_scale)
 
-    formulation = _formulation(P, formulation, solver)
+    formulation = _formulation(P, formulation, solver, steps)
+    second_order = second_order_mode(P, steps) if formulation == "reduced" else None
+    if second_order == "hessian-vector":
+        opts = _limited_memory(opts)
     transcription = ReducedSpace if formulation == "reduced" else MultipleShooting
     built, fresh = built_solver(
         P, (formulation, steps, method), lambda: transcription(P, steps, method), solver, opts,
@@ -211,15 +228,21 @@ def solve(
     # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
     cold = initial_guess is None or formulation == "reduced"
     if presolve == "lbfgs" or (presolve == "auto" and cold and P.n_samples > 1):
-        pre = reduced_space_descent(nlp, u_guess, T)
+        # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
+        # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
+        pre = reduced_space_descent(nlp, u_guess, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9)
         u_guess, x_guess = pre.u, None
         stats["presolve"] = {"method": "L-BFGS-B (reduced space)", "cost": pre.cost, "seconds": pre.seconds,
                              "lbfgs": pre.summary()}
         if presolve == "auto" and unconstrained(nlp) and np.isfinite(pre.cost):
-            newton = newton_refinement(nlp, u_guess, T, verbose=verbose)
-            u_guess = newton.u
-            stats["presolve"].update(method="L-BFGS-B, then Newton (reduced space)", cost=newton.cost,
-                                     seconds=pre.seconds + newton.seconds, newton=newton.summary())
+            if second_order == "dense":
+                newton = newton_refinement(nlp, u_guess, T, verbose=verbose)
+                u_guess, phases = newton.u, "L-BFGS-B, then Newton (reduced space)"
+            else:
+                newton = _newton_cg(nlp, u_guess, T, verbose)
+                u_guess, phases = newton.x.reshape(u_guess.shape), "L-BFGS-B, then Newton-CG (reduced space)"
+            stats["presolve"].update(method=phases, cost=newton.cost, seconds=pre.seconds + newton.seconds,
+                                     newton=newton.summary())
     if x_guess is None and formulation == "multiple-shooting":
         x_guess = _states_for(nlp, u_guess, T)
     res = run(built.solver, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(T), bounds=nlp.bounds())
@@ -243,6 +266,7 @@ def solve(
             "compiled": getattr(nlp, "compiled", False),
             **({"gradient": nlp.gradient_method} if hasattr(nlp, "gradient_method") else {}),
             **stats,
+            **({"second_order": _second_order_report(nlp, res, T, second_order)} if second_order else {}),
         },
         problem=P.name,
         T=T,
@@ -252,6 +276,41 @@ def solve(
         u=u,
         adjoint=adjoint.reshape(steps, *shape),
     )
+
+
+def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool):
+    """Trust-region Newton-CG (:func:`~turnpike.krylov.newton_cg`) on the reduced objective from ``u``."""
+    p, shape = rs.parameters(T), u.shape
+
+    def hessian_vector(v, d):
+        return rs.hessian_vector(v.reshape(shape), p, d.reshape(shape)).reshape(-1)
+
+    return newton_cg(lambda v: rs._value_and_gradient(v, p), hessian_vector, u.reshape(-1), gtol=1e-10,
+                     max_cg=250, verbose=verbose)
+
+
+def _second_order_report(rs: ReducedSpace, res, T: float, mode: str) -> dict:
+    """``sol.stats["second_order"]``: the mode, and at a converged unconstrained solution the smallest
+    eigenvalues of the reduced Hessian by Lanczos (:func:`~turnpike.krylov.smallest_eigenvalues`, on the
+    dense Hessian's products or on Hessian-vector products) with the verdict."""
+    report = {"mode": mode, "hessian_vector": rs.hessian_vector_method} if mode != "dense" else {"mode": mode}
+    if not res.success:
+        return {**report, "verdict": "not determined", "reason": "the solver did not converge"}
+    if not unconstrained(rs):
+        return {**report, "verdict": "not determined",
+                "reason": "constrained problem: the reduced Hessian alone does not decide"}
+    u, p = rs.controls(res.w), rs.parameters(T)
+    if mode == "dense":
+        H = rs.hessian(u, p)
+        H = np.triu(H) + np.triu(H, 1).T
+
+        def product(v):
+            return H @ v
+    else:
+        def product(v):
+            return rs.hessian_vector(u, p, v.reshape(u.shape)).reshape(-1)
+
+    return {**report, **smallest_eigenvalues(product, u.size).summary()}
 
 
 def solve_static(

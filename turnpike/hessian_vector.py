@@ -1,0 +1,193 @@
+"""The ensemble's exact Hessian-vector product as compiled C: forward over reverse mode, sample by sample.
+
+For the reduced objective of :mod:`turnpike.reduced` (``x_{k+1} = F(x_k, u_k)`` per sample,
+``ℓ_k = q_k + p_{k+1}ᵀ F_k``, adjoint ``p_n = ∇φ``, ``p_k = ∇_x ℓ_k``, gradient ``∇_{u_k} J =
+(1/N) Σ_i ∇_u ℓ_{i,k}``) the product ``∇²J v`` is the derivative of the gradient in the direction v:
+
+* forward, the tangent of the states: ``δx_0 = 0``, ``δx_{k+1} = F_x δx_k + F_u v_k``;
+* backward, the tangent of the adjoint: ``δp_n = ∇²φ δx_n`` and
+
+  .. math::
+
+      (δp_k, (∇²J v)_k) = ∇²_{(x,u),(x,u,p)}\\, ℓ_k \\cdot (δx_k, v_k, δp_{k+1}),
+
+  i.e. the forward mode of the stage's ``(x, u, p) -> ∇_{x,u} ℓ`` (the "stage vjp") in the direction
+  ``(δx_k, v_k, δp_{k+1})``, summed over the samples and divided by N.
+
+Each stage function is one sample's SX function (its size grows like the width of the network,
+never like its square), written by :func:`turnpike.codegen.lanes_function` for ``LANES`` samples at
+a time and compiled like :func:`turnpike.compiled.ensemble_gradient`, whose loop this one follows:
+the blocks of samples are split over :func:`~turnpike.compiled.threads` threads and the partial sums
+added in order. One call also returns J and ∇J. Memory: the states and their tangents of one block,
+``2 (steps + 1) nx LANES`` numbers per thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import casadi as ca
+import numpy as np
+
+from .codegen import lanes_function
+from .compiled import LANES, lanes_library, threads
+
+__all__ = ["ensemble_hessian_vector"]
+
+# tp_step_jvp (x, u, y, h, dx, du) -> (x_next, q, dx_next); tp_terminal_hvp (x, y, dx) -> (φ, ∇φ, ∇²φ dx);
+# tp_step_vjp_jvp (x, u, y, h, p, dx, du, dp) -> (∇_x ℓ, ∇_u ℓ, their derivative in (dx, du, dp)), ℓ = q + p·x_next.
+# u, h and the direction's du are the same for every lane. Arrays passed in are row-major numpy: x0 (N, nx),
+# u and v (n, nu), y (N, ny).
+_LOOP = r"""
+typedef struct {
+  long long first, last, n, N;
+  const double *x0, *u, *y, *v;
+  double h, J, *grad, *hv;
+  int failed;
+} tp_task;
+
+static void* tp_run(void* data) {
+  tp_task* t = (tp_task*) data;
+  const long long nx = TP_NX, nu = TP_NU, ny = TP_NY, L = TP_LANES, n = t->n;
+  double* memory = malloc(sizeof(double) * L * (2 * (n + 1) * nx + 4 * nx + ny + 2 * nu + 2));
+  memset(t->grad, 0, sizeof(double) * n * nu);
+  memset(t->hv, 0, sizeof(double) * n * nu);
+  t->J = 0;
+  t->failed = !memory;
+  if (!memory) return NULL;
+  double *xs = memory, *dxs = xs + (n + 1) * nx * L, *p = dxs + (n + 1) * nx * L, *dp = p + nx * L;
+  double *p_prev = dp + nx * L, *dp_prev = p_prev + nx * L, *y = dp_prev + nx * L, *g_u = y + ny * L;
+  double *hv_u = g_u + nu * L, *q = hv_u + nu * L, *phi = q + L;
+  double total = 0, h = t->h;
+  for (long long b = t->first; b < t->last; ++b) {
+    const long long first = b * L, valid = t->N - first < L ? t->N - first : L;
+    for (long long l = 0; l < L; ++l) {
+      const long long i = first + (l < valid ? l : valid - 1);
+      for (long long j = 0; j < nx; ++j) { xs[j * L + l] = t->x0[i * nx + j]; dxs[j * L + l] = 0; }
+      for (long long j = 0; j < ny; ++j) y[j * L + l] = t->y[i * ny + j];
+    }
+    for (long long k = 0; k < n; ++k) {
+      const double* in[] = {xs + k * nx * L, t->u + k * nu, y, &h, dxs + k * nx * L, t->v + k * nu};
+      double* out[] = {xs + (k + 1) * nx * L, q, dxs + (k + 1) * nx * L};
+      tp_step_jvp(in, out);
+      for (long long l = 0; l < valid; ++l) total += q[l];
+    }
+    {
+      const double* in[] = {xs + n * nx * L, y, dxs + n * nx * L};
+      double* out[] = {phi, p, dp};
+      tp_terminal_hvp(in, out);
+    }
+    for (long long l = 0; l < valid; ++l) total += phi[l];
+    for (long long k = n - 1; k >= 0; --k) {
+      const double* in[] = {xs + k * nx * L, t->u + k * nu, y, &h, p, dxs + k * nx * L, t->v + k * nu, dp};
+      double* out[] = {p_prev, g_u, dp_prev, hv_u};
+      tp_step_vjp_jvp(in, out);
+      for (long long j = 0; j < nu; ++j) {
+        double s = 0, r = 0;
+        for (long long l = 0; l < valid; ++l) { s += g_u[j * L + l]; r += hv_u[j * L + l]; }
+        t->grad[k * nu + j] += s;
+        t->hv[k * nu + j] += r;
+      }
+      double* swap = p; p = p_prev; p_prev = swap;
+      swap = dp; dp = dp_prev; dp_prev = swap;
+    }
+  }
+  free(memory);
+  t->J = total;
+  return NULL;
+}
+
+/* J, its gradient and the product of its Hessian with v, all (1/N) sum_i, the blocks of TP_LANES samples
+   split into `threads` contiguous parts summed in order. Returns 0, or 1 if memory could not be had. */
+int tp_ensemble_hessian_vector(long long N, long long n, const double* x0, const double* u, const double* y,
+                               double h, const double* v, long long threads, double* J, double* grad, double* hv) {
+  const long long nu = TP_NU, blocks = (N + TP_LANES - 1) / TP_LANES;
+  threads = threads < 1 ? 1 : (threads > blocks ? (blocks > 0 ? blocks : 1) : threads);
+  tp_task* tasks = calloc(threads, sizeof(tp_task));
+  double* partial = malloc(sizeof(double) * (2 * threads * n * nu + 1));
+  if (!tasks || !partial) {
+    free(tasks); free(partial);
+    return 1;
+  }
+  for (long long t = 0; t < threads; ++t) {
+    tp_task task = {blocks * t / threads, blocks * (t + 1) / threads, n, N, x0, u, y, v, h, 0,
+                    partial + 2 * t * n * nu, partial + (2 * t + 1) * n * nu, 0};
+    tasks[t] = task;
+  }
+  tp_parallel(tp_run, tasks, threads, sizeof(tp_task));
+  int failed = 0;
+  double total = 0;
+  memset(grad, 0, sizeof(double) * n * nu);
+  memset(hv, 0, sizeof(double) * n * nu);
+  for (long long t = 0; t < threads; ++t) {
+    failed = failed || tasks[t].failed;
+    total += tasks[t].J;
+    for (long long j = 0; j < n * nu; ++j) { grad[j] += tasks[t].grad[j]; hv[j] += tasks[t].hv[j]; }
+  }
+  *J = total / N;
+  for (long long j = 0; j < n * nu; ++j) { grad[j] /= N; hv[j] /= N; }
+  free(tasks); free(partial);
+  return failed;
+}
+"""
+
+
+def stage_functions(step: ca.Function, terminal: ca.Function) -> list[ca.Function]:
+    """The three SX functions of the loop (see the module docstring), from one sample's step
+    ``(x, u, y, h) -> (x_next, q)`` and terminal cost ``(x, y) -> φ``."""
+    x, u, y, h = (step.sx_in(i) for i in range(4))
+    dx, du = ca.SX.sym("dx", x.numel()), ca.SX.sym("du", u.numel())
+    p, dp = ca.SX.sym("p", x.numel()), ca.SX.sym("dp", x.numel())
+    x_next, q = step(x, u, y, h)
+    z, dz = ca.vertcat(x, u), ca.vertcat(dx, du)
+    ell = q + ca.dot(p, x_next)
+    gz = ca.gradient(ell, z)
+    dgz = ca.jtimes(gz, ca.vertcat(x, u, p), ca.vertcat(dx, du, dp))
+    phi = terminal(x, y)
+    g_phi = ca.gradient(phi, x)
+    nx = x.numel()
+    return [
+        ca.Function("tp_step_jvp", [x, u, y, h, dx, du],
+                    [ca.densify(e) for e in (x_next, q, ca.jtimes(x_next, z, dz))]),
+        ca.Function("tp_step_vjp_jvp", [x, u, y, h, p, dx, du, dp],
+                    [ca.densify(e) for e in (gz[:nx], gz[nx:], dgz[:nx], dgz[nx:])]),
+        ca.Function("tp_terminal_hvp", [x, y, dx], [ca.densify(e) for e in (phi, g_phi, ca.jtimes(g_phi, x, dx))]),
+    ]
+
+
+def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function):
+    """``(x0, u, y, h, v) -> (J, ∇J, ∇²J v)`` for the ensemble, compiled, or None when that is not possible
+    (no compiler, a stage function over :data:`~turnpike.codegen.MAX_INSTRUCTIONS`, ...).
+
+    ``x0`` (N, nx), ``u`` and ``v`` (steps, nu), ``y`` (N, ny); J and its derivatives are those of
+    :func:`turnpike.compiled.ensemble_gradient` (the ensemble terms only, no control costs).
+    """
+    functions = stage_functions(step, terminal)
+    shared = {"tp_step_jvp": {1, 3, 5}, "tp_step_vjp_jvp": {1, 3, 6}, "tp_terminal_hvp": set()}
+    written = [lanes_function(f, f.name(), shared=shared[f.name()]) for f in functions]
+    if any(w is None for w in written):
+        return None
+    x, u, y = (step.sx_in(i) for i in range(3))
+    sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel())))
+    built = lanes_library("turnpike_ensemble_hessian_vector", written, sizes, _LOOP)
+    if built is None:
+        return None
+    try:
+        loop = ctypes.CDLL(str(built[0])).tp_ensemble_hessian_vector
+    except (OSError, AttributeError):
+        return None
+    pointer = ctypes.c_void_p
+    loop.argtypes = [ctypes.c_longlong, ctypes.c_longlong, pointer, pointer, pointer, ctypes.c_double, pointer,
+                     ctypes.c_longlong, pointer, pointer, pointer]
+    loop.restype = ctypes.c_int
+
+    def product(x0, u, y, h, v) -> tuple[float, np.ndarray, np.ndarray]:
+        x0, u, y, v = (np.ascontiguousarray(a, dtype=float) for a in (x0, u, y, v))
+        J, grad, hv = np.zeros(1), np.empty_like(u), np.empty_like(u)
+        if loop(x0.shape[0], u.shape[0], x0.ctypes.data, u.ctypes.data, y.ctypes.data, float(h), v.ctypes.data,
+                threads(), J.ctypes.data, grad.ctypes.data, hv.ctypes.data) != 0:
+            raise RuntimeError("the compiled Hessian-vector product could not allocate its work memory")
+        return float(J[0]), grad, hv
+
+    product.build = f"{LANES} lanes, {built[1]}"
+    return product
