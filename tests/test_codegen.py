@@ -3,6 +3,7 @@
 import ctypes
 import os
 import time
+from pathlib import Path
 
 import casadi as ca
 import numpy as np
@@ -119,3 +120,42 @@ def test_the_cache_deletes_what_has_not_been_used_and_keeps_the_rest(monkeypatch
     assert compiled(square) is not None  # a cache hit: no compilation, the time of use renewed
     assert prune_cache() == [] and library.exists()
     assert set(prune_cache(days=0)) == {library, recent} and all(p.exists() for p in foreign)
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads the process table in /proc")
+def test_a_compiler_past_its_time_is_killed_with_its_children_and_remembered(monkeypatch, tmp_path):
+    """A compiler that hangs (a child that sleeps, as cc1 under cc) is killed, process group and all, after
+    COMPILE_SECONDS; the time-out is recorded as a failure, so the next attempt does not wait again."""
+    import turnpike.compiled as compiled_module
+
+    pid_file = tmp_path / "child.pid"
+    fake = tmp_path / "fake-cc"
+    fake.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(compiled_module, "COMPILE_SECONDS", 1)
+    x = ca.SX.sym("x")
+    start = time.perf_counter()
+    assert compiled(ca.Function("hangs", [x], [x * 2])) is None
+    assert time.perf_counter() - start < 30
+    child = Path(f"/proc/{int(pid_file.read_text())}/status")
+    time.sleep(0.2)
+    # the grandchild is gone too (or a zombie waiting for init to reap it)
+    assert not child.exists() or "\tZ" in child.read_text().split("State:")[1].splitlines()[0]
+    assert list((tmp_path / "cache").glob("*.failed"))
+    start = time.perf_counter()
+    assert compiled(ca.Function("hangs", [x], [x * 2])) is None  # remembered: no second wait
+    assert time.perf_counter() - start < 0.9
+
+
+def test_functions_over_the_size_limit_are_not_compiled(monkeypatch):
+    import turnpike.codegen as codegen_module
+    import turnpike.compiled as compiled_module
+
+    x = ca.SX.sym("x", 4)
+    fn = ca.Function("big", [x], [ca.sin(x) * ca.cos(x) + x**3])
+    monkeypatch.setattr(codegen_module, "MAX_INSTRUCTIONS", fn.n_instructions() - 1)
+    monkeypatch.setattr(compiled_module, "MAX_INSTRUCTIONS", fn.n_instructions() - 1)
+    assert lanes_function(fn, "big") is None
+    assert compiled(fn) is None

@@ -180,3 +180,23 @@ def test_chessboard_width_16_is_trained_and_certified():
     assert np.abs(g).max() <= 1e-7
     assert prob.accuracy(sol.x[-1]) >= 0.9
     np.testing.assert_allclose(prob.flow(sol, points), sol.x, rtol=1e-10, atol=1e-10)
+
+
+def test_solve_reports_every_presolve_iteration_to_the_callback():
+    """The callback sees each L-BFGS iterate and each Newton step: the cost it is given is J at the controls it
+    is given (recomputed here), and the last one is the presolve's result."""
+    prob = small_problem("inner", "tanh", n=30)  # N >= n_v: the reduced formulation, with Newton steps
+    seen = []
+    sol = tp.solve(prob, T=2.0, steps=10, callback=lambda *args: seen.append(args))
+    assert sol.success and sol.stats["formulation"] == "reduced"
+    phases = [phase for phase, *_ in seen]
+    assert phases[0] == "lbfgs"
+    assert phases.count("newton") == sol.stats["presolve"]["newton"]["iterations"]
+    assert [k for phase, k, *_ in seen if phase == "lbfgs"] == list(range(1, phases.count("lbfgs") + 1))
+    rs = ReducedSpace(prob, 10, "rk4")
+    for phase, _, cost, u in seen[:: max(1, len(seen) // 5)]:
+        assert u.shape == (10, prob.nu)
+        assert rs._value_and_gradient(u.reshape(-1), rs.parameters(2.0))[0] == pytest.approx(cost, rel=1e-10), phase
+    assert seen[-1][2] == pytest.approx(sol.stats["presolve"]["cost"], rel=1e-12)
+    with pytest.raises(tp.InputError, match="callback must be callable"):
+        tp.solve(prob, T=2.0, steps=10, callback="print")

@@ -478,6 +478,11 @@ def threads() -> int:
 # mode 30% faster); benchmarks/bench_gradient.py times both loops and says whether this rule picked
 # the faster.
 _TRANSCENDENTAL = 100
+# Kept Jacobians pay in memory traffic what the instruction count does not see: on the bottleneck field of
+# width 50 (nx (nx + nu) = 1068 numbers kept per stage and lane) the count chose them and they were 4.6x
+# slower than the reverse mode (0.42 against 0.090 s at N = 2397, 16 steps), and at d = 4 of the inner
+# field (80) the reverse mode was already 30% faster; they won at d = 2 (24).
+_MAX_KEPT = 64
 _FREE = {ca.OP_INPUT, ca.OP_OUTPUT, ca.OP_CONST, ca.OP_PARAMETER}
 
 
@@ -558,8 +563,9 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
       transcendental is evaluated once instead of twice, at the price of more arithmetic.
 
     ``stored=None`` picks the cheaper by :func:`_instruction_cost` (the backward products counted
-    as ``2 nx (nx + nu)``) of those within :data:`~turnpike.codegen.MAX_INSTRUCTIONS`; the returned
-    function's ``stored`` attribute says which. Memory is the
+    as ``2 nx (nx + nu)``) of those within :data:`~turnpike.codegen.MAX_INSTRUCTIONS`, and considers
+    kept Jacobians only while ``nx (nx + nu) <=`` :data:`_MAX_KEPT`; the returned function's ``stored``
+    attribute says which. Memory is the
     stages of ``LANES`` samples per thread either way.
     """
     x, u, y, h = (step.sx_in(i) for i in range(4))
@@ -580,8 +586,9 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
                                                              ca.densify(ca.gradient(ell, u))])]
 
     if stored is None:  # build both and count; one over the size limit is not a candidate
-        loops = {True: kept_jacobians(), False: reverse_mode()}
-        cost = {flag: sum(_instruction_cost(f) for f in fns) + (2 * x.numel() * (x.numel() + u.numel()) if flag else 0)
+        kept = x.numel() * (x.numel() + u.numel())
+        loops = {True: kept_jacobians(), False: reverse_mode()} if kept <= _MAX_KEPT else {False: reverse_mode()}
+        cost = {flag: sum(_instruction_cost(f) for f in fns) + (2 * kept if flag else 0)
                 for flag, fns in loops.items() if all(f.n_instructions() <= MAX_INSTRUCTIONS for f in fns)}
         if not cost:
             return None

@@ -281,7 +281,7 @@ def _chord_step(value_and_gradient, u, J, g, factor):
 
 
 def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol: float = 1e-10,
-                      chord_steps: int = 20, verbose: bool = False) -> NewtonResult:
+                      chord_steps: int = 20, verbose: bool = False, callback=None) -> NewtonResult:
     """Newton's method on the reduced objective ``J(u)`` of an unconstrained reduced NLP, from ``u``.
 
     ``rs`` is a :class:`~turnpike.reduced.ReducedSpace` with :func:`unconstrained` true. Iteration k:
@@ -321,7 +321,8 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
     can continue from them whatever the outcome. With ``verbose``, one line per step: J,
     ``‖g‖∞``, δ and α (or the negative curvature and its step length; a chord step: J and
     ``‖g‖∞``). Random start vectors are drawn from a generator seeded with 0: the result is
-    reproducible.
+    reproducible. ``callback``, if given, is called after every step as ``callback(u, J, ‖∇J‖∞)`` with u
+    (steps, nu).
     """
     start = time.perf_counter()
     fg, p = rs.reduced_objective(), rs.parameters(T)
@@ -352,6 +353,8 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
                     print(f"chord  {iterations:4d}  J {J:.10e}  |g|inf {_max_abs(g):.2e}", flush=True)
                 u, J, g = chord
                 iterations, chords = iterations + 1, chords + 1
+                if callback is not None:
+                    callback(u.reshape(n, nu), J, _max_abs(g))
                 continue
         hessians, reusable, chords = hessians + 1, None, 0
         H = rs.hessian(u.reshape(n, nu), p)  # upper triangle: cho_factor(lower=False) reads only that
@@ -404,6 +407,8 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
                   f"alpha {step[3]:.3g}", flush=True)
         u, J, g = step[:3]
         iterations += 1
+        if callback is not None:
+            callback(u.reshape(n, nu), J, _max_abs(g))
     gnorm = _max_abs(g)
     converged = bool(gnorm <= gtol)
     return NewtonResult(converged, u.reshape(n, nu), J, gnorm, iterations, hessians, evaluations, regularised,

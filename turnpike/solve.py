@@ -147,6 +147,7 @@ def solve(
     derivatives: str = "auto",
     formulation: str = "auto",
     verbose: bool = False,
+    callback=None,
 ) -> Solution:
     """Solve ``problem`` on ``[0, T]`` by direct multiple shooting.
 
@@ -190,7 +191,11 @@ def solve(
             L1 split) with IPOPT, where the multiple-shooting KKT system is large and fills in, and
             ``"multiple-shooting"`` otherwise (see :func:`_formulation`). ``stats["formulation"]``
             says which was used.
-        verbose: print the solver's iteration log.
+        verbose: print the solver's iteration log, and the presolve's progress (every 100th L-BFGS
+            iteration, every Newton step).
+        callback: called after every presolve iteration as ``callback(phase, iteration, cost, u)``:
+            ``phase`` is ``"lbfgs"``, ``"newton"`` or ``"newton-cg"``, ``u`` a copy of the controls
+            (steps, nu). Its own time counts in the solve's.
 
     Returns:
         A :class:`Solution`. ``success`` is False (never an exception) when the solver did not
@@ -227,19 +232,24 @@ def solve(
     stats = {}
     # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
     cold = initial_guess is None or formulation == "reduced"
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback must be callable as callback(phase, iteration, cost, u), got {callback!r}")
+    report = _Progress(nlp, callback, verbose)
     if presolve == "lbfgs" or (presolve == "auto" and cold and P.n_samples > 1):
         # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
         # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
-        pre = reduced_space_descent(nlp, u_guess, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9)
+        pre = reduced_space_descent(nlp, u_guess, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
+                                    callback=report.lbfgs if report.wanted else None)
         u_guess, x_guess = pre.u, None
         stats["presolve"] = {"method": "L-BFGS-B (reduced space)", "cost": pre.cost, "seconds": pre.seconds,
                              "lbfgs": pre.summary()}
         if presolve == "auto" and unconstrained(nlp) and np.isfinite(pre.cost):
             if second_order == "dense":
-                newton = newton_refinement(nlp, u_guess, T, verbose=verbose)
+                newton = newton_refinement(nlp, u_guess, T, verbose=verbose,
+                                           callback=report.phase("newton") if callback else None)
                 u_guess, phases = newton.u, "L-BFGS-B, then Newton (reduced space)"
             else:
-                newton = _newton_cg(nlp, u_guess, T, verbose)
+                newton = _newton_cg(nlp, u_guess, T, verbose, report.phase("newton-cg") if callback else None)
                 u_guess, phases = newton.x.reshape(u_guess.shape), "L-BFGS-B, then Newton-CG (reduced space)"
             stats["presolve"].update(method=phases, cost=newton.cost, seconds=pre.seconds + newton.seconds,
                                      newton=newton.summary())
@@ -278,7 +288,34 @@ def solve(
     )
 
 
-def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool):
+class _Progress:
+    """The presolve's progress, to the user's ``callback(phase, iteration, cost, u)`` and, with ``verbose``,
+    printed (every 100th L-BFGS iteration; the Newton phases print their own lines)."""
+
+    def __init__(self, transcription, callback, verbose: bool):
+        self.transcription, self.callback, self.verbose = transcription, callback, verbose
+        self.wanted = callback is not None or verbose
+        self.iterations = {}
+
+    def lbfgs(self, intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
+        k = self.iterations["lbfgs"] = self.iterations.get("lbfgs", 0) + 1
+        J = float(intermediate_result.fun)
+        if self.verbose and k % 100 == 0:
+            print(f"lbfgs {k:6d}  J {J:.10e}", flush=True)
+        if self.callback is not None:
+            V = np.array(intermediate_result.x).reshape(self.transcription.steps, -1)
+            nu = self.transcription.problem.nu
+            self.callback("lbfgs", k, J, V[:, :nu] - V[:, nu:] if V.shape[1] > nu else V)
+
+    def phase(self, name: str):
+        def report(u, J, _gradient_norm):
+            k = self.iterations[name] = self.iterations.get(name, 0) + 1
+            self.callback(name, k, float(J), np.array(u).reshape(self.transcription.steps, -1))
+
+        return report
+
+
+def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callback=None):
     """Trust-region Newton-CG (:func:`~turnpike.krylov.newton_cg`) on the reduced objective from ``u``."""
     p, shape = rs.parameters(T), u.shape
 
@@ -286,7 +323,7 @@ def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool):
         return rs.hessian_vector(v.reshape(shape), p, d.reshape(shape)).reshape(-1)
 
     return newton_cg(lambda v: rs._value_and_gradient(v, p), hessian_vector, u.reshape(-1), gtol=1e-10,
-                     max_cg=250, verbose=verbose)
+                     max_cg=250, verbose=verbose, callback=callback)
 
 
 def _second_order_report(rs: ReducedSpace, res, T: float, mode: str) -> dict:
