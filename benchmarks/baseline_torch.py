@@ -181,7 +181,7 @@ def train(model: TorchNeuralODE, u0: np.ndarray, *, method: str, target: float |
         opt.zero_grad()
         J, parts = model.cost(U, rows)
         counts["evaluations"] += 1
-        value = float(J)
+        value = J.item()
         if rows is None and value < best["cost"]:
             best.update(cost=value, terminal=parts["terminal"])
         if rows is None and target is not None and value <= target:

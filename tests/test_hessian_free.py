@@ -200,3 +200,14 @@ def test_solve_reports_every_presolve_iteration_to_the_callback():
     assert seen[-1][2] == pytest.approx(sol.stats["presolve"]["cost"], rel=1e-12)
     with pytest.raises(tp.InputError, match="callback must be callable"):
         tp.solve(prob, T=2.0, steps=10, callback="print")
+
+
+def test_a_time_limit_stops_every_phase_and_is_never_called_converged():
+    prob = small_problem("inner", "tanh", n=30)
+    sol = tp.solve(prob, T=2.0, steps=10, time_limit=1e-3)
+    assert not sol.success
+    assert sol.stats["presolve"]["lbfgs"]["message"].startswith("stopped: time limit")
+    assert sol.stats["presolve"]["lbfgs"]["iterations"] <= 2
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(tp.InputError, match="time_limit"):
+            tp.solve(prob, T=2.0, steps=10, time_limit=bad)

@@ -59,7 +59,7 @@ class ReducedSpaceResult:
 
 
 def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, rel_decrease: float = 1e-9,
-                          memory: int = 20, callback=None) -> ReducedSpaceResult:
+                          memory: int = 20, callback=None, max_seconds: float = np.inf) -> ReducedSpaceResult:
     """L-BFGS-B on ``J(u)`` from controls ``u`` (steps, nu), at most ``max_iter`` iterations.
 
     ``max_iter``: an L-BFGS iteration costs one gradient, a Newton iteration a Hessian and its
@@ -85,7 +85,7 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
     ``callback``, if given, is called after every iteration as ``callback(intermediate_result)``
     with scipy's :class:`~scipy.optimize.OptimizeResult` of the iterate (``x``: the control variables
     flattened stage by stage, overwritten by later iterations, so copy it to keep it; ``fun``: J),
-    e.g. to follow the cost over time.
+    e.g. to follow the cost over time. After ``max_seconds`` the descent stops at its current iterate.
     """
     start = time.perf_counter()
     if ms.problem.l1_bound is not None:
@@ -100,18 +100,25 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
         J, grad = fg(v.reshape(ms.steps, n_v).T, p)
         return float(J), np.asarray(grad).T.reshape(-1)
 
+    def watch(intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
+        if callback is not None:
+            callback(intermediate_result)
+        if time.perf_counter() - start > max_seconds:
+            raise StopIteration  # scipy then returns the current iterate
+
     v0 = np.clip(ms.control_variables(u).reshape(-1), *zip(*bounds, strict=True))
     res = minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": max_iter, "ftol": rel_decrease, "gtol": 1e-10, "maxcor": memory},
-                   callback=callback)
+                   callback=watch if callback is not None or np.isfinite(max_seconds) else None)
     if not np.isfinite(res.fun):  # the descent left the region where the dynamics are defined
         return ReducedSpaceResult(u, np.nan, int(res.nit), int(res.nfev), time.perf_counter() - start,
                                   "discarded: non-finite cost")
     V = res.x.reshape(ms.steps, n_v)
     nu = ms.problem.nu
     u_new = V[:, :nu] - V[:, nu:] if ms.problem.split_control else V
-    return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), time.perf_counter() - start,
-                              str(res.message))
+    seconds = time.perf_counter() - start
+    message = f"stopped: time limit of {max_seconds:g} s" if seconds > max_seconds else str(res.message)
+    return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), seconds, message)
 
 
 @dataclass(frozen=True)
@@ -281,7 +288,8 @@ def _chord_step(value_and_gradient, u, J, g, factor):
 
 
 def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol: float = 1e-10,
-                      chord_steps: int = 20, verbose: bool = False, callback=None) -> NewtonResult:
+                      chord_steps: int = 20, verbose: bool = False, callback=None,
+                      max_seconds: float = np.inf) -> NewtonResult:
     """Newton's method on the reduced objective ``J(u)`` of an unconstrained reduced NLP, from ``u``.
 
     ``rs`` is a :class:`~turnpike.reduced.ReducedSpace` with :func:`unconstrained` true. Iteration k:
@@ -322,7 +330,7 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
     ``‖g‖∞``, δ and α (or the negative curvature and its step length; a chord step: J and
     ``‖g‖∞``). Random start vectors are drawn from a generator seeded with 0: the result is
     reproducible. ``callback``, if given, is called after every step as ``callback(u, J, ‖∇J‖∞)`` with u
-    (steps, nu).
+    (steps, nu). After ``max_seconds`` it stops (not converged) at the last accepted controls.
     """
     start = time.perf_counter()
     fg, p = rs.reduced_objective(), rs.parameters(T)
@@ -344,6 +352,9 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
             break
         if _max_abs(g) <= gtol:
             message = "converged"
+            break
+        if time.perf_counter() - start > max_seconds:
+            message = f"stopped: time limit of {max_seconds:g} s"
             break
         if reusable is not None and chords < chord_steps:
             chord, spent = _chord_step(value_and_gradient, u, J, g, reusable)

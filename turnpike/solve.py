@@ -148,6 +148,7 @@ def solve(
     formulation: str = "auto",
     verbose: bool = False,
     callback=None,
+    time_limit: float | None = None,
 ) -> Solution:
     """Solve ``problem`` on ``[0, T]`` by direct multiple shooting.
 
@@ -196,6 +197,9 @@ def solve(
         callback: called after every presolve iteration as ``callback(phase, iteration, cost, u)``:
             ``phase`` is ``"lbfgs"``, ``"newton"`` or ``"newton-cg"``, ``u`` a copy of the controls
             (steps, nu). Its own time counts in the solve's.
+        time_limit: seconds (> 0) for the presolve's phases together; each stops at its current
+            iterate when they are spent. IPOPT is then given at most as long again (its
+            ``max_wall_time``): a solve stopped there is not converged (``success`` False).
 
     Returns:
         A :class:`Solution`. ``success`` is False (never an exception) when the solver did not
@@ -217,6 +221,9 @@ def solve(
     check_choice("derivatives", derivatives, DERIVATIVES)
     opts = solver_options(solver, options, verbose=verbose)
     guess_scale = check_nonnegative("guess_scale", guess_scale)
+    limit = np.inf if time_limit is None else check_positive("time_limit", time_limit)
+    if time_limit is not None and solver == "ipopt":
+        opts = {"ipopt.max_wall_time": float(limit), **opts}
 
     formulation = _formulation(P, formulation, solver, steps)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
@@ -239,17 +246,20 @@ def solve(
         # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
         # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
         pre = reduced_space_descent(nlp, u_guess, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
-                                    callback=report.lbfgs if report.wanted else None)
+                                    callback=report.lbfgs if report.wanted else None,
+                                    max_seconds=limit - (time.perf_counter() - start))
         u_guess, x_guess = pre.u, None
         stats["presolve"] = {"method": "L-BFGS-B (reduced space)", "cost": pre.cost, "seconds": pre.seconds,
                              "lbfgs": pre.summary()}
         if presolve == "auto" and unconstrained(nlp) and np.isfinite(pre.cost):
             if second_order == "dense":
                 newton = newton_refinement(nlp, u_guess, T, verbose=verbose,
-                                           callback=report.phase("newton") if callback else None)
+                                           callback=report.phase("newton") if callback else None,
+                                           max_seconds=limit - (time.perf_counter() - start))
                 u_guess, phases = newton.u, "L-BFGS-B, then Newton (reduced space)"
             else:
-                newton = _newton_cg(nlp, u_guess, T, verbose, report.phase("newton-cg") if callback else None)
+                newton = _newton_cg(nlp, u_guess, T, verbose, report.phase("newton-cg") if callback else None,
+                                    max_seconds=limit - (time.perf_counter() - start))
                 u_guess, phases = newton.x.reshape(u_guess.shape), "L-BFGS-B, then Newton-CG (reduced space)"
             stats["presolve"].update(method=phases, cost=newton.cost, seconds=pre.seconds + newton.seconds,
                                      newton=newton.summary())
@@ -315,7 +325,7 @@ class _Progress:
         return report
 
 
-def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callback=None):
+def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callback=None, max_seconds=np.inf):
     """Trust-region Newton-CG (:func:`~turnpike.krylov.newton_cg`) on the reduced objective from ``u``."""
     p, shape = rs.parameters(T), u.shape
 
@@ -323,7 +333,7 @@ def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callbac
         return rs.hessian_vector(v.reshape(shape), p, d.reshape(shape)).reshape(-1)
 
     return newton_cg(lambda v: rs._value_and_gradient(v, p), hessian_vector, u.reshape(-1), gtol=1e-10,
-                     max_cg=250, verbose=verbose, callback=callback)
+                     max_cg=250, verbose=verbose, callback=callback, max_seconds=max_seconds)
 
 
 def _second_order_report(rs: ReducedSpace, res, T: float, mode: str) -> dict:
