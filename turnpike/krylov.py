@@ -9,9 +9,9 @@ Both methods here use only such products and vectors of length n.
   gradients, truncated at the trust-region boundary or at a direction of non-positive curvature
   (Steihaug–Toint; Nocedal & Wright, *Numerical Optimization*, Algorithm 7.2). A direction of
   negative curvature is followed to the boundary, so the iteration leaves saddle points.
-* :func:`smallest_eigenvalues`: the smallest eigenvalues of the Hessian by implicitly restarted
-  Lanczos (ARPACK through ``scipy.sparse.linalg.eigsh``), and :func:`second_order_verdict`, which
-  turns them into "local minimum", "saddle point" or "not determined".
+* :func:`smallest_eigenvalues`: the smallest eigenvalues of the Hessian by Lanczos with full
+  reorthogonalisation, and :func:`second_order_verdict`, which turns them into "local minimum",
+  "saddle point" or "not determined".
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+from scipy.linalg import eigh_tridiagonal
 
 __all__ = ["NewtonCGResult", "SecondOrder", "newton_cg", "second_order_verdict", "smallest_eigenvalues"]
 
@@ -167,7 +167,7 @@ class SecondOrder:
 
     ``eigenvalues``: the smallest eigenvalues found (ascending; Ritz values); ``residuals``: their
     residual norms ``‖Hv - θv‖``; ``largest``: the eigenvalue of largest magnitude (the scale);
-    ``converged``: ARPACK reached its tolerance for all of them; ``products``: Hessian-vector
+    ``converged``: their residuals all reached the tolerance; ``products``: Hessian-vector
     products spent; ``verdict``: see :func:`second_order_verdict`.
     """
 
@@ -187,43 +187,50 @@ class SecondOrder:
 
 def smallest_eigenvalues(hessian_vector, n: int, *, k: int = 3, max_products: int = 300, tol: float = 1e-6,
                          seed: int = 0) -> SecondOrder:
-    """The ``k`` smallest eigenvalues of the symmetric ``n×n`` operator ``v -> hessian_vector(v)``.
+    """The ``k`` smallest eigenvalues of the symmetric ``n×n`` operator ``v -> hessian_vector(v)`` by Lanczos.
 
-    First the eigenvalue of largest magnitude (Lanczos, ``which="LM"``), then the ``k`` smallest
-    algebraic ones (``which="SA"``), each by ARPACK's implicitly restarted Lanczos to relative
-    tolerance ``tol``, together with at most ``max_products`` products. The start vector is seeded.
-    If ARPACK stops before converging, the Ritz values it has are kept (``converged`` False).
+    The Lanczos process with full reorthogonalisation from a seeded random unit vector: after m
+    products the Ritz values (the eigenvalues of the m×m tridiagonal matrix) approximate the extreme
+    eigenvalues of the operator from inside the spectrum; each has a residual ``‖Hy - θy‖ = β_m |s_m|``
+    (the last entry of its eigenvector s of the tridiagonal matrix, times the next off-diagonal entry).
+    It stops once the ``k`` smallest Ritz values have residuals below ``tol`` times the largest Ritz
+    value in magnitude (the scale), when the Krylov space is invariant (then they are exact), or after
+    ``max_products`` products; the smallest Ritz value is then an upper bound of the smallest
+    eigenvalue, and the Rayleigh quotient of its Ritz vector, whatever the convergence (see
+    :func:`second_order_verdict`). Memory: ``max_products`` vectors of length n.
     """
     start = time.perf_counter()
-    count = [0]
-
-    def matvec(v):
-        count[0] += 1
-        return hessian_vector(np.asarray(v, dtype=float).reshape(-1))
-
-    operator = LinearOperator((n, n), matvec=matvec, dtype=float)
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    k = max(1, min(k, n - 2))
-    ncv = min(n, max(2 * k + 1, 20))
-    converged = True
-    try:
-        largest = float(eigsh(operator, k=1, which="LM", v0=v0, ncv=ncv, tol=1e-3,
-                              maxiter=max(1, max_products // (2 * ncv)), return_eigenvectors=False)[0])
-    except ArpackNoConvergence as exc:
-        largest = float(exc.eigenvalues[0]) if len(exc.eigenvalues) else np.nan
-    try:
-        values, vectors = eigsh(operator, k=k, which="SA", v0=v0, ncv=ncv, tol=tol,
-                                maxiter=max(1, (max_products - count[0]) // ncv))
-    except ArpackNoConvergence as exc:
-        values, vectors, converged = exc.eigenvalues, exc.eigenvectors, False
-    order = np.argsort(values)
-    values, vectors = np.asarray(values)[order], np.asarray(vectors)[:, order]
-    residuals = tuple(float(np.linalg.norm(hessian_vector(vectors[:, i]) - values[i] * vectors[:, i]))
-                      for i in range(len(values)))
-    count[0] += len(values)
-    verdict = second_order_verdict(values, residuals, largest, converged)
-    return SecondOrder(verdict, tuple(float(v) for v in values), residuals, largest, converged, count[0],
-                       time.perf_counter() - start)
+    rng = np.random.default_rng(seed)
+    m_max = max(1, min(max_products, n))
+    Q = np.empty((m_max, n))
+    alphas, betas = [], []
+    q = rng.standard_normal(n)
+    q /= np.linalg.norm(q)
+    values, residuals, beta = np.array([]), np.array([]), 0.0
+    for j in range(m_max):
+        Q[j] = q
+        w = np.asarray(hessian_vector(q), dtype=float).reshape(-1)
+        alphas.append(float(q @ w))
+        for _ in range(2):  # full reorthogonalisation, twice ("twice is enough")
+            w -= Q[: j + 1].T @ (Q[: j + 1] @ w)
+        beta = float(np.linalg.norm(w))
+        invariant = beta <= 1e-14 * max(1.0, max(abs(a) for a in alphas))
+        if invariant or j == m_max - 1 or (j + 1) % 10 == 0:
+            values, vectors = eigh_tridiagonal(np.array(alphas), np.array(betas))
+            residuals = 0.0 if invariant else beta * np.abs(vectors[-1, :])
+            residuals = np.broadcast_to(residuals, values.shape)
+            scale = float(np.max(np.abs(values)))
+            if invariant or (j + 1 >= k and np.all(residuals[:k] <= tol * scale)):
+                break
+        betas.append(beta)
+        q = w / beta
+    products = len(alphas)
+    k = min(k, values.size)
+    converged = bool(np.all(residuals[:k] <= tol * np.max(np.abs(values))))
+    largest = float(values[np.argmax(np.abs(values))])
+    verdict = second_order_verdict(values[:k], residuals[:k], largest, converged)
+    return SecondOrder(verdict, tuple(float(v) for v in values[:k]), tuple(float(r) for r in residuals[:k]), largest,
+                       converged, products, time.perf_counter() - start)
 
 
 def second_order_verdict(eigenvalues, residuals, largest: float, converged: bool, rtol: float = 1e-8) -> str:
