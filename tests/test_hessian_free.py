@@ -211,3 +211,16 @@ def test_a_time_limit_stops_every_phase_and_is_never_called_converged():
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(tp.InputError, match="time_limit"):
             tp.solve(prob, T=2.0, steps=10, time_limit=bad)
+
+
+def test_dense_mode_verdict_agrees_with_the_eigenvalues_of_the_hessian():
+    """In the dense mode the verdict is the Newton phase's Cholesky test; numpy's eigvalsh of the reduced Hessian
+    at the answer must agree (positive smallest eigenvalue for 'local minimum')."""
+    prob = small_problem("inner", "tanh", n=30)
+    sol = tp.solve(prob, T=2.0, steps=10)
+    report = sol.stats["second_order"]
+    assert sol.success and report["mode"] == "dense"
+    rs = ReducedSpace(prob, 10, "rk4")
+    H = rs.hessian(sol.u, rs.parameters(2.0))
+    smallest = np.linalg.eigvalsh(np.triu(H) + np.triu(H, 1).T)[0]
+    assert report["verdict"] == ("local minimum" if smallest > 0 else "not determined"), smallest

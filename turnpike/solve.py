@@ -286,7 +286,8 @@ def solve(
             "compiled": getattr(nlp, "compiled", False),
             **({"gradient": nlp.gradient_method} if hasattr(nlp, "gradient_method") else {}),
             **stats,
-            **({"second_order": _second_order_report(nlp, res, T, second_order)} if second_order else {}),
+            **({"second_order": _second_order_report(nlp, res, T, second_order, stats.get("presolve", {}))}
+               if second_order else {}),
         },
         problem=P.name,
         T=T,
@@ -336,26 +337,31 @@ def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callbac
                      max_cg=250, verbose=verbose, callback=callback, max_seconds=max_seconds)
 
 
-def _second_order_report(rs: ReducedSpace, res, T: float, mode: str) -> dict:
-    """``sol.stats["second_order"]``: the mode, and at a converged unconstrained solution the smallest
-    eigenvalues of the reduced Hessian by Lanczos (:func:`~turnpike.krylov.smallest_eigenvalues`, on the
-    dense Hessian's products or on Hessian-vector products) with the verdict."""
+def _second_order_report(rs: ReducedSpace, res, T: float, mode: str, presolve: dict) -> dict:
+    """``sol.stats["second_order"]``: the mode and, at a converged unconstrained solution, a verdict.
+
+    Hessian-vector mode: the smallest eigenvalues of the reduced Hessian by Lanczos
+    (:func:`~turnpike.krylov.smallest_eigenvalues`) and their verdict. Dense mode: the Newton phase's last
+    Hessian, factorised by Cholesky (``positive_definite``: a strict local minimum where the gradient
+    vanishes), at no extra cost; a point Newton did not converge to is "not determined".
+    """
     report = {"mode": mode, "hessian_vector": rs.hessian_vector_method} if mode != "dense" else {"mode": mode}
     if not res.success:
         return {**report, "verdict": "not determined", "reason": "the solver did not converge"}
     if not unconstrained(rs):
         return {**report, "verdict": "not determined",
                 "reason": "constrained problem: the reduced Hessian alone does not decide"}
-    u, p = rs.controls(res.w), rs.parameters(T)
     if mode == "dense":
-        H = rs.hessian(u, p)
-        H = np.triu(H) + np.triu(H, 1).T
+        newton = presolve.get("newton", {})
+        if newton.get("converged") and newton.get("positive_definite"):
+            return {**report, "verdict": "local minimum",
+                    "reason": "the Newton phase's last Hessian is positive definite (Cholesky without regularisation)"}
+        return {**report, "verdict": "not determined", "reason": "no converged Newton phase with a positive definite "
+                "Hessian (Cholesky needed regularisation, or the phase did not run)"}
+    u, p = rs.controls(res.w), rs.parameters(T)
 
-        def product(v):
-            return H @ v
-    else:
-        def product(v):
-            return rs.hessian_vector(u, p, v.reshape(u.shape)).reshape(-1)
+    def product(v):
+        return rs.hessian_vector(u, p, v.reshape(u.shape)).reshape(-1)
 
     return {**report, **smallest_eigenvalues(product, u.size).summary()}
 
