@@ -219,3 +219,26 @@ def test_newton_phase_runs_only_without_constraints():
         pre = tp.solve(prob, T=1.0, steps=5).stats["presolve"]
         assert "newton" not in pre and pre["lbfgs"]["iterations"] > 0
     assert unconstrained(ReducedSpace(linear_ensemble(), 5, "rk4"))
+
+
+def test_ipopt_objective_values_come_from_the_compiled_call_and_equal_casadis():
+    """With the compiled gradient, IPOPT's f is that call's J (turnpike.solvers.built_solver puts it in
+    place of the NLP's symbolic f): the same number as CasADi's evaluation of the symbolic f, and a
+    solve with it takes the iterates of a solve with CasADi's own derivatives of the symbolic NLP."""
+    prob = two_circles()
+    rs = ReducedSpace(prob, 10, "rk4")
+    if not rs.compiled:
+        pytest.skip("no C compiler: IPOPT evaluates the symbolic f")
+    symbolic = ca.Function("f", [rs.nlp["x"], rs.nlp["p"]], [rs.nlp["f"]])
+    f = rs.derivatives()["f"]
+    p = rs.parameters(2.0)
+    for seed in range(3):
+        w = 0.5 * np.random.default_rng(seed).standard_normal(rs.nlp["x"].numel())
+        assert float(f(w, p)) == pytest.approx(float(symbolic(w, p)), rel=1e-13)
+    opts = {"ipopt.tol": 1e-10, "ipopt.max_iter": 15}
+    ours, casadis = (tp.solve(prob, T=2.0, steps=10, formulation="reduced", presolve="none", options=opts,
+                              derivatives=d) for d in ("auto", "casadi"))
+    assert (ours.stats["derivatives"], casadis.stats["derivatives"]) == ("stage-wise", "casadi")
+    assert ours.stats["iterations"] == casadis.stats["iterations"]
+    assert ours.cost == pytest.approx(casadis.cost, rel=1e-10)
+    np.testing.assert_allclose(ours.u, casadis.u, atol=1e-8)

@@ -86,12 +86,13 @@ class _NumpyFunction(ca.Callback):
 
     ``fn`` receives the inputs' nonzeros as flat arrays and returns the outputs' nonzeros
     (column-major); they are copied into CasADi's buffers, with no DM in between (a DM costs
-    about 100 ns per value: 60 ms for a 1000 x 1000 Hessian).
+    about 100 ns per value: 60 ms for a 1000 x 1000 Hessian). With ``gradient`` (a Function
+    ``(x, p) -> (f, ∇_x f)`` of a scalar ``fn``) it has a reverse mode, which nlpsol needs to build.
     """
 
-    def __init__(self, name: str, fn, names_in, sparsity_in, names_out, sparsity_out):
+    def __init__(self, name: str, fn, names_in, sparsity_in, names_out, sparsity_out, gradient=None):
         ca.Callback.__init__(self)
-        self._fn = fn
+        self._fn, self._gradient = fn, gradient
         self._in, self._out = list(zip(names_in, sparsity_in, strict=True)), list(
             zip(names_out, sparsity_out, strict=True)
         )
@@ -117,6 +118,17 @@ class _NumpyFunction(ca.Callback):
 
     def has_eval_buffer(self):
         return True
+
+    def has_reverse(self, nadj):
+        return self._gradient is not None and nadj == 1
+
+    def get_reverse(self, nadj, name, inames, onames, opts):
+        """The reverse mode of a scalar function of ``(x, p)`` whose ``gradient(x, p) -> (f, ∇_x f)`` is known:
+        ``x̄ = f̄ ∇_x f``; ``p̄`` is not known and is NaN (IPOPT is built with ``calc_lam_p`` off)."""
+        x, p, f, f_bar = (ca.MX.sym(n, self.sparsity_in(i) if i < 2 else self.sparsity_out(0))
+                          for i, n in enumerate(inames))
+        return ca.Function(name, [x, p, f, f_bar], [f_bar * self._gradient(x, p)[1], ca.MX.nan(p.sparsity())],
+                           inames, onames, opts)
 
     def eval_buffer(self, arg, res):
         inputs = (np.zeros(self._in[i][1].nnz()) if a is None else np.frombuffer(a, dtype=np.float64)
@@ -219,6 +231,7 @@ class ReducedSpace:
         self.nlp = {"x": w, "p": p, "f": J, "g": g}
         self.equality = [False] * g.numel()
         self._cache_key = None
+        self._last_gradient = (None, None)
         self._derivatives = None
         if self.gradient_method is None:
             self.gradient_method = ("numpy adjoint recursion" if self.second_order == "dense" else
@@ -263,7 +276,17 @@ class ReducedSpace:
     def _value_and_gradient(self, w: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
         """The NLP objective and its gradient in ``w``: the ensemble terms (:meth:`ensemble_cost`) plus
         the control costs ``h (λ2 |u|² + λ1 Σ V)``; with the L1 split ``V = (u⁺, u⁻)``,
-        ``∇_V J = Eᵀ ∇_u J + λ1 h`` where ``u = E V``, ``E = (I, -I)``."""
+        ``∇_V J = Eᵀ ∇_u J + λ1 h`` where ``u = E V``, ``E = (I, -I)``.
+
+        The last point's values are kept: IPOPT asks for ``f`` at a trial point, then for ``grad_f`` there
+        once it accepts it."""
+        key = (w.tobytes(), p.tobytes())
+        if self._last_gradient[0] != key:
+            self._last_gradient = (key, self._evaluate_gradient(w, p))
+        J, g = self._last_gradient[1]
+        return J, g.copy()
+
+    def _evaluate_gradient(self, w: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
         u = self.controls(w)
         J, g = self.ensemble_cost(u, p)
         g = g + 2 * self.problem.l2 * p[0] * u
@@ -499,7 +522,8 @@ class ReducedSpace:
 
     def derivatives(self) -> dict[str, ca.Function]:
         """IPOPT's ``grad_f`` and, in the dense second-order mode, ``hess_lag`` for :attr:`nlp` (numpy,
-        through CasADi callbacks).
+        through CasADi callbacks); with the compiled gradient also ``f``, the objective's values (which
+        :func:`~turnpike.solvers.built_solver` puts in the NLP in place of its symbolic ``f``).
 
         With the L1 split ``u = u⁺ - u⁻`` the derivatives in ``V = (u⁺, u⁻)`` are those in u
         mapped by ``E = (I, -I)``: ``∇_V J = Eᵀ ∇_u J + λ1 h``, ``∇²_V J = Eᵀ ∇²_u J E``.
@@ -516,6 +540,13 @@ class ReducedSpace:
 
         self._derivatives = {"grad_f": _NumpyFunction("grad_f", grad_f, ["x", "p"], [dense(n_w), dense(n_p)],
                                                       ["f", "grad_f_x"], [dense(1), dense(n_w)])}
+        if self._gradient is not None:
+            # f by the compiled gradient's call too (kept for grad_f at the same point): CasADi's evaluation of
+            # the NLP's f (its map of the compiled stage, one call per sample and stage) took 0.43 s at the
+            # width-50 chessboard workload (N = 2397), this call 0.036 s with the gradient.
+            self._derivatives["f"] = _NumpyFunction("f", lambda w, p: grad_f(w, p)[:1], ["x", "p"],
+                                                    [dense(n_w), dense(n_p)], ["f"], [dense(1)],
+                                                    gradient=self._derivatives["grad_f"])
         if self.second_order != "dense":  # IPOPT then runs with a limited-memory Hessian (turnpike.solve)
             return self._derivatives
         sign = np.array([1.0, -1.0])

@@ -103,7 +103,9 @@ def built_solver(
     ``transcribe()`` makes the NLP object (with ``.nlp``, the dict for ``nlpsol``, and
     ``.equality``, per constraint, which FATROP needs) when nothing is cached. If it also has
     ``.derivatives()`` (:class:`~turnpike.transcription.MultipleShooting`), IPOPT can be given
-    those (see the module docstring for ``derivatives``).
+    those (see the module docstring for ``derivatives``); an ``"f"`` among them (a function of
+    ``(x, p)``) replaces the NLP's symbolic objective when the gradient and Hessian need not be
+    derived from it.
     """
     check_choice("solver", solver, SOLVERS)
     check_choice("derivatives", derivatives, DERIVATIVES)
@@ -114,16 +116,20 @@ def built_solver(
     start = time.perf_counter()
     nlp = transcribe()
     mode = _derivative_mode(nlp, solver, options, derivatives)
-    opts = options
+    opts, problem_nlp = options, nlp.nlp
     if solver == "fatrop":
         opts = {**options, "equality": nlp.equality}
     elif mode == "stage-wise":
-        supplied = nlp.derivatives()
+        supplied = dict(nlp.derivatives())
         if not _exact_hessian(options):
-            supplied = {k: v for k, v in supplied.items() if k != "hess_lag"}
+            supplied.pop("hess_lag", None)
+        f = supplied.pop("f", None)  # the objective's values too, where nothing has to differentiate f
+        if f is not None and ("hess_lag" in supplied or not _exact_hessian(options)):
+            problem_nlp = {**problem_nlp, "f": f(problem_nlp["x"], problem_nlp["p"])}
+            supplied["calc_lam_p"] = False  # the parameters' multipliers would need f's derivative in p
         opts = {**supplied, **options}
     try:
-        fn = ca.nlpsol(f"turnpike_{solver}", solver, nlp.nlp, opts)
+        fn = ca.nlpsol(f"turnpike_{solver}", solver, problem_nlp, opts)
     except RuntimeError as exc:
         raise SolverError(f"could not build solver={solver!r} with options={options!r}: {exc}") from exc
     per_problem[full_key] = Built(nlp, fn, time.perf_counter() - start, mode)
