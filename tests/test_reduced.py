@@ -11,9 +11,9 @@ import turnpike as tp
 from problems.datasets import concentric_spheres
 from problems.neural_ode import NeuralODEClassification
 from turnpike.compiled import LANES, ensemble_gradient
-from turnpike.presolve import newton_refinement, reduced_space_descent, unconstrained
+from turnpike.presolve import minibatch_descent, newton_refinement, reduced_space_descent, unconstrained
 from turnpike.reduced import ReducedSpace
-from turnpike.transcription import stage_function
+from turnpike.transcription import MultipleShooting, stage_function
 
 
 def linear_ensemble(n_samples=6, **weights):
@@ -242,3 +242,48 @@ def test_ipopt_objective_values_come_from_the_compiled_call_and_equal_casadis():
     assert ours.stats["iterations"] == casadis.stats["iterations"]
     assert ours.cost == pytest.approx(casadis.cost, rel=1e-10)
     np.testing.assert_allclose(ours.u, casadis.u, atol=1e-8)
+
+
+def test_minibatch_gradients_average_to_the_gradient_over_a_partition_of_the_samples():
+    """``minibatch_gradient`` on batches B partitioning the samples, weighted by |B|/N, adds up to J and ∇J
+    (the control costs enter each batch once, with weights summing to 1): the same compiled loop on other
+    sample sets, against the full gradient, with the L1 split's variables too."""
+    for prob in (two_circles(), linear_ensemble(n_samples=13, l1=0.05)):
+        rs = ReducedSpace(prob, 6, "rk4")
+        if not rs.minibatches:
+            pytest.skip("no C compiler: no minibatch gradients")
+        rng = np.random.default_rng(2)
+        w, p = rs.pack(None, 0.4 * rng.standard_normal((6, prob.nu))), rs.parameters(2.0)
+        J, g = rs._value_and_gradient(w, p)
+        parts = np.array_split(rng.permutation(prob.n_samples), 3)
+        pieces = [(len(b) / prob.n_samples, *rs.minibatch_gradient(w, p, np.sort(b))) for b in parts]
+        assert sum(c * Jb for c, Jb, _ in pieces) == pytest.approx(J, rel=1e-13)
+        np.testing.assert_allclose(sum(c * gb for c, _, gb in pieces), g, rtol=1e-12, atol=1e-14)
+
+
+def test_minibatch_adam_lowers_the_cost_and_solve_reports_it_as_a_phase():
+    """Adam epochs from the random start lower J (two circles, 400 samples in batches of 150: 20 epochs by
+    more than 20%); with
+    ``presolve="adam"`` the solve runs them before L-BFGS-B and Newton, reports each phase, calls the
+    callback once per epoch, and IPOPT certifies. Too few samples, or multiple shooting: skipped, said so."""
+    points, labels = concentric_spheres(400, 2, radii=(1.0, 2.0), seed=0)
+    prob = NeuralODEClassification(points, labels, cost="turnpike")
+    rs = ReducedSpace(prob, 10, "rk4")
+    if not rs.minibatches:
+        pytest.skip("no C compiler: no minibatch gradients")
+    u0 = 0.1 * np.random.default_rng(0).standard_normal((10, prob.nu))
+    p = rs.parameters(2.0)
+    res = minibatch_descent(rs, u0, 2.0, epochs=20)
+    assert res.iterations == 20 * (400 // 150) and res.message == "20 epochs"
+    assert res.cost == pytest.approx(rs._value_and_gradient(rs.pack(None, res.u), p)[0], rel=1e-14)
+    assert res.cost < 0.8 * rs._value_and_gradient(rs.pack(None, u0), p)[0]
+    assert minibatch_descent(rs, u0, 2.0, batch=201).message == "skipped: 400 samples, fewer than two batches of 201"
+    seen = []
+    sol = tp.solve(prob, T=2.0, steps=10, presolve="adam", callback=lambda *a: seen.append(a[:2]))
+    pre = sol.stats["presolve"]
+    assert sol.success and pre["method"] == "Adam, then L-BFGS-B, then Newton (reduced space)"
+    assert pre["adam"]["iterations"] == 30 * 2 and [k for phase, k in seen if phase == "adam"] == list(range(1, 31))
+    small = two_circles()
+    ms = MultipleShooting(small, 10, "rk4")
+    skipped = minibatch_descent(ms, np.zeros((10, small.nu)), 2.0, batch=4)
+    assert skipped.message.startswith("skipped: the compiled ensemble gradient") and skipped.iterations == 0

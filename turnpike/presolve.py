@@ -34,12 +34,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from scipy.optimize import minimize
+from scipy.optimize import OptimizeResult, minimize
 
-__all__ = ["PRESOLVES", "NewtonResult", "ReducedSpaceResult", "newton_refinement", "reduced_space_descent",
-           "unconstrained"]
+__all__ = ["BATCH", "EPOCHS", "LEARNING_RATE", "PRESOLVES", "NewtonResult", "ReducedSpaceResult",
+           "minibatch_descent", "newton_refinement", "reduced_space_descent", "unconstrained"]
 
-PRESOLVES = ("auto", "lbfgs", "none")
+PRESOLVES = ("auto", "adam", "lbfgs", "none")
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,10 @@ class ReducedSpaceResult:
     evaluations: int
     seconds: float
     message: str
+    method: str = "L-BFGS-B (reduced space)"
 
     def summary(self) -> dict:
-        return {"method": "L-BFGS-B (reduced space)", "cost": self.cost, "iterations": self.iterations,
+        return {"method": self.method, "cost": self.cost, "iterations": self.iterations,
                 "evaluations": self.evaluations, "seconds": self.seconds, "message": self.message}
 
 
@@ -119,6 +120,77 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
     seconds = time.perf_counter() - start
     message = f"stopped: time limit of {max_seconds:g} s" if seconds > max_seconds else str(res.message)
     return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), seconds, message)
+
+
+#: Minibatch Adam's defaults: epochs (passes over the samples), batch size, step size (the seed papers'
+#: authors train with batches of 150 and Adam's step 1e-2).
+EPOCHS, BATCH, LEARNING_RATE = 30, 150, 1e-2
+_BETA1, _BETA2, _EPSILON = 0.9, 0.999, 1e-8  # Adam's moment decays and denominator guard (Kingma and Ba)
+
+
+def minibatch_descent(rs, u: np.ndarray, T: float, *, epochs: int = EPOCHS, batch: int = BATCH,
+                      learning_rate: float = LEARNING_RATE, seed=0, callback=None,
+                      max_seconds: float = np.inf) -> ReducedSpaceResult:
+    """Adam on minibatch estimates of ``∇J`` from controls ``u`` (steps, nu): ``epochs`` passes over the
+    samples, in ``N // batch`` batches (of ``batch`` samples or a few more) drawn without replacement in an
+    order seeded by ``seed``.
+
+    Each step takes the gradient of J with the ensemble terms averaged over the batch only
+    (:meth:`~turnpike.reduced.ReducedSpace.minibatch_gradient`, an unbiased estimate of ∇J at
+    ``batch/N`` of its cost), and Adam's update ``V ← Π(V − α m̂/(√v̂ + ε))`` with the bias-corrected
+    moments ``m̂, v̂`` of the gradient (decays 0.9, 0.999), ``Π`` the projection onto the control
+    bounds. Far from a minimum such steps can decrease J much faster per second than full-gradient
+    ones (the width-50 ReLU chessboard, N = 2397, seed 0: 30 epochs in 1.1 s, then L-BFGS-B at
+    10 / 60 / 120 s reaches J = 0.709 / 0.562 / 0.5455, against 0.967 / 0.635 / 0.5549 from the random
+    start; seed 1: 0.658 / 0.551 / 0.5444 against 1.097 / 0.584 / 0.5781); near one they stall at the
+    gradient noise, which is why L-BFGS-B follows. They can also lead elsewhere: with softplus on the
+    same data they stall on a plateau (J = 5.95, where L-BFGS-B alone reaches 2.23 in 150 s).
+
+    Returns the last iterate with its exact cost J (one full evaluation). Skipped (the controls
+    returned unchanged) without the compiled ensemble gradient, with fewer samples than ``2 batch``,
+    or with the L1 bound. ``callback(intermediate_result)`` after every epoch, with ``x`` the control
+    variables and ``fun`` the epoch's mean batch cost (an estimate of J, not J). After
+    ``max_seconds`` it stops at the end of the current batch.
+    """
+    start = time.perf_counter()
+    method = f"Adam, batches of {batch} (reduced space)"
+    N = rs.problem.n_samples
+    why = ("the compiled ensemble gradient is not available" if not getattr(rs, "minibatches", False) else
+           f"{N} samples, fewer than two batches of {batch}" if N < 2 * batch else
+           "the L1 bound is not a box constraint" if rs.problem.l1_bound is not None else None)
+    if why is not None:
+        return ReducedSpaceResult(u, np.nan, 0, 0, 0.0, f"skipped: {why}", method)
+    p = rs.parameters(T)
+    lo, hi = (np.tile(b, rs.steps) for b in rs.control_bounds())
+    V = np.clip(rs.control_variables(u).reshape(-1), lo, hi)
+    m, v = np.zeros_like(V), np.zeros_like(V)
+    rng = np.random.default_rng(seed)
+    k, message = 0, f"{epochs} epochs"
+    for epoch in range(epochs):
+        costs = []
+        for samples in np.array_split(rng.permutation(N), N // batch):
+            J, g = rs.minibatch_gradient(V, p, np.sort(samples))
+            if not np.isfinite(J):
+                return ReducedSpaceResult(u, np.nan, k, k, time.perf_counter() - start,
+                                          "discarded: non-finite cost", method)
+            k += 1
+            m = _BETA1 * m + (1 - _BETA1) * g
+            v = _BETA2 * v + (1 - _BETA2) * g * g
+            step = learning_rate * (m / (1 - _BETA1**k)) / (np.sqrt(v / (1 - _BETA2**k)) + _EPSILON)
+            V = np.clip(V - step, lo, hi)
+            costs.append(J)
+            if time.perf_counter() - start > max_seconds:
+                break
+        if callback is not None:
+            callback(OptimizeResult(x=V, fun=float(np.mean(costs))))
+        if time.perf_counter() - start > max_seconds:
+            message = f"stopped: time limit of {max_seconds:g} s after {epoch + 1} epochs"
+            break
+    J, _ = rs._value_and_gradient(V, p)
+    Vs = V.reshape(rs.steps, -1)
+    nu = rs.problem.nu
+    u_new = Vs[:, :nu] - Vs[:, nu:] if rs.problem.split_control else Vs
+    return ReducedSpaceResult(u_new, float(J), k, k + 1, time.perf_counter() - start, message, method)
 
 
 @dataclass(frozen=True)

@@ -286,13 +286,27 @@ class ReducedSpace:
         J, g = self._last_gradient[1]
         return J, g.copy()
 
-    def _evaluate_gradient(self, w: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray]:
+    def _evaluate_gradient(self, w: np.ndarray, p: np.ndarray, samples=None) -> tuple[float, np.ndarray]:
         u = self.controls(w)
-        J, g = self.ensemble_cost(u, p)
+        if samples is None:
+            J, g = self.ensemble_cost(u, p)
+        else:
+            J, g = self._gradient(self.problem.x0_samples[samples], u, self._data(p).T[samples], p[0])
         g = g + 2 * self.problem.l2 * p[0] * u
         if self.split:
             g = np.hstack([g, -g]) + self.problem.l1 * p[0]
         return J + self._control_cost(w, p), g.reshape(-1)
+
+    @property
+    def minibatches(self) -> bool:
+        """Whether :meth:`minibatch_gradient` is available (it needs the compiled ensemble gradient)."""
+        return self._gradient is not None
+
+    def minibatch_gradient(self, w: np.ndarray, p: np.ndarray, samples: np.ndarray) -> tuple[float, np.ndarray]:
+        """The NLP objective and its gradient in ``w`` with the ensemble terms averaged over the ``samples``
+        (indices) only: ``(1/|B|) Σ_{i∈B} (Σ_k q_{i,k} + φ_i)`` plus the control costs, an unbiased estimate of J
+        and ∇J for a uniformly drawn batch B. One compiled call on those samples."""
+        return self._evaluate_gradient(np.asarray(w, dtype=float).reshape(-1), p, samples)
 
     def controls(self, w: np.ndarray) -> np.ndarray:
         """Controls (steps, nu) from the NLP vector."""

@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
 from .krylov import newton_cg, smallest_eigenvalues
-from .presolve import PRESOLVES, newton_refinement, reduced_space_descent, unconstrained
+from .presolve import PRESOLVES, minibatch_descent, newton_refinement, reduced_space_descent, unconstrained
 from .problem import Problem
 from .reduced import ReducedSpace, second_order_mode
 from .solution import Solution, StaticSolution
@@ -176,9 +176,15 @@ def solve(
             faster than the NLP solver alone, and it stops after a few steps from a start that is
             already optimal. Under ``"auto"``, a reduced NLP without constraints (no control
             bounds, no L1 term) then takes Newton steps with the exact Hessian and LAPACK until
-            ``‖∇J‖∞ <= 1e-10``, so that IPOPT usually certifies at its first KKT check.
-            ``stats["presolve"]`` reports what each phase did (``"lbfgs"``, ``"newton"``) and
-            their total ``"seconds"``.
+            ``‖∇J‖∞ <= 1e-10``, so that IPOPT usually certifies at its first KKT check (in the
+            Hessian-vector mode of wide networks: trust-region Newton-CG). ``"adam"`` first runs
+            epochs of minibatch Adam (:func:`~turnpike.presolve.minibatch_descent`: 30 epochs,
+            batches of 150, step 1e-2, samples drawn with ``seed``), then what ``"auto"`` does.
+            Measured (``benchmarks/bench_width.py``, ``docs/second_order.md``): with ReLU on the
+            width-50 chessboard it reaches lower costs at every time; with softplus there, and on
+            the two-circles tanh workloads, it settles in worse regions than L-BFGS-B alone, so
+            ``"auto"`` does not use it. ``stats["presolve"]`` reports what each phase did (``"adam"``,
+            ``"lbfgs"``, ``"newton"``), the phases in ``"method"`` and their total ``"seconds"``.
         derivatives: ``"auto"`` (default) gives IPOPT the gradient, Jacobian and Lagrangian
             Hessian assembled from stage-wise derivatives (:mod:`turnpike.derivatives`; the same
             numbers, faster), unless ``options`` bring their own ``grad_f``/``jac_g``/``hess_lag``;
@@ -195,7 +201,8 @@ def solve(
         verbose: print the solver's iteration log, and the presolve's progress (every 100th L-BFGS
             iteration, every Newton step).
         callback: called after every presolve iteration as ``callback(phase, iteration, cost, u)``:
-            ``phase`` is ``"lbfgs"``, ``"newton"`` or ``"newton-cg"``, ``u`` a copy of the controls
+            ``phase`` is ``"adam"`` (once per epoch, with the epoch's mean batch cost: an estimate
+            of J), ``"lbfgs"``, ``"newton"`` or ``"newton-cg"``, ``u`` a copy of the controls
             (steps, nu). Its own time counts in the solve's.
         time_limit: seconds (> 0) for the presolve's phases together; each stops at its current
             iterate when they are spent. IPOPT is then given at most as long again (its
@@ -242,27 +249,39 @@ def solve(
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be callable as callback(phase, iteration, cost, u), got {callback!r}")
     report = _Progress(nlp, callback, verbose)
-    if presolve == "lbfgs" or (presolve == "auto" and cold and P.n_samples > 1):
+    if presolve in ("lbfgs", "adam") or (presolve == "auto" and cold and P.n_samples > 1):
+        phases, stats["presolve"] = [], {"seconds": 0.0}
+        if presolve == "adam":
+            adam = minibatch_descent(nlp, u_guess, T, seed=seed, callback=report.descent("adam", 1),
+                                     max_seconds=limit - (time.perf_counter() - start))
+            stats["presolve"].update(adam=adam.summary(), seconds=adam.seconds)
+            if np.isfinite(adam.cost):
+                u_guess, x_guess = adam.u, None
+                phases.append("Adam")
         # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
         # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
         pre = reduced_space_descent(nlp, u_guess, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
-                                    callback=report.lbfgs if report.wanted else None,
+                                    callback=report.descent("lbfgs", 100),
                                     max_seconds=limit - (time.perf_counter() - start))
         u_guess, x_guess = pre.u, None
-        stats["presolve"] = {"method": "L-BFGS-B (reduced space)", "cost": pre.cost, "seconds": pre.seconds,
-                             "lbfgs": pre.summary()}
-        if presolve == "auto" and unconstrained(nlp) and np.isfinite(pre.cost):
+        phases.append("L-BFGS-B")
+        stats["presolve"].update(cost=pre.cost, seconds=stats["presolve"]["seconds"] + pre.seconds,
+                                 lbfgs=pre.summary())
+        if presolve in ("auto", "adam") and unconstrained(nlp) and np.isfinite(pre.cost):
             if second_order == "dense":
                 newton = newton_refinement(nlp, u_guess, T, verbose=verbose,
                                            callback=report.phase("newton") if callback else None,
                                            max_seconds=limit - (time.perf_counter() - start))
-                u_guess, phases = newton.u, "L-BFGS-B, then Newton (reduced space)"
+                u_guess = newton.u
+                phases.append("Newton")
             else:
                 newton = _newton_cg(nlp, u_guess, T, verbose, report.phase("newton-cg") if callback else None,
                                     max_seconds=limit - (time.perf_counter() - start))
-                u_guess, phases = newton.x.reshape(u_guess.shape), "L-BFGS-B, then Newton-CG (reduced space)"
-            stats["presolve"].update(method=phases, cost=newton.cost, seconds=pre.seconds + newton.seconds,
+                u_guess = newton.x.reshape(u_guess.shape)
+                phases.append("Newton-CG")
+            stats["presolve"].update(cost=newton.cost, seconds=stats["presolve"]["seconds"] + newton.seconds,
                                      newton=newton.summary())
+        stats["presolve"]["method"] = ", then ".join(phases) + " (reduced space)"
     if x_guess is None and formulation == "multiple-shooting":
         x_guess = _states_for(nlp, u_guess, T)
     res = run(built.solver, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(T), bounds=nlp.bounds())
@@ -308,15 +327,23 @@ class _Progress:
         self.wanted = callback is not None or verbose
         self.iterations = {}
 
-    def lbfgs(self, intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
-        k = self.iterations["lbfgs"] = self.iterations.get("lbfgs", 0) + 1
-        J = float(intermediate_result.fun)
-        if self.verbose and k % 100 == 0:
-            print(f"lbfgs {k:6d}  J {J:.10e}", flush=True)
-        if self.callback is not None:
-            V = np.array(intermediate_result.x).reshape(self.transcription.steps, -1)
-            nu = self.transcription.problem.nu
-            self.callback("lbfgs", k, J, V[:, :nu] - V[:, nu:] if V.shape[1] > nu else V)
+    def descent(self, name: str, every: int):
+        """The callback of a descent phase (its iterates as scipy's OptimizeResult: ``x``, ``fun``), or None
+        when nothing is wanted; with ``verbose`` every ``every``-th iterate is printed."""
+        if not self.wanted:
+            return None
+
+        def report(intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
+            k = self.iterations[name] = self.iterations.get(name, 0) + 1
+            J = float(intermediate_result.fun)
+            if self.verbose and k % every == 0:
+                print(f"{name} {k:6d}  J {J:.10e}", flush=True)
+            if self.callback is not None:
+                V = np.array(intermediate_result.x).reshape(self.transcription.steps, -1)
+                nu = self.transcription.problem.nu
+                self.callback(name, k, J, V[:, :nu] - V[:, nu:] if V.shape[1] > nu else V)
+
+        return report
 
     def phase(self, name: str):
         def report(u, J, _gradient_norm):
