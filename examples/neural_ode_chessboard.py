@@ -9,7 +9,9 @@ coordinate, so 353 weights per layer; squared loss on the last coordinate, cost 
 T = 10 (32 layers).
 
 Each horizon is solved by ``turnpike.solve`` from its random start (seed 0) with ``time_limit`` seconds
-(``--time-limit``) for the presolve (IPOPT then gets as long again): 5648 and 11296 variables, so the
+(``--time-limit``) for the presolve (IPOPT then gets as long again) and ``presolve=--presolve`` (``adam``,
+minibatch Adam epochs before L-BFGS-B, helps with ReLU and not with softplus, see
+``turnpike.presolve.minibatch_descent``): 5648 and 11296 variables, so the
 reduced Hessian is never formed (Hessian-vector products, trust-region Newton-CG, a limited-memory IPOPT).
 Whether IPOPT certified the answer (``success``, its tolerance 1e-8 on the scaled KKT error) is printed and
 saved with ``‖∇J‖∞`` and the second-order verdict; an answer that is not certified is reported as such,
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--activation", default="softplus", choices=["softplus", "relu", "tanh", "sigmoid"])
     parser.add_argument("--points", type=int, default=2397, help="training points (of 2997; the rest are held out)")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds of presolve per horizon")
+    parser.add_argument("--presolve", default="auto", choices=["auto", "adam", "lbfgs", "none"])
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,13 +64,14 @@ def main() -> None:
     problem = NeuralODEClassification(points[train], labels[train], field="bottleneck", hidden=50, augment=1,
                                       activation=args.activation, cost="turnpike", weight=1e-2, alpha=1.0,
                                       name="chessboard")
-    solutions, report = [], {"activation": args.activation, "training_points": int(args.points),
-                             "held_out_points": int(len(test)), "h": H, "horizons": []}
+    solutions, report = [], {"activation": args.activation, "presolve": args.presolve,
+                             "training_points": int(args.points), "held_out_points": int(len(test)), "h": H,
+                             "horizons": []}
     for T in HORIZONS:
         steps = int(round(T / H))
         print(f"T = {T:g} ({steps} layers, {steps * problem.nu} variables), time limit {args.time_limit:g} s ...",
               flush=True)
-        sol = tp.solve(problem, T=T, steps=steps, time_limit=args.time_limit)
+        sol = tp.solve(problem, T=T, steps=steps, time_limit=args.time_limit, presolve=args.presolve)
         solutions.append(sol)
         order2 = sol.stats.get("second_order", {})
         held_out = np.mean(np.sign(problem.outputs(problem.flow(sol, points[test])[-1])) == labels[test])
