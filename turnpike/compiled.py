@@ -144,15 +144,21 @@ def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path
             pass
         return target
     if failed.exists():
+        if failed.read_text() == _TIMED_OUT:
+            raise CompileTimeout(f"compiling {name} ran past {COMPILE_SECONDS} s (recorded in {failed})")
         return None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.c"
         path.write_text(source)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
-            if _compile([cc, *_FLAGS, str(path), "-o", str(partial), *flags]) != 0:
-                failed.touch()  # a failure or a time-out: not tried again (delete the cache to retry)
+            status = _compile([cc, *_FLAGS, str(path), "-o", str(partial), *flags])
+            if status != 0:  # a failure or a time-out: not tried again (delete the cache to retry)
+                failed.write_text(_TIMED_OUT if status == -1 else "")
+                partial.unlink(missing_ok=True)
+                if status == -1:
+                    raise CompileTimeout(f"compiling {name} ran past {COMPILE_SECONDS} s")
                 return None
             os.replace(partial, target)
         except OSError:
@@ -163,6 +169,13 @@ def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path
 
 #: Seconds a compilation may take; then the compiler's whole process group is killed.
 COMPILE_SECONDS = 300
+_TIMED_OUT = "timed out"  # the content of the .failed file of a compilation killed after COMPILE_SECONDS
+
+
+class CompileTimeout(Exception):
+    """A compilation ran past :data:`COMPILE_SECONDS` (now, or in an earlier run: recorded in the cache).
+    The callers give up on the function altogether instead of trying its other build variants, each of
+    which would take as long."""
 
 
 def _compile(command: list[str]) -> int:
@@ -172,13 +185,15 @@ def _compile(command: list[str]) -> int:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         return process.wait(timeout=COMPILE_SECONDS)
-    except subprocess.TimeoutExpired:
+    except BaseException as exc:  # the time-out, or Ctrl-C (its own session does not get the terminal's SIGINT)
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         process.wait()
-        return -1
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return -1
+        raise
 
 
 def compiled(fn: ca.Function) -> ca.Function | None:
@@ -186,7 +201,10 @@ def compiled(fn: ca.Function) -> ca.Function | None:
     compiler, a failed compilation, or more than :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions)."""
     if fn.n_instructions() > MAX_INSTRUCTIONS:
         return None
-    target = _shared_library(f"turnpike_{fn.name()}", _casadi_source([fn]))
+    try:
+        target = _shared_library(f"turnpike_{fn.name()}", _casadi_source([fn]))
+    except CompileTimeout:
+        return None
     if target is None:
         return None
     try:
@@ -537,7 +555,10 @@ def lanes_library(name: str, written: list[tuple[str, set[str]]], header: str = 
         attempts.insert(0, (header + vector_math + body, ("-fno-builtin-sin", "-fno-builtin-cos", "-lmvec", "-lm")))
     attempts = [(src, ("-march=native", *libs)) for src, libs in attempts] + attempts
     for source, flags in attempts:
-        target = _shared_library(name, source, flags)
+        try:
+            target = _shared_library(name, source, flags)
+        except CompileTimeout:
+            return None
         if target is not None:
             return target, " ".join(flags)
     return None

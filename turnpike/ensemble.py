@@ -44,7 +44,6 @@ _UNARY = {getattr(ca, f"OP_{name}") for name in (
 _BINARY = {getattr(ca, f"OP_{name}") for name in (
     "ADD", "SUB", "MUL", "DIV", "POW", "CONSTPOW", "LT", "LE", "EQ", "NE", "AND", "OR", "FMOD", "COPYSIGN",
     "IF_ELSE_ZERO", "FMIN", "FMAX", "ATAN2", "HYPOT", "REMAINDER")}
-# Operations that only select, move or add entries: linear with constant coefficients.
 # Operations that keep the entries of a vector in their order.
 _REORDERING = {ca.OP_RESHAPE, ca.OP_TRANSPOSE}
 
@@ -118,7 +117,7 @@ def lift(fn: ca.Function, per_sample: set[int], N: int) -> ca.Function:
             continue
         if not _is_vector(node.shape):
             raise NotLiftable(f"{fn.name()} computes a matrix per sample ({node})")
-        work[slots_out[0]] = (_lifted(op, node, deps, N, ones, fn.name()), True)
+        work[slots_out[0]] = (_lifted(op, node, deps, ones, fn.name()), True)
     outputs = [ca.vertcat(*parts) if parts else ca.MX(fn.numel_out(j), N) for j, parts in enumerate(pieces)]
     for j, out in enumerate(outputs):
         if out.size1() != fn.numel_out(j):
@@ -147,7 +146,7 @@ def _per_sample(value: ca.MX, lifted: bool, numel: int, ones: ca.DM) -> ca.MX:
     return ca.densify(ca.reshape(value, value.numel(), 1)) @ ones if value.numel() > 1 else value
 
 
-def _lifted(op: int, node: ca.MX, deps: list[tuple[ca.MX, bool]], N: int, ones: ca.DM, name: str) -> ca.MX:
+def _lifted(op: int, node: ca.MX, deps: list[tuple[ca.MX, bool]], ones: ca.DM, name: str) -> ca.MX:
     """The output of one operation with at least one per-sample dependency, as a ``(numel, N)`` matrix."""
     numel = node.numel()
     if op in _UNARY:

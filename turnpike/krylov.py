@@ -104,10 +104,11 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
         callback: called as ``callback(x, J, ‖∇J‖∞)`` after every accepted step.
         verbose: one line per step.
 
-    A step d is accepted when ``ρ = (J(x) - J(x + d)) / (m(0) - m(d)) > 0.1``; the radius is
-    quartered when ρ < 1/4 and doubled when ρ > 3/4 with the step on the boundary. Near the
-    optimum the predicted decrease falls below the round-off of J (``1e3 eps |J|``); there a step is
-    accepted if it halves ``‖∇J‖∞``, and the iteration stops otherwise.
+    A step d is accepted when ``ρ = (J(x) - J(x + d)) / (m(0) - m(d)) > 0.1``; the radius becomes
+    a quarter of ``‖d‖`` when ρ < 1/4 and doubles when ρ > 3/4 with the step on the boundary. Near
+    the optimum the predicted decrease falls below the round-off of J (``1e3 eps |J|``); there a step
+    is accepted if it halves ``‖∇J‖∞``; otherwise the iteration stops if the step was an interior
+    (full) Newton step, and the radius shrinks if the trust region had cut it short.
     """
     start = time.perf_counter()
     x = np.asarray(x, dtype=float).copy()
@@ -131,12 +132,15 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
         J_new, g_new = value_and_gradient(x + d)
         evaluations += 1
         step = float(np.linalg.norm(d))
+        if not np.isfinite(predicted):
+            message = "stopped: non-finite Hessian-vector product"
+            break
         if predicted <= 0.5 * _ROUND_OFF * max(1.0, abs(J)):  # J cannot tell: the step must halve ‖∇J‖∞
-            accepted = np.isfinite(J_new) and np.max(np.abs(g_new)) <= 0.5 * g_max
-            if not accepted:
+            accepted = bool(np.isfinite(J_new) and np.max(np.abs(g_new)) <= 0.5 * g_max)
+            if not accepted and step < 0.99 * radius:  # a full Newton step, not one cut short by the radius
                 message = "stopped: J and its gradient at round-off level"
                 break
-            rho = 1.0
+            rho = 1.0 if accepted else 0.0
         else:
             rho = (J - J_new) / predicted if np.isfinite(J_new) else -np.inf
             accepted = rho > 0.1
@@ -238,10 +242,11 @@ def second_order_verdict(eigenvalues, residuals, largest: float, converged: bool
 
     With the scale ``s = |largest|``: a Ritz value ``θ < -rtol s`` is the curvature ``vᵀHv`` along its
     unit Ritz vector v, so the point is a saddle whatever the convergence; a converged smallest
-    eigenvalue with ``θ - ‖r‖ > rtol s`` (an eigenvalue lies within the residual ‖r‖ of θ) means the
-    Hessian is positive definite: with a zero gradient, a strict local minimum (second-order
-    sufficient condition). Anything else (no convergence, an eigenvalue within ``rtol s`` of 0) is
-    not determined by second-order information.
+    eigenvalue with ``θ - ‖r‖ > rtol s`` (an eigenvalue lies within the residual ‖r‖ of θ) is taken
+    to mean that the Hessian is positive definite: with a zero gradient, a strict local minimum
+    (second-order sufficient condition). That is Lanczos's estimate, not a proof: an eigenvalue
+    whose eigenvector is nearly orthogonal to the Krylov space can be missed. Anything else (no
+    convergence, an eigenvalue within ``rtol s`` of 0) is not determined by second-order information.
     """
     if len(eigenvalues) == 0 or not np.isfinite(largest):
         return "not determined"

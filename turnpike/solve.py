@@ -204,9 +204,12 @@ def solve(
             ``phase`` is ``"adam"`` (once per epoch, with the epoch's mean batch cost: an estimate
             of J), ``"lbfgs"``, ``"newton"`` or ``"newton-cg"``, ``u`` a copy of the controls
             (steps, nu). Its own time counts in the solve's.
-        time_limit: seconds (> 0) for the presolve's phases together; each stops at its current
-            iterate when they are spent. IPOPT is then given at most as long again (its
-            ``max_wall_time``): a solve stopped there is not converged (``success`` False).
+        time_limit: seconds (> 0), counted from the start of the call (the build included), for
+            the build and the presolve's phases; each phase stops at its current iterate when they
+            are spent (Newton-CG at the end of its current step). IPOPT is then given at most as
+            long again (its ``max_wall_time``): a solve stopped there is not converged (``success``
+            False). The second-order report after IPOPT (at most 300 Hessian-vector products) is
+            not limited. (A new value builds a new IPOPT instance: the limit is one of its options.)
 
     Returns:
         A :class:`Solution`. ``success`` is False (never an exception) when the solver did not
@@ -229,6 +232,8 @@ def solve(
     opts = solver_options(solver, options, verbose=verbose)
     guess_scale = check_nonnegative("guess_scale", guess_scale)
     limit = np.inf if time_limit is None else check_positive("time_limit", time_limit)
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback must be callable as callback(phase, iteration, cost, u), got {callback!r}")
     if time_limit is not None and solver == "ipopt":
         opts = {"ipopt.max_wall_time": float(limit), **opts}
 
@@ -246,8 +251,6 @@ def solve(
     stats = {}
     # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
     cold = initial_guess is None or formulation == "reduced"
-    if callback is not None and not callable(callback):
-        raise InputError(f"callback must be callable as callback(phase, iteration, cost, u), got {callback!r}")
     report = _Progress(nlp, callback, verbose)
     if presolve in ("lbfgs", "adam") or (presolve == "auto" and cold and P.n_samples > 1):
         phases, stats["presolve"] = [], {"seconds": 0.0}
@@ -287,6 +290,8 @@ def solve(
     res = run(built.solver, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(T), bounds=nlp.bounds())
     x, u, adjoint = nlp.arrays(res.w, res.lam_g, T)
     shape = P.state_shape
+    if second_order:
+        stats["second_order"] = _second_order_report(nlp, res, T, second_order, stats.get("presolve", {}))
     return Solution(
         success=res.success,
         status=res.status,
@@ -305,8 +310,6 @@ def solve(
             "compiled": getattr(nlp, "compiled", False),
             **({"gradient": nlp.gradient_method} if hasattr(nlp, "gradient_method") else {}),
             **stats,
-            **({"second_order": _second_order_report(nlp, res, T, second_order, stats.get("presolve", {}))}
-               if second_order else {}),
         },
         problem=P.name,
         T=T,
@@ -372,7 +375,7 @@ def _second_order_report(rs: ReducedSpace, res, T: float, mode: str, presolve: d
     Hessian, factorised by Cholesky (``positive_definite``: a strict local minimum where the gradient
     vanishes), at no extra cost; a point Newton did not converge to is "not determined".
     """
-    report = {"mode": mode, "hessian_vector": rs.hessian_vector_method} if mode != "dense" else {"mode": mode}
+    report = {"mode": mode}
     if not res.success:
         return {**report, "verdict": "not determined", "reason": "the solver did not converge"}
     if not unconstrained(rs):
@@ -380,17 +383,20 @@ def _second_order_report(rs: ReducedSpace, res, T: float, mode: str, presolve: d
                 "reason": "constrained problem: the reduced Hessian alone does not decide"}
     if mode == "dense":
         newton = presolve.get("newton", {})
-        if newton.get("converged") and newton.get("positive_definite"):
+        if newton.get("converged") and newton.get("positive_definite") and res.iterations == 0:
             return {**report, "verdict": "local minimum",
-                    "reason": "the Newton phase's last Hessian is positive definite (Cholesky without regularisation)"}
+                    "reason": "the Newton phase's last Hessian is positive definite (Cholesky without regularisation) "
+                              "and IPOPT accepted the phase's point"}
         return {**report, "verdict": "not determined", "reason": "no converged Newton phase with a positive definite "
-                "Hessian (Cholesky needed regularisation, or the phase did not run)"}
+                "Hessian whose point IPOPT accepted as it was (Cholesky needed regularisation, the phase did not "
+                "run, or IPOPT moved on)"}
     u, p = rs.controls(res.w), rs.parameters(T)
 
     def product(v):
         return rs.hessian_vector(u, p, v.reshape(u.shape)).reshape(-1)
 
-    return {**report, **smallest_eigenvalues(product, u.size).summary()}
+    estimate = smallest_eigenvalues(product, u.size).summary()
+    return {**report, "hessian_vector": rs.hessian_vector_method, **estimate}
 
 
 def solve_static(
