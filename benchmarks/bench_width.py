@@ -2,7 +2,7 @@
 
 Run (one core: every job sets ``OMP_NUM_THREADS=1`` and ``TURNPIKE_THREADS=1``; torch runs on one thread)::
 
-    python benchmarks/bench_width.py                    # both parts (about an hour)
+    python benchmarks/bench_width.py                    # both parts (about 75 minutes)
     python benchmarks/bench_width.py --only sweep       # the width sweep alone (a few minutes)
     python benchmarks/bench_width.py --only chessboard --activations relu --budget 300
     python benchmarks/bench_width.py --only chessboard --train-points 200 --budget 20 --toolbox-limit 20  # smoke
