@@ -1,7 +1,7 @@
 """Metastability on the circle: cluster count and energy over log-time, plateau count against β.
 
 Run:  python examples/attention_metastability.py --out out/attention/metastability
-      (add --n 600 --seeds 2 for the REFERENCE setting; a few minutes)
+      (add --n 600 --seeds 2 for the setting of docs/mathematics.md §3; a few minutes)
 Writes clusters_energy.png (count and normalised energy over log t for each β), circle_beta*.png
 (tokens over log time), counts.png (metastable count against β with argmax k² I_k(β) and √(2β)) and
 metastability.json.

@@ -18,7 +18,7 @@ pass (warm from the shorter horizon: its controls, then zeros), in a descending 
 truncated), and cold at T = 5 and 20; warm starts use a small initial barrier parameter so that IPOPT stays near
 the start. The lowest certified cost is kept, and J_T must be nondecreasing in T (the integrand is >= 0).
 
-Also: the scalar worked case of REFERENCE.md §1 (dx/dt = u, x(0) - y = 2, M = 1, λ = 0.3): T* = 2 - r with
+Also: the scalar worked case of docs/mathematics.md §1 (dx/dt = u, x(0) - y = 2, M = 1, λ = 0.3): T* = 2 - r with
 r² + (T - 2) r - λ = 0 (re-derived: d/dT* of the cost vanishes when r (T - T*) = λ), against the solver.
 With --inner: the inner tanh field on the catalogue's two circles (N = 40), for which u = 0 is a strict local
 minimiser of (C): cold start against continuation from the solution of cost (B) (several minutes).
@@ -86,7 +86,7 @@ def describe(prob, sol, seconds, start):
 
 
 def scalar_case() -> list[dict]:
-    """REFERENCE.md's worked case, with the exact stopping time from r² + (T - 2) r - λ = 0."""
+    """The worked case of docs/mathematics.md §1, with the exact stopping time from r² + (T - 2) r - λ = 0."""
     lam = 0.3
     x, u, y = ca.SX.sym("x"), ca.SX.sym("u"), ca.SX.sym("y")
     prob = tp.Problem(state=x, control=u, dynamics=u, running_cost=0.5 * (x - y) ** 2, data=y, data_values=[-2.0],

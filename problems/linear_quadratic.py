@@ -15,7 +15,7 @@ class LinearQuadratic(tp.Problem):
     The static problem is ``min ½(|u - u_d|²_R + |C(y - y_d)|²)`` s.t. ``A y + B u = 0``.
     The turnpike rate is the spectral gap of the Hamiltonian matrix (:meth:`hamiltonian`),
     ``H = [[A, -B R⁻¹ Bᵀ], [-CᵀC, -Aᵀ]]``: its eigenvalues come in pairs ``±λ`` and the rate is
-    ``μ = min |Re λ|`` (Trélat & Zuazua; Grüne & Guglielmi; REFERENCE.md section 2). There is no
+    ``μ = min |Re λ|`` (Trélat & Zuazua; Grüne & Guglielmi; docs/mathematics.md §2). There is no
     gap when a mode of ``A`` on the imaginary axis is undetectable through ``C`` or
     unstabilisable through ``B``.
 

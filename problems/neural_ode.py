@@ -1,4 +1,4 @@
-"""Neural-ODE classification posed as finite-horizon optimal control (REFERENCE.md section 1).
+"""Neural-ODE classification posed as finite-horizon optimal control (docs/mathematics.md §1).
 
 Every data point ``x_i ∈ R^d`` (augmented by ``a`` zeros to ``R^D``, ``D = d + a``) flows by one
 shared control ``u(t)`` (the weights):
@@ -266,7 +266,8 @@ class NeuralODEClassification(tp.Problem):
         output residuals ``r_i = P x_i - y_i`` obey ``dr/dt = G u`` to first order, ``G_ij = ∂(P f(x̄_i, u))/∂u_j``
         at ``u = 0`` (N × nu), and cost (B) with the squared loss is ``∫ (α/N)|r|² + λ|u|²``. This LQ problem
         has Hamiltonian eigenvalues ``±√(α/(Nλ)) s_k(G)``; if ``rank G = N`` the optimal r and u decay like
-        ``e^{-μt}``, ``μ = √(α/(Nλ)) s_min(G)``, and ``E = |r|²/N`` like ``e^{-2μt}`` (REFERENCE.md §1, cost (B)).
+        ``e^{-μt}``, ``μ = √(α/(Nλ)) s_min(G)``, and ``E = |r|²/N`` like ``e^{-2μt}`` (docs/mathematics.md §1,
+        cost (B)).
         The value function is then ``V ≈ C E`` near the zero-error set, the hypothesis of the exponential
         estimate. If ``rank G < N`` (more samples than output parameters acting at first order: the outer field
         has ``D + 1``; the inner field with ``σ(0) = 0`` has ``G = 0``), μ = 0: no exponential rate is predicted.

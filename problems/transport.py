@@ -18,7 +18,7 @@ class Transport(tp.Problem):
 
     The static optimum is ``ū = ȳ = ½`` (``f = 0`` forces ``y_j = u``, then ``min u² + (u-1)²``), for
     every mesh. For the PDE the optimal control is known exactly (Geshkovski & Zuazua, Acta
-    Numerica 2022, REFERENCE.md section 2): ``u = ½`` on ``(0, T-1)`` and ``u = (T-t)/(1+T-t)`` on
+    Numerica 2022, docs/mathematics.md §2): ``u = ½`` on ``(0, T-1)`` and ``u = (T-t)/(1+T-t)`` on
     ``(T-1, T)``, from minimising ``u(s)² + ℓ(s)(u(s) - 1)²`` over the length ``ℓ(s) = min(1, T-s)`` of
     the characteristic that ``u(s)`` feeds (:meth:`exact_control`). The turnpike is *exact* and
     reached in finite time: an exponential rate fitted to it says nothing about the PDE.

@@ -9,7 +9,7 @@ from turnpike.errors import InputError
 
 
 def test_equiangular_rate_formula_from_the_field():
-    """Check REFERENCE's reduced ODE algebraically: at <x_i, x_j> = ρ, d<x_0, x_1>/dt from the field.
+    """Check the reduced ODE of docs/mathematics.md §3 algebraically: at <x_i, x_j> = ρ, d<x_0, x_1>/dt from the field.
 
     SA: ẋ_i = (e^{βρ}/Z)(S_i - <x_i, S_i> x_i), S_i = Σ_{j≠i} x_j, Z = e^β + (n-1)e^{βρ}, so
     d<x_0,x_1>/dt = 2(e^{βρ}/Z)(1 + (n-2)ρ - (n-1)ρ²) = 2 e^{βρ}(1-ρ)((n-1)ρ+1)/Z; USA: 1/Z -> 1/n.

@@ -128,21 +128,13 @@ def test_a_compiler_past_its_time_is_killed_with_its_children_and_remembered(mon
     COMPILE_SECONDS; the time-out is recorded as a failure, so the next attempt does not wait again."""
     import turnpike.compiled as compiled_module
 
-    pid_file = tmp_path / "child.pid"
-    fake = tmp_path / "fake-cc"
-    fake.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("CC", str(fake))
-    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path / "cache"))
+    pid_file = _hanging_compiler(monkeypatch, tmp_path)
     monkeypatch.setattr(compiled_module, "COMPILE_SECONDS", 1)
     x = ca.SX.sym("x")
     start = time.perf_counter()
     assert compiled(ca.Function("hangs", [x], [x * 2])) is None
     assert time.perf_counter() - start < 30
-    child = Path(f"/proc/{int(pid_file.read_text())}/status")
-    time.sleep(0.2)
-    # the grandchild is gone too (or a zombie waiting for init to reap it)
-    assert not child.exists() or "\tZ" in child.read_text().split("State:")[1].splitlines()[0]
+    assert _gone(pid_file)  # the grandchild too
     assert list((tmp_path / "cache").glob("*.failed"))
     start = time.perf_counter()
     assert compiled(ca.Function("hangs", [x], [x * 2])) is None  # remembered: no second wait

@@ -19,7 +19,7 @@ def outer_erm(weight):
 
 
 def test_time_rescaling_of_the_outer_model():
-    """f linear in u: problem (T, λ) is problem (1, λ/T) with u_T(t) = u_1(t/T)/T (REFERENCE.md §1).
+    """f linear in u: problem (T, λ) is problem (1, λ/T) with u_T(t) = u_1(t/T)/T (docs/mathematics.md §1).
 
     Both are solved from corresponding seeded starts; the optimal costs agree to 1e-6 and the controls map.
     """
@@ -215,7 +215,7 @@ def test_inner_tanh_field_stops_under_the_turnpike_cost_and_keeps_a_residual_err
 
 
 def test_scalar_switching_function_and_stopping_law():
-    """dx/dt = u, L = ½(x - y)², λ|u|, |u| <= 1, x(0) - y = 2 (REFERENCE.md §1, worked case).
+    """dx/dt = u, L = ½(x - y)², λ|u|, |u| <= 1, x(0) - y = 2 (docs/mathematics.md §1, worked case).
 
     Re-derived: u = -1 on (0, T*), then 0; the cost's derivative in T* vanishes when r (T - T*) = λ with
     r = 2 - T*, i.e. r² + (T - 2) r - λ = 0. The switching function is s(t) = ∫_t^T (x - y) ds.

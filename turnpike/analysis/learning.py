@@ -3,7 +3,7 @@ and the switching function of problems with an exact L1 term.
 
 Controls are piecewise constant: ``u_k`` acts on ``[t_k, t_{k+1})`` (layer k+1 of the ResNet).
 
-Switching function (cost (C) of REFERENCE.md §1, and any problem with an L1 term). Write the discrete
+Switching function (cost (C) of docs/mathematics.md §1, and any problem with an L1 term). Write the discrete
 cost as ``J = J_s(u) + λ1 h Σ_k |u_k|_1 (+ λ2 h Σ_k |u_k|²)`` with ``J_s`` the running quadrature and the
 terminal cost. :func:`switching_function` returns ``s_k = (1/h) ∂J_s/∂u_k``, the discrete counterpart of
 ``∇_u ℋ(t) = (1/N) Σ_i f_u(x_i, u)ᵀ p_i(t)`` (plus ``∇_u L``). The KKT conditions of the NLP with the bound

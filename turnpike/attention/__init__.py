@@ -1,6 +1,6 @@
 """Transformers as interacting particles: self-attention dynamics, clustering, metastability, control.
 
-See ``../shared/REFERENCE.md`` section 3 and Geshkovski, Letrouit, Polyanskiy, Rigollet, *A mathematical
+See ``docs/mathematics.md`` §3 and Geshkovski, Letrouit, Polyanskiy, Rigollet, *A mathematical
 perspective on Transformers* (arXiv 2312.10794). Modules: :mod:`.dynamics` (SA/USA on the sphere, the
 circle, the unnormalised R^d form), :mod:`.integrate` (RK4 with projection, DOP853, BDF),
 :mod:`.diagnostics` (energy, clusters, collapse, leaders, equiangular ODE), :mod:`.metastability`,
