@@ -140,11 +140,13 @@ def minibatch_descent(rs, u: np.ndarray, T: float, *, epochs: int = EPOCHS, batc
     ``batch/N`` of its cost), and Adam's update ``V ← Π(V − α m̂/(√v̂ + ε))`` with the bias-corrected
     moments ``m̂, v̂`` of the gradient (decays 0.9, 0.999), ``Π`` the projection onto the control
     bounds. Far from a minimum such steps can decrease J much faster per second than full-gradient
-    ones (the width-50 ReLU chessboard, N = 2397, seed 0: 30 epochs in 1.1 s, then L-BFGS-B at
-    10 / 60 / 120 s reaches J = 0.709 / 0.562 / 0.5455, against 0.967 / 0.635 / 0.5549 from the random
-    start; seed 1: 0.658 / 0.551 / 0.5444 against 1.097 / 0.584 / 0.5781); near one they stall at the
-    gradient noise, which is why L-BFGS-B follows. They can also lead elsewhere: with softplus on the
-    same data they stall on a plateau (J = 5.95, where L-BFGS-B alone reaches 2.23 in 150 s).
+    ones; near one they stall at the gradient noise, which is why L-BFGS-B follows. They can also lead
+    elsewhere. ``benchmarks/bench_adam.py`` (results in ``benchmarks/results/adam.txt``): on the width-50
+    ReLU chessboard (N = 2397; 30 epochs in about 1 s), L-BFGS-B after Adam reaches J = 0.688 / 0.565 /
+    0.5458 at 10 / 60 / 120 s against 0.979 / 0.654 / 0.5598 from the random start (seed 0; seed 1:
+    0.668 / 0.548 / 0.5422 against 0.929 / 0.580 / 0.5769); with softplus Adam stops on a plateau
+    (J = 5.9507, seeds 0 and 1) where L-BFGS-B alone reaches 2.01 and 3.06 in 150 s; on two circles
+    (N = 1000, tanh) the certified optima after Adam are worse (0.888, 0.880 against 0.861, 0.833).
 
     Returns the last iterate with its exact cost J (one full evaluation). Skipped (the controls
     returned unchanged) without the compiled ensemble gradient, with fewer samples than ``2 batch``,

@@ -180,7 +180,7 @@ def solve(
             Hessian-vector mode of wide networks: trust-region Newton-CG). ``"adam"`` first runs
             epochs of minibatch Adam (:func:`~turnpike.presolve.minibatch_descent`: 30 epochs,
             batches of 150, step 1e-2, samples drawn with ``seed``), then what ``"auto"`` does.
-            Measured (``benchmarks/bench_width.py``, ``docs/second_order.md``): with ReLU on the
+            Measured (``benchmarks/bench_adam.py``, ``docs/second_order.md``): with ReLU on the
             width-50 chessboard it reaches lower costs at every time; with softplus there, and on
             the two-circles tanh workloads, it settles in worse regions than L-BFGS-B alone, so
             ``"auto"`` does not use it. ``stats["presolve"]`` reports what each phase did (``"adam"``,
