@@ -189,10 +189,7 @@ def minibatch_descent(rs, u: np.ndarray, T: float, *, epochs: int = EPOCHS, batc
             message = f"stopped: time limit of {max_seconds:g} s after {epoch + 1} epochs"
             break
     J, _ = rs._value_and_gradient(V, p)
-    Vs = V.reshape(rs.steps, -1)
-    nu = rs.problem.nu
-    u_new = Vs[:, :nu] - Vs[:, nu:] if rs.problem.split_control else Vs
-    return ReducedSpaceResult(u_new, float(J), k, k + 1, time.perf_counter() - start, message, method)
+    return ReducedSpaceResult(rs.controls(V), float(J), k, k + 1, time.perf_counter() - start, message, method)
 
 
 @dataclass(frozen=True)
