@@ -61,13 +61,13 @@ class TorchNeuralODE:
     """The RK4-discretised neural ODE and its cost (B) in PyTorch, for a given problem and horizon.
 
     Arguments:
-        problem: a :class:`~problems.neural_ode.NeuralODEClassification` with ``loss="squared"`` and
-            ``cost="turnpike"`` (checked).
+        problem: a :class:`~problems.neural_ode.NeuralODEClassification` with ``loss="squared"``,
+            ``cost="turnpike"``, no clip and terminal weight 1 (checked).
         T: horizon; steps: number of RK4 steps (``h = T / steps``).
     """
 
     def __init__(self, problem, T: float, steps: int):
-        expected = {"loss": "squared", "cost": "turnpike"}
+        expected = {"loss": "squared", "cost": "turnpike", "clip": False, "terminal_weight": 1.0}
         got = {k: getattr(problem, k) for k in expected}
         if got != expected:
             raise ValueError(f"the torch baseline implements {expected}, got {got}")

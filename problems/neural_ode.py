@@ -12,20 +12,25 @@ Activations ``σ``: ``tanh``,
 ``sigmoid``, ``relu`` (``max(0, z)``: not twice differentiable, so an interior-point method with
 exact Hessian may stall at the kinks) and ``softplus`` (``log(1 + e^z)``, the smooth ReLU that
 turnpike recommends with IPOPT). The output is a fixed linear map ``P: R^D -> R`` (default: the
-last coordinate) and the loss of sample i is ``(P x_i - y_i)²`` (``"squared"``) or
-``log(1 + e^{-y_i P x_i})`` (``"logistic"``), labels ``y_i ∈ {-1, +1}``; the training error is
-``E(x) = (1/N) Σ_i loss_i``.
+last coordinate), optionally clipped by ``hardtanh(z) = max(-1, min(1, z))`` (``clip=True``, the
+output layer of the seed papers' trainer), and the loss of sample i is ``(P x_i - y_i)²``
+(``"squared"``) or ``log(1 + e^{-y_i P x_i})`` (``"logistic"``), labels ``y_i ∈ {-1, +1}`` (0/1 labels
+are read as -1/+1); the training error is ``E(x) = (1/N) Σ_i loss_i``.
 
 Costs (every weight explicit; the per-sample terms are averaged over the N samples, as in
-:class:`turnpike.Problem`):
+:class:`turnpike.Problem`; ``γ`` is ``terminal_weight``, default 1):
 
-* ``"erm"`` (A):       ``E(x(T)) + λ ∫ |u|² dt``;
-* ``"turnpike"`` (B):  ``E(x(T)) + ∫ (α E(x(t)) + λ |u|²) dt``;
-* ``"tracking"``:      ``E(x(T)) + ∫ (α (1/N) Σ_i |x_i(t) - x̄_i|² + λ |u|²) dt`` with prescribed
+* ``"erm"`` (A):       ``γ E(x(T)) + λ ∫ |u|² dt``;
+* ``"turnpike"`` (B):  ``γ E(x(T)) + ∫ (α E(x(t)) + λ |u|²) dt``;
+* ``"tracking"``:      ``γ E(x(T)) + ∫ (α (1/N) Σ_i |x_i(t) - x̄_i|² + λ |u|²) dt`` with prescribed
   ``x̄`` (``tracking_target``, one row per sample, in the zero-training-error set; default
   :meth:`NeuralODEClassification.label_target`, the nearest point of that set);
 * ``"sparse"`` (C):    ``∫ (E(x(t)) + λ |u(t)|_1) dt`` with ``|u(t)|_1 <= M`` (``l1_bound``), L1 exact
   through ``u = u⁺ - u⁻``.
+
+Well posed means a minimiser exists: the control term (λ > 0) or a bounded control set gives that.
+``weight=0`` is accepted with ``control_bound`` (a box) and for cost (C) (the L1 ball), refused otherwise;
+``terminal_weight=0`` is accepted where a running loss remains (B, tracking).
 
 With ``σ(0) = 0`` (tanh, ReLU) the control ``u = 0`` is a critical point of the inner model, so
 :func:`turnpike.solve` starts from seeded random controls.
@@ -39,7 +44,7 @@ import casadi as ca
 import numpy as np
 
 import turnpike as tp
-from turnpike.errors import InputError, check_choice, check_finite, check_positive
+from turnpike.errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
 from turnpike.transcription import stage_function
 
 __all__ = ["NeuralODEClassification", "ACTIVATIONS", "FIELDS", "COSTS", "LOSSES"]
@@ -59,19 +64,27 @@ class NeuralODEClassification(tp.Problem):
     """Binary classification by a neural ODE, as an ensemble optimal control problem.
 
     Arguments:
-        points: data (N, d); labels: (N,) in {-1, +1}.
+        points: data (N, d).
+        labels: (N,) or (N, 1), in {-1, +1} or in {0, 1} (read as -1, +1); stored as ±1 in ``labels``.
         field: ``"inner"``, ``"outer"`` or ``"bottleneck"``; activation: see ``ACTIVATIONS``.
         augment: number ``a`` of extra state coordinates, starting at 0.
-        hidden: width of the bottleneck (required for it).
+        hidden: width of the bottleneck (required for it, an error for the other fields).
         output: the output map P, shape (D,); default the last coordinate ``e_D``.
+        clip: apply ``hardtanh`` to the output ``P x`` before the loss (and in :meth:`outputs`).
         loss: ``"squared"`` or ``"logistic"``.
         cost: ``"erm"`` (A), ``"turnpike"`` (B), ``"tracking"`` or ``"sparse"`` (C).
-        weight: λ > 0 of the control term (|u|² for A/B/tracking, |u|_1 for C).
-        alpha: α >= 0 of the running term of B and tracking.
-        l1_bound: M of cost C (required for it).
+        weight: λ >= 0 of the control term (|u|² for A/B/tracking, |u|_1 for C); 0 only where the
+            problem stays well posed (with ``control_bound``, or cost C).
+        alpha: α >= 0 of the running term of B and tracking (default 1; an error for A and C).
+        terminal_weight: γ >= 0 of the terminal loss of A, B and tracking (default 1; 0 only for B and
+            tracking, where a running term remains; an error for C, which has none).
+        l1_bound: M of cost C (required for it, an error for the others).
         tracking_target: x̄ (N, D) for the tracking cost; default the orthogonal projection of the
             (augmented) inputs onto the zero-error set ``{P x_i = y_i}`` (:meth:`label_target`).
         control_bound: optional box ``|u_j| <= bound`` on every control.
+
+    Raises:
+        InputError: a rejected value, or an argument that does not apply to the chosen field or cost.
     """
 
     def __init__(
@@ -84,10 +97,12 @@ class NeuralODEClassification(tp.Problem):
         augment: int = 0,
         hidden: int | None = None,
         output=None,
+        clip: bool = False,
         loss: str = "squared",
         cost: str = "turnpike",
         weight: float = 1e-2,
-        alpha: float = 1.0,
+        alpha: float | None = None,
+        terminal_weight: float | None = None,
         l1_bound: float | None = None,
         tracking_target=None,
         control_bound: float | None = None,
@@ -97,13 +112,16 @@ class NeuralODEClassification(tp.Problem):
         if points.ndim != 2:
             raise InputError(f"points must have shape (N, d), got shape {points.shape}")
         N, d = points.shape
-        labels = check_finite("labels", labels, shape=(N,))
-        if not np.all(np.isin(labels, (-1.0, 1.0))):
-            raise InputError(f"labels must be -1 or +1, got values {np.unique(labels)}")
+        labels = _binary_labels(labels, N)
         self.field = check_choice("field", field, FIELDS)
         self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
         self.loss = check_choice("loss", loss, LOSSES)
         self.cost = check_choice("cost", cost, COSTS)
+        _refuse_inapplicable(self.field, self.cost, hidden=hidden, alpha=alpha, terminal_weight=terminal_weight,
+                             l1_bound=l1_bound, tracking_target=tracking_target)
+        if not isinstance(clip, (bool, np.bool_)):
+            raise InputError(f"clip must be True or False, got {clip!r}")
+        self.clip = bool(clip)
         if augment != 0:
             augment = check_positive("augment", augment, integer=True)
         D = d + augment
@@ -113,11 +131,15 @@ class NeuralODEClassification(tp.Problem):
             raise InputError(f"output must be a nonzero vector of shape ({D},), got {P!r}")
         self.output = P
         self.labels = labels
-        weight = check_positive("weight", weight)
-        alpha = float(check_finite("alpha", alpha, shape=()))
-        if alpha < 0:
-            raise InputError(f"alpha must be >= 0, got {alpha}")
-        self.weight, self.alpha = weight, alpha
+        weight = check_nonnegative("weight", weight)
+        if weight == 0 and control_bound is None and self.cost != "sparse":
+            raise InputError(f"weight=0 leaves cost {self.cost!r} without a minimiser in general (nothing bounds the "
+                             "controls): give control_bound, or weight > 0")
+        alpha = 1.0 if alpha is None else check_nonnegative("alpha", alpha)
+        gamma = 1.0 if terminal_weight is None else check_nonnegative("terminal_weight", terminal_weight)
+        if gamma == 0 and self.cost == "erm":
+            raise InputError("terminal_weight=0 leaves cost 'erm' without a loss; cost='turnpike' has a running loss")
+        self.weight, self.alpha, self.terminal_weight = weight, alpha, gamma
 
         # MX symbols: the field is a few matrix products and an activation, which turnpike.ensemble lifts
         # to all samples at once (its derivatives matrix products too); the per-sample paths expand it to SX.
@@ -134,9 +156,9 @@ class NeuralODEClassification(tp.Problem):
             f = w @ sigma(x) + b
             names = _matrix_names("w", D, D) + _vector_names("b", D)
         else:
-            hidden = check_positive("hidden", hidden, integer=True) if hidden is not None else None
             if hidden is None:
                 raise InputError("hidden (the bottleneck width) is required for field='bottleneck'")
+            hidden = check_positive("hidden", hidden, integer=True)
             u = ca.MX.sym("u", 2 * D * hidden + hidden + D)
             W2 = ca.reshape(u[: D * hidden], D, hidden)
             W1 = ca.reshape(u[D * hidden : 2 * D * hidden], hidden, D)
@@ -147,9 +169,9 @@ class NeuralODEClassification(tp.Problem):
         self.hidden = hidden
 
         y = ca.MX.sym("y")
-        sample_loss = self._loss(ca.dot(ca.DM(P), x), y)
+        sample_loss = self._loss(self._clipped(ca.dot(ca.DM(P), x)), y)
         data, values = y, labels[:, None]
-        running, terminal, l2, l1, bound = 0, sample_loss, weight, 0.0, None
+        running, terminal, l2, l1, bound = 0, gamma * sample_loss, weight, 0.0, None
         if self.cost == "turnpike":
             running = alpha * sample_loss
         elif self.cost == "tracking":
@@ -174,6 +196,12 @@ class NeuralODEClassification(tp.Problem):
             state_names=[f"x{i + 1}" for i in range(D)], control_names=names,
         )
 
+    def _clipped(self, z):
+        """``hardtanh(z)`` with ``clip``, else z (symbolic or numeric)."""
+        if not self.clip:
+            return z
+        return ca.fmin(ca.fmax(z, -1), 1) if isinstance(z, (ca.SX, ca.MX)) else np.clip(z, -1.0, 1.0)
+
     def _loss(self, z, y):
         if self.loss == "squared":
             return (z - y) ** 2
@@ -192,10 +220,12 @@ class NeuralODEClassification(tp.Problem):
         activation: str = "tanh",
         augment: int = 0,
         hidden: int | None = None,
+        clip: bool = False,
         loss: str = "squared",
         cost: str = "turnpike",
         weight: float = 1e-2,
-        alpha: float = 1.0,
+        alpha: float | None = None,
+        terminal_weight: float | None = None,
         l1_bound: float | None = None,
         control_bound: float | None = None,
         **unknown,
@@ -230,8 +260,9 @@ class NeuralODEClassification(tp.Problem):
         if cost == "sparse" and l1_bound is None:
             l1_bound = 1.0
         name = "two-circles" if (dataset, d) == ("circles", 2) else f"{dataset}-{d}d"
-        return cls(points, labels, field=field, activation=activation, augment=augment, hidden=hidden, loss=loss,
-                   cost=cost, weight=weight, alpha=alpha, l1_bound=l1_bound, control_bound=control_bound, name=name)
+        return cls(points, labels, field=field, activation=activation, augment=augment, hidden=hidden, clip=clip,
+                   loss=loss, cost=cost, weight=weight, alpha=alpha, terminal_weight=terminal_weight,
+                   l1_bound=l1_bound, control_bound=control_bound, name=name)
 
     def label_target(self) -> np.ndarray:
         """The nearest point of the zero-error set to the inputs: ``x̄_i = x_i + (y_i - P x_i) P / |P|²``.
@@ -243,8 +274,8 @@ class NeuralODEClassification(tp.Problem):
 
     # -- learning diagnostics ------------------------------------------------------------------
     def outputs(self, x) -> np.ndarray:
-        """``P x_i`` for states (..., N, D) -> (..., N)."""
-        return np.asarray(x) @ self.output
+        """``P x_i`` (``hardtanh(P x_i)`` with ``clip``) for states (..., N, D) -> (..., N)."""
+        return self._clipped(np.asarray(x) @ self.output)
 
     def training_error(self, x) -> np.ndarray:
         """``E(x) = (1/N) Σ loss(P x_i, y_i)`` for states (..., N, D), e.g. every layer of ``sol.x``."""
@@ -275,8 +306,9 @@ class NeuralODEClassification(tp.Problem):
         Returns:
             ``(μ, s)`` with s the singular values of G, largest first (N of them).
         """
-        if self.loss != "squared":
-            raise InputError(f"linearised_rate needs loss='squared' (zero error at finite states), got {self.loss!r}")
+        if self.loss != "squared" or self.clip:
+            raise InputError("linearised_rate needs loss='squared' without clip (zero error at finite states where the "
+                             f"loss is smooth), got loss={self.loss!r}, clip={self.clip!r}")
         N, D = self.n_samples, self.D
         x = check_finite("x", x, shape=(N, D))
         xs, u, y = ca.SX.sym("x", D), ca.SX.sym("u", self.nu), ca.SX.sym("y", self.ny)
@@ -292,17 +324,17 @@ class NeuralODEClassification(tp.Problem):
         """``|P| |Σ_i r_i (x_i, 1)| / N`` at states at rest x (N, D): the price test of u ≡ 0 for the inner tanh field.
 
         With ``σ(0) = 0``, ``σ'(0) = 1`` the inner field is bilinear near ``u = 0``: ``f ≈ w (A x + b)``. On a tail
-        ``(t, T)`` with ``u = 0`` the states rest, ``∂J/∂x_i(s) = (α(T - s) + 1) (2/N) r_i P`` under cost (B) with
-        the squared loss, and the second variation of J at ``u = 0`` is
-        ``∫ (α(T-s)+1)(2/N) (wᵀP)·([A b] ξ) + λ(|w|² + |A|² + |b|²) ds`` with ``ξ = Σ_i r_i (x_i, 1)``. By
+        ``(t, T)`` with ``u = 0`` the states rest, ``∂J/∂x_i(s) = (α(T - s) + γ) (2/N) r_i P`` under cost (B) with
+        the squared loss (γ the ``terminal_weight``), and the second variation of J at ``u = 0`` is
+        ``∫ (α(T-s)+γ)(2/N) (wᵀP)·([A b] ξ) + λ(|w|² + |A|² + |b|²) ds`` with ``ξ = Σ_i r_i (x_i, 1)``. By
         ``|(wᵀP)·([A b]ξ)| <= |P||ξ| (|w|² + |[A b]|²)/2`` (equality attained) it is nonnegative iff
-        ``(α(T - t) + 1) |P||ξ|/N <= λ``: the weight decay acts as an L1 price on the velocity, the control
-        stops at T* with ``(α(T - T*) + 1) · stopping_residual(x(T)) = λ``, and the residual error decays
+        ``(α(T - t) + γ) |P||ξ|/N <= λ``: the weight decay acts as an L1 price on the velocity, the control
+        stops at T* with ``(α(T - T*) + γ) · stopping_residual(x(T)) = λ``, and the residual error decays
         like ``1/T²``, not exponentially (the analogue of ``r (T - T*) = λ`` for cost (C)).
         """
-        if self.field != "inner" or self.activation != "tanh" or self.loss != "squared":
+        if self.field != "inner" or self.activation != "tanh" or self.loss != "squared" or self.clip:
             raise InputError("stopping_residual is derived for field='inner', activation='tanh', loss='squared', "
-                             f"got {self.field!r}, {self.activation!r}, {self.loss!r}")
+                             f"no clip, got {self.field!r}, {self.activation!r}, {self.loss!r}, clip={self.clip!r}")
         x = check_finite("x", x, shape=(self.n_samples, self.D))
         r = x @ self.output - self.labels
         xi = r @ np.column_stack([x, np.ones(self.n_samples)])
@@ -326,6 +358,33 @@ class NeuralODEClassification(tp.Problem):
             X = np.asarray(step(X, solution.u[k], y, solution.h)[0])
             out.append(X.T)
         return np.array(out)
+
+
+def _binary_labels(labels, n: int) -> np.ndarray:
+    """Labels of shape (n,) or (n, 1), in {-1, +1} or {0, 1}, as floats ±1 of shape (n,)."""
+    y = check_finite("labels", labels)
+    if y.shape == (n, 1):
+        y = y[:, 0]
+    if y.shape != (n,):
+        raise InputError(f"labels must have shape ({n},) or ({n}, 1), one per point, got shape {y.shape}")
+    values = set(np.unique(y).tolist())
+    if values <= {-1.0, 1.0}:
+        return y
+    if values <= {0.0, 1.0}:
+        return 2 * y - 1
+    raise InputError(f"labels must be -1/+1 or 0/1 (two classes), got values {sorted(values)}")
+
+
+def _refuse_inapplicable(field: str, cost: str, **given) -> None:
+    """An error for an argument given (not None) that the chosen field or cost does not use."""
+    uses = {"hidden": field == "bottleneck", "alpha": cost in ("turnpike", "tracking"),
+            "terminal_weight": cost != "sparse", "l1_bound": cost == "sparse", "tracking_target": cost == "tracking"}
+    for name, value in given.items():
+        if value is not None and not uses[name]:
+            choice = f"field={field!r}" if name == "hidden" else f"cost={cost!r}"
+            shown = f"{name}={value!r}" if np.ndim(value) == 0 else f"{name} (an array)"
+            raise InputError(f"{shown} does not apply to {choice}: leave it out or choose another "
+                             f"{'field' if name == 'hidden' else 'cost'}")
 
 
 def _projection_onto_labels(x: np.ndarray, labels: np.ndarray, P: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ def test_data_values_shape_is_checked():
         ({"T": 1.0}, r"give exactly one of steps or dt"),
         ({"T": 1.0, "dt": 0.3}, r"dt=0.3 must divide T=1.0"),
         ({"T": 1.0, "steps": 10, "solver": "snopt"}, r"unknown solver 'snopt'; accepted: 'fatrop', 'ipopt'"),
-        ({"T": 1.0, "steps": 10, "method": "rk45"}, r"unknown method 'rk45'; accepted: 'euler', 'rk4'"),
+        ({"T": 1.0, "steps": 10, "method": "rk45"}, r"unknown method 'rk45'; accepted: 'euler', 'midpoint', 'rk4'"),
         ({"T": 1.0, "steps": 10, "initial_guess": np.zeros((3, 1))}, r"initial_guess must have shape \(10, 1\)"),
         ({"T": 1.0, "steps": 10, "options": "tol=1"}, r"options must be a dict"),
     ],

@@ -67,7 +67,8 @@ def test_training_error_and_accuracy_per_layer():
 @pytest.mark.parametrize("field", ["inner", "outer", "bottleneck"])
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
 def test_every_field_and_activation_solves_and_resimulates(field, activation):
-    prob = NeuralODEClassification(POINTS[:6], LABELS[:6], field=field, activation=activation, hidden=3,
+    prob = NeuralODEClassification(POINTS[:6], LABELS[:6], field=field, activation=activation,
+                                   hidden=3 if field == "bottleneck" else None,
                                    augment=1, cost="turnpike", loss="logistic", weight=1.0)
     sol = tp.solve(prob, 1.0, 20)
     assert sol.success and sol.x.shape == (21, 6, 3)
@@ -100,8 +101,8 @@ def test_datasets_are_seeded_and_labelled(name):
         ({"cost": "tracking", "tracking_target": np.zeros((3, 2))}, r"tracking_target must have shape \(12, 2\)"),
         ({"output": np.zeros(2)}, "output must be a nonzero vector"),
         ({"field": "bottleneck"}, "hidden"),
-        ({"weight": 0.0}, "weight must be a finite number > 0"),
-        ({"labels": np.zeros(12)}, "labels must be -1 or \\+1"),
+        ({"weight": -1.0}, "weight must be a finite number >= 0"),
+        ({"labels": np.full(12, 2.0)}, "labels must be -1/\\+1 or 0/1"),
     ],
 )
 def test_bad_arguments_are_named(kw, match):

@@ -160,7 +160,7 @@ def solve(
         problem: the :class:`Problem`.
         T: horizon, > 0.
         steps: number of intervals (>= 1); or give ``dt`` (which must divide T).
-        method: ``"rk4"`` (default) or ``"euler"`` (a ResNet for a neural ODE).
+        method: ``"rk4"`` (default), ``"midpoint"`` or ``"euler"`` (a ResNet for a neural ODE).
         solver: ``"ipopt"`` (default) or ``"fatrop"``.
         options: passed to ``casadi.nlpsol`` over the defaults, e.g. ``{"ipopt.tol": 1e-10}``.
         initial_guess: None (seeded random controls ``guess_scale * N(0, 1)``, clipped to the
