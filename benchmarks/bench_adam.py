@@ -41,6 +41,7 @@ def job_chessboard(activation: str, seed: int, epochs: int, seconds: float) -> d
 
     from turnpike.presolve import minibatch_descent, reduced_space_descent
     from turnpike.reduced import ReducedSpace
+    from turnpike.stopping import Stop
 
     problem, _, _ = chessboard_problem(activation, WIDTH)
     rs = ReducedSpace(problem, STEPS, "rk4")
@@ -57,8 +58,7 @@ def job_chessboard(activation: str, seed: int, epochs: int, seconds: float) -> d
             if elapsed > mark and mark not in at:
                 at[mark] = float(intermediate_result.fun)
 
-    res = reduced_space_descent(rs, u, T, rel_decrease=0.0, callback=watch,
-                                max_seconds=seconds - (time.perf_counter() - start))
+    res = reduced_space_descent(rs, u, T, rel_decrease=0.0, callback=watch, stop=Stop(seconds, start=start))
     return {"activation": activation, "seed": seed, "epochs": epochs, "adam_seconds": adam_seconds,
             "lbfgs_iterations": res.iterations, "final": res.cost, "seconds": time.perf_counter() - start,
             "at": {str(k): v for k, v in at.items()}}

@@ -9,7 +9,7 @@ coordinate, so 353 weights per layer; squared loss on the last coordinate, cost 
 T = 10 (32 layers).
 
 Each horizon is solved by ``turnpike.solve`` from its random start (seed 0) with ``time_limit`` seconds
-(``--time-limit``) for the presolve (IPOPT then gets as long again) and ``presolve=--presolve`` (``adam``,
+(``--time-limit``) for the whole solve and ``presolve=--presolve`` (``adam``,
 minibatch Adam epochs before L-BFGS-B, helps with ReLU and not with softplus, see
 ``turnpike.presolve.minibatch_descent``): 5648 and 11296 variables, so the
 reduced Hessian is never formed (Hessian-vector products, trust-region Newton-CG, a limited-memory IPOPT).
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--out", default="out/neural_ode/chessboard")
     parser.add_argument("--activation", default="softplus", choices=["softplus", "relu", "tanh", "sigmoid"])
     parser.add_argument("--points", type=int, default=2397, help="training points (of 2997; the rest are held out)")
-    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds of presolve per horizon")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds per horizon (the whole solve)")
     parser.add_argument("--presolve", default="auto", choices=["auto", "adam", "lbfgs", "none"])
     args = parser.parse_args()
     out = Path(args.out)

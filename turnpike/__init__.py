@@ -26,6 +26,7 @@ from .solution import StaticSolution as StaticSolution
 from .solve import solve as solve
 from .solve import solve_static as solve_static
 from .solvers import SOLVERS as SOLVERS
+from .stopping import Interrupted as Interrupted
 from .sweeps import CheckpointWarning as CheckpointWarning
 from .sweeps import SweepInterrupted as SweepInterrupted
 from .sweeps import SweepResult as SweepResult

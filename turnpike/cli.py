@@ -19,6 +19,7 @@ from .errors import InputError, SolverError
 from .plots import plot_solution
 from .solve import grid_steps, solve, solve_static
 from .solvers import SOLVERS
+from .stopping import Interrupted
 from .sweeps import SweepInterrupted, sweep
 from .sweeps.arguments import writable_directory
 from .transcription import INTEGRATORS
@@ -226,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     except SweepInterrupted as exc:
         print(f"turnpike: {exc}", file=sys.stderr)
         return 130
+    except Interrupted as exc:
+        print(f"turnpike: {exc.args[0].split(':')[0]}", file=sys.stderr)
+        return 128 + exc.signal
     except KeyboardInterrupt:
         print("turnpike: interrupted", file=sys.stderr)
         return 130

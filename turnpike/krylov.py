@@ -90,7 +90,7 @@ def _to_boundary(d: np.ndarray, p: np.ndarray, radius: float) -> float:
 
 
 def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float = 1e-10, max_iter: int = 500,
-              max_cg: int = 100, radius: float = 1.0, max_seconds: float = np.inf, callback=None,
+              max_cg: int = 100, radius: float = 1.0, stop=None, callback=None,
               verbose: bool = False) -> NewtonCGResult:
     """Minimise J from ``x`` by trust-region Newton–CG (see the module docstring).
 
@@ -100,7 +100,7 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
         gtol: stop when ``‖∇J‖∞ <= gtol`` (converged).
         max_iter: trust-region steps at most; max_cg: Hessian-vector products per step at most.
         radius: the first trust-region radius (2-norm of the step).
-        max_seconds: stop (not converged) once this much time has passed.
+        stop: asked before every step (``stop()``: a reason or None); with a reason it stops, not converged.
         callback: called as ``callback(x, J, ‖∇J‖∞)`` after every accepted step.
         verbose: one line per step.
 
@@ -123,8 +123,8 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
         if g_max <= gtol:
             message = "converged"
             break
-        if time.perf_counter() - start > max_seconds:
-            message = f"stopped: time limit of {max_seconds:g} s"
+        if stop is not None and (why := stop()):
+            message = f"stopped: {why}"
             break
         d, Hd, spent, negative = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg)
         products, iterations = products + spent, iterations + 1

@@ -60,7 +60,7 @@ class ReducedSpaceResult:
 
 
 def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, rel_decrease: float = 1e-9,
-                          memory: int = 20, callback=None, max_seconds: float = np.inf) -> ReducedSpaceResult:
+                          memory: int = 20, callback=None, stop=None) -> ReducedSpaceResult:
     """L-BFGS-B on ``J(u)`` from controls ``u`` (steps, nu), at most ``max_iter`` iterations.
 
     ``max_iter``: an L-BFGS iteration costs one gradient, a Newton iteration a Hessian and its
@@ -86,7 +86,9 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
     ``callback``, if given, is called after every iteration as ``callback(intermediate_result)``
     with scipy's :class:`~scipy.optimize.OptimizeResult` of the iterate (``x``: the control variables
     flattened stage by stage, overwritten by later iterations, so copy it to keep it; ``fun``: J),
-    e.g. to follow the cost over time. After ``max_seconds`` the descent stops at its current iterate.
+    e.g. to follow the cost over time. ``stop`` (a :class:`~turnpike.stopping.Stop` or any callable returning
+    a reason or None) is asked after every iteration; with a reason the descent ends at its current iterate,
+    and its message is ``"stopped: " + reason``.
     """
     start = time.perf_counter()
     if ms.problem.l1_bound is not None:
@@ -101,16 +103,19 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
         J, grad = fg(v.reshape(ms.steps, n_v).T, p)
         return float(J), np.asarray(grad).T.reshape(-1)
 
+    why = None
+
     def watch(intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
+        nonlocal why
         if callback is not None:
             callback(intermediate_result)
-        if time.perf_counter() - start > max_seconds:
+        if stop is not None and (why := stop()):
             raise StopIteration  # scipy then returns the current iterate
 
     v0 = np.clip(ms.control_variables(u).reshape(-1), *zip(*bounds, strict=True))
     res = minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": max_iter, "ftol": rel_decrease, "gtol": 1e-10, "maxcor": memory},
-                   callback=watch if callback is not None or np.isfinite(max_seconds) else None)
+                   callback=watch if callback is not None or stop is not None else None)
     if not np.isfinite(res.fun):  # the descent left the region where the dynamics are defined
         return ReducedSpaceResult(u, np.nan, int(res.nit), int(res.nfev), time.perf_counter() - start,
                                   "discarded: non-finite cost")
@@ -118,7 +123,7 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
     nu = ms.problem.nu
     u_new = V[:, :nu] - V[:, nu:] if ms.problem.split_control else V
     seconds = time.perf_counter() - start
-    message = f"stopped: time limit of {max_seconds:g} s" if seconds > max_seconds else str(res.message)
+    message = f"stopped: {why}" if why else str(res.message)
     return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), seconds, message)
 
 
@@ -129,8 +134,7 @@ _BETA1, _BETA2, _EPSILON = 0.9, 0.999, 1e-8  # Adam's moment decays and denomina
 
 
 def minibatch_descent(rs, u: np.ndarray, T: float, *, epochs: int = EPOCHS, batch: int = BATCH,
-                      learning_rate: float = LEARNING_RATE, seed=0, callback=None,
-                      max_seconds: float = np.inf) -> ReducedSpaceResult:
+                      learning_rate: float = LEARNING_RATE, seed=0, callback=None, stop=None) -> ReducedSpaceResult:
     """Adam on minibatch estimates of ``∇J`` from controls ``u`` (steps, nu): ``epochs`` passes over the
     samples, in ``N // batch`` batches (of ``batch`` samples or a few more) drawn without replacement in an
     order seeded by ``seed``.
@@ -151,8 +155,8 @@ def minibatch_descent(rs, u: np.ndarray, T: float, *, epochs: int = EPOCHS, batc
     Returns the last iterate with its exact cost J (one full evaluation). Skipped (the controls
     returned unchanged) without the compiled ensemble gradient, with fewer samples than ``2 batch``,
     or with the L1 bound. ``callback(intermediate_result)`` after every epoch, with ``x`` the control
-    variables and ``fun`` the epoch's mean batch cost (an estimate of J, not J). After
-    ``max_seconds`` it stops at the end of the current batch.
+    variables and ``fun`` the epoch's mean batch cost (an estimate of J, not J). ``stop`` (as for
+    :func:`reduced_space_descent`) is asked after every batch.
     """
     start = time.perf_counter()
     method = f"Adam, batches of {batch} (reduced space)"
@@ -181,12 +185,12 @@ def minibatch_descent(rs, u: np.ndarray, T: float, *, epochs: int = EPOCHS, batc
             step = learning_rate * (m / (1 - _BETA1**k)) / (np.sqrt(v / (1 - _BETA2**k)) + _EPSILON)
             V = np.clip(V - step, lo, hi)
             costs.append(J)
-            if time.perf_counter() - start > max_seconds:
+            if stop is not None and stop():
                 break
         if callback is not None:
             callback(OptimizeResult(x=V, fun=float(np.mean(costs))))
-        if time.perf_counter() - start > max_seconds:
-            message = f"stopped: time limit of {max_seconds:g} s after {epoch + 1} epochs"
+        if stop is not None and (why := stop()):
+            message = f"stopped: {why} in epoch {epoch + 1}"
             break
     J, _ = rs._value_and_gradient(V, p)
     return ReducedSpaceResult(rs.controls(V), float(J), k, k + 1, time.perf_counter() - start, message, method)
@@ -359,8 +363,7 @@ def _chord_step(value_and_gradient, u, J, g, factor):
 
 
 def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol: float = 1e-10,
-                      chord_steps: int = 20, verbose: bool = False, callback=None,
-                      max_seconds: float = np.inf) -> NewtonResult:
+                      chord_steps: int = 20, verbose: bool = False, callback=None, stop=None) -> NewtonResult:
     """Newton's method on the reduced objective ``J(u)`` of an unconstrained reduced NLP, from ``u``.
 
     ``rs`` is a :class:`~turnpike.reduced.ReducedSpace` with :func:`unconstrained` true. Iteration k:
@@ -401,7 +404,8 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
     ``‖g‖∞``, δ and α (or the negative curvature and its step length; a chord step: J and
     ``‖g‖∞``). Random start vectors are drawn from a generator seeded with 0: the result is
     reproducible. ``callback``, if given, is called after every step as ``callback(u, J, ‖∇J‖∞)`` with u
-    (steps, nu). After ``max_seconds`` it stops (not converged) at the last accepted controls.
+    (steps, nu). ``stop`` (as for :func:`reduced_space_descent`) is asked before every step: with a reason
+    it stops (not converged) at the last accepted controls.
     """
     start = time.perf_counter()
     fg, p = rs.reduced_objective(), rs.parameters(T)
@@ -424,8 +428,8 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
         if _max_abs(g) <= gtol:
             message = "converged"
             break
-        if time.perf_counter() - start > max_seconds:
-            message = f"stopped: time limit of {max_seconds:g} s"
+        if stop is not None and (why := stop()):
+            message = f"stopped: {why}"
             break
         if reusable is not None and chords < chord_steps:
             chord, spent = _chord_step(value_and_gradient, u, J, g, reusable)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from .errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
+from .errors import InputError, SolverError, check_choice, check_finite, check_nonnegative, check_positive
 from .krylov import newton_cg, smallest_eigenvalues
 from .presolve import PRESOLVES, minibatch_descent, newton_refinement, reduced_space_descent, unconstrained
 from .problem import Problem
@@ -14,6 +14,7 @@ from .reduced import ReducedSpace, second_order_mode
 from .solution import Solution, StaticSolution
 from .solvers import DERIVATIVES, built_solver, run, solver_options
 from .static import StaticNLP
+from .stopping import Interrupted, Stop
 from .transcription import INTEGRATORS, MultipleShooting
 
 __all__ = ["FORMULATIONS", "solve", "solve_static", "grid_steps"]
@@ -200,16 +201,23 @@ def solve(
             says which was used.
         verbose: print the solver's iteration log, and the presolve's progress (every 100th L-BFGS
             iteration, every Newton step).
-        callback: called after every presolve iteration as ``callback(phase, iteration, cost, u)``:
+        callback: called after every iteration of every phase as ``callback(phase, iteration, cost, u)``:
             ``phase`` is ``"adam"`` (once per epoch, with the epoch's mean batch cost: an estimate
-            of J), ``"lbfgs"``, ``"newton"`` or ``"newton-cg"``, ``u`` a copy of the controls
-            (steps, nu). Its own time counts in the solve's.
-        time_limit: seconds (> 0), counted from the start of the call (the build included), for
-            the build and the presolve's phases; each phase stops at its current iterate when they
-            are spent (Newton-CG at the end of its current step). IPOPT is then given at most as
-            long again (its ``max_wall_time``): a solve stopped there is not converged (``success``
-            False). The second-order report after IPOPT (at most 300 Hessian-vector products) is
-            not limited. (A new value builds a new IPOPT instance: the limit is one of its options.)
+            of J), ``"lbfgs"``, ``"newton"``, ``"newton-cg"`` or ``"ipopt"`` (from its iteration 0, the
+            start; the cost is the NLP objective, which for multiple shooting is not J where the gaps are
+            open), ``u`` a copy of the controls (steps, nu). A True return stops the solve at that
+            iterate: ``success`` False, status ``"stopped: stopped by the callback"``. Its own time counts
+            in the solve's.
+        time_limit: seconds (> 0) for the whole call, counted from its start (the build included). Every
+            phase stops at its current iterate once they are spent (Newton-CG at the end of its step,
+            IPOPT at the end of its iteration): ``success`` False, status ``"stopped: time limit of S
+            s"``. The build and the second-order report after IPOPT (at most 300 Hessian-vector
+            products) are not cut short. FATROP cannot be stopped: it runs to its own end.
+
+    Signals: SIGINT (Ctrl-C) and SIGTERM stop the solve at the end of the current iteration of its
+    phase (at once during a build, or on a second signal) and raise :class:`~turnpike.stopping.Interrupted`,
+    a ``KeyboardInterrupt`` whose ``solution`` is the last iterate as a non-converged Solution (see
+    :mod:`turnpike.stopping`).
 
     Returns:
         A :class:`Solution`. ``success`` is False (never an exception) when the solver did not
@@ -221,6 +229,7 @@ def solve(
     Raises:
         InputError: bad arguments (named in the message).
         SolverError: the solver could not be built or stopped with an evaluation error.
+        Interrupted: SIGINT or SIGTERM.
     """
     start = time.perf_counter()
     P = _check_problem(problem)
@@ -234,67 +243,41 @@ def solve(
     limit = np.inf if time_limit is None else check_positive("time_limit", time_limit)
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be callable as callback(phase, iteration, cost, u), got {callback!r}")
-    if time_limit is not None and solver == "ipopt":
-        opts = {"ipopt.max_wall_time": float(limit), **opts}
-
     formulation = _formulation(P, formulation, solver, steps)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     if second_order == "hessian-vector":
         opts = _limited_memory(opts)
     transcription = ReducedSpace if formulation == "reduced" else MultipleShooting
-    built, fresh = built_solver(
-        P, (formulation, steps, method), lambda: transcription(P, steps, method), solver, opts,
-        derivatives=derivatives,
-    )
-    nlp = built.nlp
-    x_guess, u_guess = _initial_guess(nlp, T, initial_guess, seed, guess_scale)
-    stats = {}
-    # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
-    cold = initial_guess is None or formulation == "reduced"
-    report = _Progress(nlp, callback, verbose)
-    if presolve in ("lbfgs", "adam") or (presolve == "auto" and cold and P.n_samples > 1):
-        phases, stats["presolve"] = [], {"seconds": 0.0}
-        if presolve == "adam":
-            adam = minibatch_descent(nlp, u_guess, T, seed=seed, callback=report.descent("adam", 1),
-                                     max_seconds=limit - (time.perf_counter() - start))
-            stats["presolve"].update(adam=adam.summary(), seconds=adam.seconds)
-            if np.isfinite(adam.cost):
-                u_guess, x_guess = adam.u, None
-                phases.append("Adam")
-        # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
-        # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
-        pre = reduced_space_descent(nlp, u_guess, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
-                                    callback=report.descent("lbfgs", 100),
-                                    max_seconds=limit - (time.perf_counter() - start))
-        u_guess, x_guess = pre.u, None
-        phases.append("L-BFGS-B")
-        stats["presolve"].update(cost=pre.cost, seconds=stats["presolve"]["seconds"] + pre.seconds,
-                                 lbfgs=pre.summary())
-        if presolve in ("auto", "adam") and unconstrained(nlp) and np.isfinite(pre.cost):
-            if second_order == "dense":
-                newton = newton_refinement(nlp, u_guess, T, verbose=verbose,
-                                           callback=report.phase("newton") if callback else None,
-                                           max_seconds=limit - (time.perf_counter() - start))
-                u_guess = newton.u
-                phases.append("Newton")
-            else:
-                newton = _newton_cg(nlp, u_guess, T, verbose, report.phase("newton-cg") if callback else None,
-                                    max_seconds=limit - (time.perf_counter() - start))
-                u_guess = newton.x.reshape(u_guess.shape)
-                phases.append("Newton-CG")
-            stats["presolve"].update(cost=newton.cost, seconds=stats["presolve"]["seconds"] + newton.seconds,
-                                     newton=newton.summary())
-        stats["presolve"]["method"] = ", then ".join(phases) + " (reduced space)"
-    if x_guess is None and formulation == "multiple-shooting":
-        x_guess = _states_for(nlp, u_guess, T)
-    res = run(built.solver, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(T), bounds=nlp.bounds())
-    x, u, adjoint = nlp.arrays(res.w, res.lam_g, T)
+    stop = Stop(limit, start=start)
+    with stop.signals():
+        built, fresh = built_solver(
+            P, (formulation, steps, method), lambda: transcription(P, steps, method), solver, opts,
+            derivatives=derivatives,
+        )
+        nlp = built.nlp
+        x_guess, u_guess = _initial_guess(nlp, T, initial_guess, seed, guess_scale)
+        # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
+        cold = initial_guess is None or formulation == "reduced"
+        report = _Progress(nlp, callback, verbose, stop)
+        with stop.iterating():
+            stats, x_guess, u_guess = _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed,
+                                                verbose, report, stop)
+            if x_guess is None and formulation == "multiple-shooting":
+                x_guess = _states_for(nlp, u_guess, T)
+            try:
+                res = run(built, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(T), bounds=nlp.bounds(),
+                          each_iteration=report.iteration)
+            except SolverError as exc:  # a second signal, raised inside one of IPOPT's function calls
+                if stop.interrupted:
+                    raise Interrupted(f"solve interrupted by {stop.signal.name}", stop.signal) from exc
+                raise
+        x, u, adjoint = nlp.arrays(res.w, res.lam_g, T)
+        if second_order:
+            stats["second_order"] = _second_order_report(nlp, res, T, second_order, stats.get("presolve", {}))
     shape = P.state_shape
-    if second_order:
-        stats["second_order"] = _second_order_report(nlp, res, T, second_order, stats.get("presolve", {}))
-    return Solution(
+    sol = Solution(
         success=res.success,
-        status=res.status,
+        status=f"stopped: {stop.reason}" if res.status == "User_Requested_Stop" and stop.reason else res.status,
         cost=res.cost,
         cost_terms=nlp.cost_terms(res.w, T),
         stats={
@@ -319,16 +302,67 @@ def solve(
         u=u,
         adjoint=adjoint.reshape(steps, *shape),
     )
+    if stop.interrupted:
+        raise Interrupted(f"solve interrupted by {stop.signal.name}: its last iterate (not an optimum) is the "
+                          "exception's .solution", stop.signal, sol)
+    return sol
+
+
+def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verbose, report, stop):
+    """The presolve's phases (see :func:`solve`): ``(stats, x_guess, u_guess)`` for the NLP solver."""
+    stats, P = {}, nlp.problem
+    if presolve in ("lbfgs", "adam") or (presolve == "auto" and cold and P.n_samples > 1):
+        phases, stats["presolve"] = [], {"seconds": 0.0}
+        if presolve == "adam":
+            adam = minibatch_descent(nlp, u_guess, T, seed=seed, callback=report.descent("adam", 1), stop=stop)
+            stats["presolve"].update(adam=adam.summary(), seconds=adam.seconds)
+            if np.isfinite(adam.cost):
+                u_guess, x_guess = adam.u, None
+                phases.append("Adam")
+        # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
+        # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
+        pre = reduced_space_descent(nlp, u_guess, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
+                                    callback=report.descent("lbfgs", 100), stop=stop)
+        u_guess, x_guess = pre.u, None
+        phases.append("L-BFGS-B")
+        stats["presolve"].update(cost=pre.cost, seconds=stats["presolve"]["seconds"] + pre.seconds,
+                                 lbfgs=pre.summary())
+        if presolve in ("auto", "adam") and unconstrained(nlp) and np.isfinite(pre.cost):
+            if second_order == "dense":
+                newton = newton_refinement(nlp, u_guess, T, verbose=verbose,
+                                           callback=report.phase("newton"), stop=stop)
+                u_guess = newton.u
+                phases.append("Newton")
+            else:
+                newton = _newton_cg(nlp, u_guess, T, verbose, report.phase("newton-cg"), stop=stop)
+                u_guess = newton.x.reshape(u_guess.shape)
+                phases.append("Newton-CG")
+            stats["presolve"].update(cost=newton.cost, seconds=stats["presolve"]["seconds"] + newton.seconds,
+                                     newton=newton.summary())
+        stats["presolve"]["method"] = ", then ".join(phases) + " (reduced space)"
+    return stats, x_guess, u_guess
 
 
 class _Progress:
-    """The presolve's progress, to the user's ``callback(phase, iteration, cost, u)`` and, with ``verbose``,
-    printed (every 100th L-BFGS iteration; the Newton phases print their own lines)."""
+    """The progress of every phase, to the user's ``callback(phase, iteration, cost, u)`` (a True return asks
+    ``stop`` to stop) and, with ``verbose``, printed (every 100th L-BFGS iteration; the Newton phases and
+    IPOPT print their own lines)."""
 
-    def __init__(self, transcription, callback, verbose: bool):
-        self.transcription, self.callback, self.verbose = transcription, callback, verbose
+    def __init__(self, transcription, callback, verbose: bool, stop: Stop):
+        self.transcription, self.callback, self.verbose, self.stop = transcription, callback, verbose, stop
         self.wanted = callback is not None or verbose
         self.iterations = {}
+
+    def _tell(self, *args) -> None:
+        if self.callback(*args):
+            self.stop.request("stopped by the callback")
+
+    def iteration(self, w, f) -> bool:
+        """IPOPT's iterate (the NLP variables w, the objective f): to the callback; True to stop."""
+        if self.callback is not None:
+            k = self.iterations["ipopt"] = self.iterations.get("ipopt", -1) + 1  # IPOPT counts from 0
+            self._tell("ipopt", k, float(f), self.transcription.controls(w))
+        return self.stop() is not None
 
     def descent(self, name: str, every: int):
         """The callback of a descent phase (its iterates as scipy's OptimizeResult: ``x``, ``fun``), or None
@@ -344,19 +378,23 @@ class _Progress:
             if self.callback is not None:
                 V = np.array(intermediate_result.x).reshape(self.transcription.steps, -1)
                 nu = self.transcription.problem.nu
-                self.callback(name, k, J, V[:, :nu] - V[:, nu:] if V.shape[1] > nu else V)
+                self._tell(name, k, J, V[:, :nu] - V[:, nu:] if V.shape[1] > nu else V)
 
         return report
 
     def phase(self, name: str):
+        """The callback of a Newton phase (``(u, J, ‖∇J‖∞)``), or None without a user callback."""
+        if self.callback is None:
+            return None
+
         def report(u, J, _gradient_norm):
             k = self.iterations[name] = self.iterations.get(name, 0) + 1
-            self.callback(name, k, float(J), np.array(u).reshape(self.transcription.steps, -1))
+            self._tell(name, k, float(J), np.array(u).reshape(self.transcription.steps, -1))
 
         return report
 
 
-def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callback=None, max_seconds=np.inf):
+def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callback=None, stop=None):
     """Trust-region Newton-CG (:func:`~turnpike.krylov.newton_cg`) on the reduced objective from ``u``."""
     p, shape = rs.parameters(T), u.shape
 
@@ -364,7 +402,7 @@ def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callbac
         return rs.hessian_vector(v.reshape(shape), p, d.reshape(shape)).reshape(-1)
 
     return newton_cg(lambda v: rs._value_and_gradient(v, p), hessian_vector, u.reshape(-1), gtol=1e-10,
-                     max_cg=250, verbose=verbose, callback=callback, max_seconds=max_seconds)
+                     max_cg=250, verbose=verbose, callback=callback, stop=stop)
 
 
 def _second_order_report(rs: ReducedSpace, res, T: float, mode: str, presolve: dict) -> dict:
@@ -434,7 +472,7 @@ def solve_static(
         w0 = nlp.pack(initial_guess.x, initial_guess.u)
     else:
         raise InputError(f"initial_guess must be a StaticSolution or None, got {type(initial_guess).__name__}")
-    res = run(built.solver, w0=w0, p=nlp.parameters(), bounds=nlp.bounds())
+    res = run(built, w0=w0, p=nlp.parameters(), bounds=nlp.bounds())
     x, u = nlp.unpack(res.w)
     return StaticSolution(
         success=res.success,

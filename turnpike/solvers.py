@@ -23,6 +23,10 @@ automatic differentiation of the whole NLP, cheaper to build and to evaluate. ``
 keeps CasADi's own. FATROP and the static NLP always use CasADi's; under ``"auto"`` so does a
 solve whose options bring their own ``grad_f``, ``jac_g`` or ``hess_lag`` (they are used as
 given). :attr:`Built.derivatives` says which were used.
+
+Iterations. An IPOPT solver is built with an ``iteration_callback`` (:class:`_Iterations`) that does nothing
+until :func:`run` is given ``each_iteration``: then that function sees every iterate and may stop the solve
+(IPOPT's status ``User_Requested_Stop``), with no new build. FATROP does not call such a callback.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class Built:
     solver: ca.Function
     build_seconds: float
     derivatives: str = "casadi"
+    iterations: _Iterations | None = None
 
 
 @dataclass(frozen=True)
@@ -128,11 +133,15 @@ def built_solver(
             problem_nlp = {**problem_nlp, "f": f(problem_nlp["x"], problem_nlp["p"])}
             supplied["calc_lam_p"] = False  # the parameters' multipliers would need f's derivative in p
         opts = {**supplied, **options}
+    iterations = None
+    if solver == "ipopt" and "iteration_callback" not in opts:
+        iterations = _Iterations(problem_nlp)
+        opts = {**opts, "iteration_callback": iterations}
     try:
         fn = ca.nlpsol(f"turnpike_{solver}", solver, problem_nlp, opts)
     except RuntimeError as exc:
         raise SolverError(f"could not build solver={solver!r} with options={options!r}: {exc}") from exc
-    per_problem[full_key] = Built(nlp, fn, time.perf_counter() - start, mode)
+    per_problem[full_key] = Built(nlp, fn, time.perf_counter() - start, mode, iterations)
     return per_problem[full_key], True
 
 
@@ -157,13 +166,58 @@ def _exact_hessian(options: dict) -> bool:
     return value == "exact"
 
 
-def run(fn: ca.Function, *, w0, p, bounds: dict) -> NLPResult:
-    """Call a built solver and report whether it converged (it never raises on non-convergence)."""
+class _Iterations(ca.Callback):
+    """IPOPT's ``iteration_callback``: calls ``target(w, f)`` at every iterate (the NLP variables and the
+    objective) if a target is set, and asks IPOPT to stop when it returns True."""
+
+    def __init__(self, nlp: dict):
+        ca.Callback.__init__(self)
+        sizes = {"x": nlp["x"].numel(), "p": nlp["p"].numel() if "p" in nlp else 0,
+                 "g": nlp["g"].numel() if "g" in nlp else 0}
+        self.sparsity = {"f": ca.Sparsity.dense(1, 1), "x": sizes["x"], "lam_x": sizes["x"], "g": sizes["g"],
+                         "lam_g": sizes["g"], "lam_p": sizes["p"]}
+        self.target = None
+        self.construct("turnpike_iterations", {})
+
+    def get_n_in(self):
+        return ca.nlpsol_n_out()
+
+    def get_n_out(self):
+        return 1
+
+    def get_name_in(self, i):
+        return ca.nlpsol_out(i)
+
+    def get_name_out(self, i):
+        return "stop"
+
+    def get_sparsity_in(self, i):
+        size = self.sparsity[ca.nlpsol_out(i)]
+        return size if isinstance(size, ca.Sparsity) else ca.Sparsity.dense(size, 1)
+
+    def eval(self, arg):
+        if self.target is None:
+            return [0]
+        return [1 if self.target(np.asarray(arg[0]).reshape(-1), float(arg[1])) else 0]
+
+
+def run(built: Built, *, w0, p, bounds: dict, each_iteration=None) -> NLPResult:
+    """Call a built solver and report whether it converged (it never raises on non-convergence).
+
+    ``each_iteration(w, f)``, for a solver built with an iteration callback (IPOPT), is called at every
+    iterate and stops the solve (status ``User_Requested_Stop``, not converged) by returning True.
+    """
     start = time.perf_counter()
+    fn = built.solver
+    if built.iterations is not None:
+        built.iterations.target = each_iteration
     try:
         res = fn(x0=w0, p=p, **bounds)
     except RuntimeError as exc:  # evaluation errors (NaN in a function) that CasADi raises
         raise SolverError(f"the solver stopped with an error: {exc}") from exc
+    finally:
+        if built.iterations is not None:
+            built.iterations.target = None
     seconds = time.perf_counter() - start
     stats = fn.stats()
     status = stats.get("return_status")

@@ -276,6 +276,10 @@ class MultipleShooting:
         u = V[:, : P.nu] - V[:, P.nu :] if lay.split else V
         return X.reshape(self.steps + 1, P.n_samples, P.nx), u
 
+    def controls(self, w: np.ndarray) -> np.ndarray:
+        """Controls (steps, nu) from the NLP vector w."""
+        return self.unpack(w)[1]
+
     def arrays(self, w: np.ndarray, lam_g: np.ndarray, T: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(x, u, adjoint)`` of the NLP's primal-dual solution (see :meth:`unpack`, :meth:`adjoint`)."""
         x, u = self.unpack(w)

@@ -36,6 +36,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
+from .. import stopping
 from ..errors import InputError, SolverError
 from .tasks import Task, WorkerLost, run_task
 
@@ -80,9 +81,11 @@ def run_serial(tasks: Iterable[Task]) -> Iterator[tuple[Task, object]]:
 
 
 def _start_worker() -> None:
-    """A pool worker ignores Ctrl-C (the parent handles it) and, unless told otherwise, runs the
-    compiled ensemble loop on one thread: the pool already uses the cores."""
+    """A pool worker ignores Ctrl-C and leaves SIGTERM deadly (the parent handles the one and terminates the
+    workers with the other) and, unless told otherwise, runs the compiled ensemble loop on one thread: the
+    pool already uses the cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stopping.HANDLE_SIGNALS = False
     os.environ.setdefault("TURNPIKE_THREADS", "1")
 
 
