@@ -158,7 +158,7 @@ def test_second_order_mode_and_formulation_rule():
     # N = 60 < n_v = 115, but the reduced Hessian is not formed: the reduced formulation all the same
     from turnpike.solve import _formulation
 
-    assert _formulation(wide, "auto", "ipopt", 16) == "reduced"
+    assert _formulation(wide, "auto", "ipopt", 16, "rk4")[0] == "reduced"
 
 
 @pytest.mark.skipif(compiler() is None, reason="needs a C compiler for a solve of this size in the default run")

@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import InputError, SolverError, check_choice, check_finite, check_nonnegative, check_positive
 from .krylov import newton_cg, smallest_eigenvalues
+from .machine import memory_budget
 from .presolve import PRESOLVES, minibatch_descent, newton_refinement, reduced_space_descent, unconstrained
 from .problem import Problem
 from .reduced import ReducedSpace, second_order_mode
@@ -15,7 +16,7 @@ from .solution import Solution, StaticSolution
 from .solvers import DERIVATIVES, built_solver, run, solver_options
 from .static import StaticNLP
 from .stopping import Interrupted, Stop
-from .transcription import INTEGRATORS, MultipleShooting
+from .transcription import INTEGRATORS, MultipleShooting, build_bytes
 
 __all__ = ["FORMULATIONS", "solve", "solve_static", "grid_steps"]
 
@@ -98,10 +99,13 @@ def _states_for(ms: MultipleShooting, u: np.ndarray, T: float) -> np.ndarray:
     return x
 
 
-def _formulation(problem: Problem, formulation: str, solver: str, steps: int) -> str:
-    """The formulation ``"auto"`` stands for: ``"reduced"`` for an ensemble solved by IPOPT with at least as
-    many samples as control variables per stage (N >= n_v), or whose reduced Hessian is too large to form
-    (:func:`~turnpike.reduced.second_order_mode` is ``"hessian-vector"``); else multiple shooting.
+def _formulation(problem: Problem, formulation: str, solver: str, steps: int, method: str) -> tuple[str, str]:
+    """The formulation to use and why. ``"auto"`` stands for ``"reduced"`` for an ensemble solved by IPOPT
+    with at least as many samples as control variables per stage (N >= n_v), or whose reduced Hessian is
+    too large to form (:func:`~turnpike.reduced.second_order_mode` is ``"hessian-vector"``), or whose
+    multiple-shooting build is estimated (:func:`~turnpike.transcription.build_bytes`) over the memory
+    budget (:func:`~turnpike.machine.memory_budget`); else multiple shooting. Multiple shooting past the
+    budget, asked for or the only choice (FATROP), is refused.
 
     Per Newton iteration the reduced NLP factorises a dense ``steps·n_v`` Hessian, ``O((steps n_v)³)``
     flops, while the sparse factorisation of the multiple-shooting KKT system fills in a dense block
@@ -114,14 +118,28 @@ def _formulation(problem: Problem, formulation: str, solver: str, steps: int) ->
     width-50 bottleneck on 300 samples took 11 GB in the symbolic Jacobian of its multiple-shooting NLP.
     """
     check_choice("formulation", formulation, FORMULATIONS)
-    if formulation == "auto":
-        n_v = problem.nu * (2 if problem.split_control else 1)
-        many_samples = problem.n_samples > 1 and problem.n_samples >= n_v
-        large = problem.n_samples > 1 and second_order_mode(problem, steps) == "hessian-vector"
-        return "reduced" if (many_samples or large) and solver == "ipopt" else "multiple-shooting"
-    if formulation == "reduced" and solver != "ipopt":
-        raise InputError(f"formulation='reduced' is solved with IPOPT only, got solver={solver!r}")
-    return formulation
+    if formulation == "reduced":
+        if solver != "ipopt":
+            raise InputError(f"formulation='reduced' is solved with IPOPT only, got solver={solver!r}")
+        return formulation, "asked for"
+    N, n_v = problem.n_samples, problem.nu * (2 if problem.split_control else 1)
+    if formulation == "auto" and solver == "ipopt" and N > 1:
+        if N >= n_v:
+            return "reduced", f"N = {N} samples >= n_v = {n_v} control variables per stage"
+        if second_order_mode(problem, steps) == "hessian-vector":
+            return "reduced", "the reduced Hessian is too large to form: Hessian-vector products"
+    estimate, budget = build_bytes(problem, method), memory_budget()
+    if estimate <= budget:
+        return "multiple-shooting", "asked for" if formulation != "auto" else (
+            "an ordinary control problem" if N == 1 else f"N = {N} samples < n_v = {n_v}" if solver == "ipopt"
+            else f"solver={solver!r}")
+    over = (f"multiple shooting's build is estimated at {estimate / 2**30:.3g} GB, over the memory budget of "
+            f"{budget / 2**30:.3g} GB")
+    if formulation == "auto" and solver == "ipopt" and N > 1:
+        return "reduced", over
+    raise InputError(f"{over} (N = {N} samples, {problem.nx + n_v} stage variables each); "
+                     + ("use formulation='reduced' with solver='ipopt'" if N > 1 else "simplify the dynamics")
+                     + ", or set TURNPIKE_MEMORY_GB to allow more")
 
 
 def _limited_memory(options: dict) -> dict:
@@ -243,7 +261,7 @@ def solve(
     limit = np.inf if time_limit is None else check_positive("time_limit", time_limit)
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be callable as callback(phase, iteration, cost, u), got {callback!r}")
-    formulation = _formulation(P, formulation, solver, steps)
+    formulation, why = _formulation(P, formulation, solver, steps, method)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     if second_order == "hessian-vector":
         opts = _limited_memory(opts)
@@ -288,6 +306,7 @@ def solve(
             "solver": solver,
             "method": method,
             "formulation": formulation,
+            "formulation_reason": why,
             "reused_solver": not fresh,
             "derivatives": built.derivatives,
             "compiled": getattr(nlp, "compiled", False),
