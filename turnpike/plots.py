@@ -90,7 +90,8 @@ def plot_study(study, directory: Path) -> list[Path]:
     ax_t.set(xlabel="t", title="distance to the static optimum")
     ax_s.set(xlabel="t / T", title="against rescaled time")
     ax_t.legend(fontsize=8)
-    fig.suptitle(f"{study.problem}: turnpike (dotted: not converged)", fontsize=10)
+    failed = "" if all(s.success for s in study.solutions) else " (dotted: not converged)"
+    fig.suptitle(f"{study.problem}: turnpike{failed}", fontsize=10)
     paths.append(directory / "distance.png")
     fig.savefig(paths[-1], dpi=110)
 

@@ -5,7 +5,7 @@ Acta Numerica 2022) is ``d(t) <= K (e^{-μt} + e^{-μ(T-t)})``. The fit takes th
 the curve and minimises the squared error of ``log d`` over the points above a noise floor (the
 solver's tolerance makes smaller distances meaningless). The one-sided model ``K e^{-μt}`` is for
 problems without a boundary layer at T (neural ODE with a terminal loss). Goodness of fit is the
-R² of the log-model.
+R² of the log-model; below :data:`MIN_R2` the curve is not called exponential and no rate is given.
 
 Predicted (:func:`predicted_rate`). Linearising at the static optimum ``(x̄, ū, p̄)`` with the
 Hamiltonian ``ℋ = L + pᵀ f`` (the ensemble: all samples stacked, the averaged cost, the costate
@@ -33,10 +33,14 @@ from ..errors import InputError
 from ..problem import Problem
 from ..solution import StaticSolution
 
-__all__ = ["RateFit", "PredictedRate", "fit_rate", "predicted_rate", "DEFAULT_FLOOR"]
+__all__ = ["RateFit", "PredictedRate", "fit_rate", "predicted_rate", "DEFAULT_FLOOR", "MIN_R2"]
 
 DEFAULT_FLOOR = 1e-6
 """Distances below this are treated as solver noise (IPOPT's default tolerance here is 1e-8)."""
+
+MIN_R2 = 0.5
+"""A fit whose log-model explains less than half of the variance of ``log d`` gives no rate: the curve
+is not an exponential (the studies that prompted it reported rates at R² = 0.017 and 0.077)."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,9 @@ class RateFit:
     """``d(t) ≈ K (e^{-μt} + e^{-μ(T-t)})`` (two-sided) or ``K e^{-μt}`` (one-sided).
 
     ``success`` is False (and ``rate`` NaN) when fewer than ``min_points`` points lie above the
-    floor, or when the fitted curve does not decay (``μT < 1``): a rate is never made up for a
-    curve without a turnpike. ``r2`` is the coefficient of determination of the fit of ``log d``.
+    floor, when the curve or its times are not finite, when the fitted curve does not decay
+    (``μT < 1``), or when it fits badly (``r2 < min_r2``): a rate is never made up for a curve
+    without a turnpike. ``r2`` is the coefficient of determination of the fit of ``log d``.
     """
 
     success: bool
@@ -66,6 +71,7 @@ def fit_rate(
     one_sided: bool = False,
     floor: float = DEFAULT_FLOOR,
     min_points: int = 5,
+    min_r2: float = MIN_R2,
 ) -> RateFit:
     """Fit the turnpike model to a distance curve ``d`` sampled at times ``t`` on ``[0, T]``.
 
@@ -76,6 +82,9 @@ def fit_rate(
     d = np.asarray(d, dtype=float)
     if t.shape != d.shape or t.ndim != 1:
         raise InputError(f"t and d must be 1-d arrays of equal length, got shapes {t.shape} and {d.shape}")
+    if not (np.isfinite(T) and np.all(np.isfinite(t))) or np.any(np.isinf(d)) or np.any(np.abs(t) > 1e150):
+        return RateFit(False, "the curve or its times are not finite (or too large to fit)", np.nan, np.nan,
+                       np.nan, 0, floor, one_sided)
     keep = np.isfinite(d) & (d > floor)
     n = int(keep.sum())
     if n < min_points:
@@ -102,6 +111,8 @@ def fit_rate(
     if mu * T < 1.0:  # the model does not fall even by a factor e over [0, T]: no rate to report
         return RateFit(False, f"no exponential decay over [0, T] (fitted μT = {mu * T:.2g} < 1)", np.nan, np.nan,
                        r2, n, floor, one_sided)
+    if r2 < min_r2:
+        return RateFit(False, f"not exponential: R² = {r2:.2g} < {min_r2:g}", np.nan, np.nan, r2, n, floor, one_sided)
     return RateFit(True, "fitted", float(mu), float(np.exp(logK)), r2, n, floor, one_sided)
 
 

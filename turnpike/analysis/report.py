@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..problem import Problem
 from ..solution import Solution, StaticSolution
 from .distances import Distances, Tube, distances, tube
@@ -23,6 +25,10 @@ class TurnpikeReport:
     :mod:`turnpike.analysis.distances`); ``tube`` is the ε-tube of the same curve; ``predicted``
     is None when no problem was given. ``cost_per_time`` is ``J_T / T`` and ``cost_excess`` is
     ``J_T - T J_static``, which the turnpike theory bounds independently of T.
+
+    A failed solve (``success`` False: the horizon or the static problem did not converge) has no
+    optimal value and no turnpike: :meth:`summary` gives None for its costs, rate and tube, so that
+    it never feeds a value asymptotics or a rate; ``last_cost`` keeps the solver's last objective.
     """
 
     success: bool
@@ -46,27 +52,32 @@ class TurnpikeReport:
 
     def summary(self) -> dict:
         """The report as one flat dict of numbers and words (None where there is no value)."""
-        pred = self.predicted
-        fit = self.fit
+        pred, fit, ok = self.predicted, self.fit, self.success
+
+        def valid(value):
+            return value if ok and value is not None and np.isfinite(value) else None
+
         return {
             "T": self.T,
             "steps": self.steps,
-            "success": self.success,
+            "success": ok,
             "status": self.status,
-            "cost": self.cost,
-            "cost_per_time": self.cost_per_time,
+            "cost": valid(self.cost),
+            "cost_per_time": valid(self.cost_per_time),
             "static_cost": self.static_cost,
-            "cost_excess": self.cost_excess,
-            "rate": fit.rate if fit.success else None,
-            "rate_constant": fit.constant if fit.success else None,
-            "rate_r2": fit.r2 if fit.success else None,
+            "cost_excess": valid(self.cost_excess),
+            "last_cost": self.cost,
+            "rate": valid(fit.rate) if fit.success else None,
+            "rate_constant": valid(fit.constant) if fit.success else None,
+            "rate_r2": valid(fit.r2) if fit.success else None,
             "rate_points": fit.points,
+            "rate_message": fit.message if ok else "no rate for a failed solve",
             "predicted_rate": pred.rate if pred is not None else None,
             "predicted_reason": pred.reason if pred is not None else "no problem given",
             "tube_epsilon": self.tube.epsilon,
-            "tube_entry": self.tube.entry,
-            "tube_exit": self.tube.exit,
-            "tube_fraction": self.tube.fraction,
+            "tube_entry": valid(self.tube.entry),
+            "tube_exit": valid(self.tube.exit),
+            "tube_fraction": valid(self.tube.fraction),
         }
 
 

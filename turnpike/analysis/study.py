@@ -108,7 +108,7 @@ class HorizonStudy:
         for row in self.rows():
             lines.append([
                 f"{row['T']:g}", str(row["steps"]), "yes" if row["success"] else "NO",
-                f"{row['cost']:.6g}", f"{row['cost_per_time']:.6g}", f"{row['cost_excess']:.4g}",
+                _fmt(row["cost"], 6), _fmt(row["cost_per_time"], 6), _fmt(row["cost_excess"]),
                 _fmt(row["rate"]), _fmt(row["predicted_rate"]), _fmt(row["tube_entry"]), _fmt(row["tube_exit"]),
                 "—" if row["total_seconds"] is None else f"{row['total_seconds']:.2f}",
             ])
@@ -170,8 +170,8 @@ def _with_predicted(report: TurnpikeReport, row: dict | None) -> TurnpikeReport:
     return replace(report, predicted=PredictedRate(row["predicted_rate"], row["predicted_reason"], np.zeros(0)))
 
 
-def _fmt(value) -> str:
-    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.4g}"
+def _fmt(value, digits: int = 4) -> str:
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}g}"
 
 
 def _jsonable(obj):

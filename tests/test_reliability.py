@@ -1,0 +1,65 @@
+"""Regressions of the reliability pass: a failed solve has no cost, rate or tube; a curve that is not an
+exponential has no rate; non-finite horizons end as failed rows, never as tracebacks."""
+
+import subprocess
+import sys
+
+import casadi as ca
+import numpy as np
+import pytest
+
+import turnpike as tp
+from turnpike.analysis.rates import MIN_R2, fit_rate
+
+
+def test_failed_solves_give_no_cost_rate_or_tube():
+    """dx2/dt = sqrt(x1 - 1) + u from x1 = 0: the dynamics are undefined at the start, every solve fails."""
+    x, u = ca.SX.sym("x", 2), ca.SX.sym("u")
+    prob = tp.Problem(state=x, control=u, dynamics=ca.vertcat(x[1], ca.sqrt(x[0] - 1) + u), x0=[0.0, 0.0],
+                      running_cost=ca.sumsqr(x) + u**2)
+    study = tp.compare_horizons(prob, [5.0, 10.0], steps=20, progress=False)
+    assert not study.success
+    for row in study.rows():
+        if not row["success"]:
+            assert row["cost"] is None and row["cost_per_time"] is None and row["cost_excess"] is None
+            assert row["rate"] is None and row["tube_entry"] is None and row["tube_fraction"] is None
+            assert row["rate_message"] == "no rate for a failed solve"
+    assert "—" in study.table()
+
+
+def test_a_curve_that_is_not_exponential_gets_no_rate():
+    """Noise around a constant: the log-model explains almost nothing (R² near 0) and no rate is given; the
+    same fit on e^{-2t} (R² = 1) gives μ = 2."""
+    t = np.linspace(0.0, 10.0, 101)
+    noisy = np.exp(np.random.default_rng(0).normal(0.0, 1.0, t.size) - 0.3 * t)
+    fit = fit_rate(t, noisy, 10.0, one_sided=True)
+    assert not fit.success and np.isnan(fit.rate) and fit.r2 < MIN_R2
+    assert fit.message.startswith("not exponential: R² =")
+    clean = fit_rate(t, np.exp(-2.0 * t), 10.0, one_sided=True)
+    assert clean.success and clean.rate == pytest.approx(2.0, rel=1e-10)
+
+
+@pytest.mark.parametrize("T", [1e300, np.inf])
+def test_fit_rate_on_non_finite_times_says_so(T):
+    t = np.linspace(0.0, 1.0, 11) * (T if np.isfinite(T) else 1.0)
+    fit = fit_rate(t, np.exp(-t / max(t[-1], 1.0)), T)
+    assert not fit.success and "not finite" in fit.message
+
+
+def test_the_cli_reports_a_non_finite_horizon_as_a_failed_row(tmp_path):
+    """`turnpike compare pendulum --horizons 5 1e300` used to end in a traceback in fit_rate."""
+    out = subprocess.run([sys.executable, "-m", "turnpike.cli", "compare", "pendulum", "--horizons", "5", "1e300",
+                          "--steps", "10", "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip().startswith(("5 ", "1e+300"))]
+    assert rows[0][2] == "yes" and rows[1][2:6] == ["NO", "—", "—", "—"]
+
+
+def test_a_sweep_with_a_non_finite_horizon_finishes_and_rereads_its_checkpoints(tmp_path):
+    command = [sys.executable, "-m", "turnpike.cli", "sweep", "pendulum", "--horizons", "5", "1e300", "--steps", "10",
+               "--out", str(tmp_path / "s"), "--no-figures"]
+    for reused in ("0 read from checkpoints", "3 read from checkpoints"):
+        out = subprocess.run(command, capture_output=True, text=True)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert reused in out.stdout
