@@ -63,3 +63,41 @@ def test_a_sweep_with_a_non_finite_horizon_finishes_and_rereads_its_checkpoints(
         out = subprocess.run(command, capture_output=True, text=True)
         assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
         assert reused in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda x, u, z: {"dynamics": ca.vertcat(x[1], z + u)},
+         r"dynamics uses the symbol\(s\) z, which are not declared; it may use: state \(x_0, x_1\), control \(u\)"),
+        (lambda x, u, z: {"dynamics": ca.vertcat(x[1], u), "running_cost": z**2}, "running_cost uses the symbol"),
+        (lambda x, u, z: {"dynamics": ca.vertcat(ca.SX.sym("x", 2)[1], u)},
+         "a new symbol with the name of a declared one"),
+    ],
+)
+def test_an_undeclared_symbol_is_named(make, match):
+    x, u, z = ca.SX.sym("x", 2), ca.SX.sym("u"), ca.SX.sym("z")
+    with pytest.raises(tp.InputError, match=match):
+        tp.Problem(state=x, control=u, x0=[0.0, 0.0], **make(x, u, z))
+
+
+def test_unbounded_work_and_bad_seeds_are_refused_before_any_build(monkeypatch):
+    x, u = ca.SX.sym("x", 2), ca.SX.sym("u")
+    prob = tp.Problem(state=x, control=u, dynamics=ca.vertcat(x[1], u), x0=[1.0, 0.0], running_cost=ca.sumsqr(x) + u**2)
+    with pytest.raises(tp.InputError, match=r"steps=1000000000 needs an estimated .* GB for the multiple-shooting NLP"):
+        tp.solve(prob, 10.0, 10**9)
+    monkeypatch.setenv("TURNPIKE_MEMORY_GB", "0.001")  # 1 MB: 100 steps of this problem need about 0.5 MB
+    assert tp.solve(prob, 10.0, 100).success
+    with pytest.raises(tp.InputError, match="steps=1000 needs an estimated"):
+        tp.solve(prob, 10.0, 1000)
+    for seed in (-1, 1.5, "0", True):
+        with pytest.raises(tp.InputError, match="seed must be None or an integer >= 0"):
+            tp.solve(prob, 10.0, 10, seed=seed)
+
+
+def test_the_cli_refuses_unbounded_steps_and_negative_seeds_with_exit_2(tmp_path):
+    for extra, match in ((["--steps", "1000000000"], "needs an estimated"), (["--steps", "10", "--seed", "-1"],
+                                                                            "seed must be None or an integer")):
+        out = subprocess.run([sys.executable, "-m", "turnpike.cli", "solve", "pendulum", "--T", "10", *extra, "--out",
+                              str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and match in out.stderr and "Traceback" not in out.stderr, out.stderr

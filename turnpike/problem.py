@@ -110,6 +110,10 @@ class Problem:
         f = _expression("dynamics", dynamics, nx, sym)
         L = _expression("running_cost", running_cost, 1, sym)
         phi = _expression("terminal_cost", terminal_cost, 1, sym)
+        declared = {"state": state, "control": control, "data": data}
+        _only_declared("dynamics", f, declared)
+        _only_declared("running_cost", L, declared)
+        _only_declared("terminal_cost", phi, declared)  # a control in it is refused below, with its own message
         if ca.depends_on(phi, control):
             raise InputError("terminal_cost must not depend on the control")
 
@@ -300,6 +304,22 @@ class Problem:
     def __repr__(self) -> str:
         extra = f", N={self.n_samples}" if self._ensemble else ""
         return f"<{type(self).__name__} {self._name!r}: nx={self.nx}, nu={self.nu}{extra}>"
+
+
+def _only_declared(name: str, expression, declared: dict) -> None:
+    """An :class:`InputError` naming the symbols of ``expression`` that are none of ``declared``'s (CasADi decides
+    which are free; the names are for the message)."""
+    try:
+        ca.Function("check", list(declared.values()), [expression])
+    except RuntimeError as exc:
+        if "free" not in str(exc):
+            raise
+        names = {s.name() for symbol in declared.values() for s in ca.symvar(symbol)}
+        foreign = sorted({s.name() for s in ca.symvar(expression)} - names)
+        what = (f"the symbol(s) {', '.join(foreign)}, which are not declared" if foreign else
+                "a symbol that is not declared (a new symbol with the name of a declared one)")
+        listed = ", ".join(f"{k} ({', '.join(s.name() for s in ca.symvar(v)) or 'none'})" for k, v in declared.items())
+        raise InputError(f"{name} uses {what}; it may use: {listed}") from None
 
 
 def _bound(name: str, value, n: int, default: float) -> np.ndarray:
