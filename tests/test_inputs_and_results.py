@@ -1,5 +1,7 @@
 """Bad input is refused with a message naming the argument; failures are reported, never hidden."""
 
+import json
+
 import casadi as ca
 import numpy as np
 import pytest
@@ -132,8 +134,42 @@ def test_save_and_load_round_trip(tmp_path):
     with pytest.raises(tp.InputError, match="does not hold a Solution"):
         tp.Solution.load(tmp_path / "static.npz")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(tp.InputError, match="not a readable turnpike result file"):
+    with pytest.raises(tp.InputError, match="is not a turnpike result file"):
         tp.Solution.load(tmp_path / "bad.npz")
+    assert tp.Solution.load(tmp_path / "sol").steps == 30  # the name given to save, without its .npz
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        ("empty", "is not a turnpike result file"),
+        ("truncated", "is not a turnpike result file"),
+        ("text", "is not a turnpike result file"),
+        ("x of another shape", r"inconsistent Solution: x must have shape \(11, 3\) for steps=10, got \(3, 3\)"),
+        ("T moved", r"inconsistent Solution: t must run from 0 to T=99.0, got 0.0 to 5.0"),
+        ("missing", "does not exist"),
+    ],
+)
+def test_damaged_result_files_are_one_clear_error_each(tmp_path, damage, match):
+    sol = tp.solve(Pendulum(), T=5.0, steps=10)
+    path = sol.save(tmp_path / "sol.npz")
+    if damage in ("x of another shape", "T moved"):
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["metadata"]))
+        if damage == "T moved":
+            meta["T"] = 99.0
+        else:
+            arrays["x"] = np.zeros((3, 3))
+        arrays["metadata"] = np.array(json.dumps(meta))
+        np.savez(path, **arrays)
+    elif damage == "missing":
+        path = tmp_path / "nothing.npz"
+    else:
+        content = {"empty": b"", "truncated": path.read_bytes()[:200], "text": b"T = 5\nx = 1 2 3\n"}[damage]
+        path.write_bytes(content)
+    with pytest.raises(tp.InputError, match=match):
+        tp.Solution.load(path)
 
 
 def test_results_are_immutable():

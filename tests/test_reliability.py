@@ -101,3 +101,26 @@ def test_the_cli_refuses_unbounded_steps_and_negative_seeds_with_exit_2(tmp_path
         out = subprocess.run([sys.executable, "-m", "turnpike.cli", "solve", "pendulum", "--T", "10", *extra, "--out",
                               str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and match in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_sweep_claims_its_directory(tmp_path):
+    """Refused: a directory holding a horizon comparison, the sweep of another problem, or a running sweep; and a
+    comparison is not saved into a sweep's directory."""
+    from turnpike.sweeps.arguments import claimed_directory
+
+    sweep = dict(horizons=[2.0], steps=10, workers=1, figures=False, progress=False)
+    tp.sweep("pendulum", out=tmp_path / "a", **sweep)
+    with pytest.raises(tp.InputError, match="holds the sweep of 'pendulum', not of 'linear-quadratic'"):
+        tp.sweep("linear-quadratic", out=tmp_path / "a", **sweep)
+    assert tp.sweep("pendulum", out=tmp_path / "a", **sweep).reused  # the same sweep again: its checkpoints
+    from problems import Pendulum
+
+    study = tp.compare_horizons(Pendulum(), [2.0], steps=10, progress=False)
+    with pytest.raises(tp.InputError, match="holds a sweep"):
+        study.save(tmp_path / "a")
+    study.save(tmp_path / "b")
+    with pytest.raises(tp.InputError, match="holds a horizon comparison"):
+        tp.sweep("pendulum", out=tmp_path / "b", **sweep)
+    with claimed_directory(tmp_path / "a", "pendulum"):  # as another sweep running in it would
+        with pytest.raises(tp.InputError, match=r"is in use by another sweep \(process \d+\)"):
+            tp.sweep("pendulum", out=tmp_path / "a", **sweep)

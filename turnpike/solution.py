@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -65,17 +66,32 @@ class _Result:
 
     @classmethod
     def load(cls, path):
-        """Read a result written by :meth:`save`; refuses files of another kind."""
+        """Read a result written by :meth:`save` (``path`` with or without its ``.npz``).
+
+        Raises:
+            InputError: a missing, truncated, empty or foreign file, another kind of result, or a result
+                whose parts do not fit together (an edited file): one line each.
+        """
         path = Path(path)
+        if not path.exists() and path.suffix != ".npz" and path.with_suffix(path.suffix + ".npz").exists():
+            path = path.with_suffix(path.suffix + ".npz")
+        where = f"path={str(path)!r}"
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["metadata"]))
                 arrays = {k: data[k] for k in data.files if k != "metadata"}
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"path={str(path)!r} is not a readable turnpike result file: {exc}") from exc
-        if meta.pop("format", None) != _FORMAT or meta.pop("kind", None) != cls.__name__:
-            raise InputError(f"path={str(path)!r} does not hold a {cls.__name__}")
-        return cls(**meta, **arrays)
+        except FileNotFoundError:
+            raise InputError(f"{where} does not exist") from None
+        except OSError as exc:
+            raise InputError(f"{where} cannot be read: {exc.strerror or exc}") from None
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile):  # text, a truncated or foreign archive
+            raise InputError(f"{where} is not a turnpike result file (an .npz archive written by save)") from None
+        if not isinstance(meta, dict) or meta.pop("format", None) != _FORMAT or meta.pop("kind", None) != cls.__name__:
+            raise InputError(f"{where} does not hold a {cls.__name__}")
+        try:
+            return cls(**meta, **arrays)
+        except (TypeError, InputError) as exc:
+            raise InputError(f"{where} holds an inconsistent {cls.__name__}: {exc}") from None
 
 
 def _is_array_field(f) -> bool:
@@ -126,6 +142,16 @@ class Solution(_Result):
     def __post_init__(self):
         for name in ("t", "x", "u", "adjoint"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
+        n = self.steps
+        shapes = {"t": (n + 1,), "x": (n + 1, *self.x.shape[1:]), "u": (n, *self.u.shape[1:]),
+                  "adjoint": (n, *self.x.shape[1:])}
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                raise InputError(f"{name} must have shape {shape} for steps={n}, got {getattr(self, name).shape}")
+        if self.u.ndim != 2 or n < 1:
+            raise InputError(f"u must have shape (steps, nu) with steps >= 1, got {self.u.shape}")
+        if not (self.t[0] == 0 and np.isclose(self.t[-1], self.T, rtol=1e-12, atol=0)):
+            raise InputError(f"t must run from 0 to T={self.T!r}, got {float(self.t[0])!r} to {float(self.t[-1])!r}")
 
     @property
     def h(self) -> float:

@@ -126,8 +126,11 @@ class HorizonStudy:
 
     # -- files ------------------------------------------------------------------------------
     def save(self, directory) -> Path:
-        """Write ``summary.json``, ``summary.csv``, ``static.npz`` and ``T{T}.npz`` per horizon."""
+        """Write ``summary.json``, ``summary.csv``, ``static.npz`` and ``T{T}.npz`` per horizon (not into the
+        directory of a sweep, whose table it would mix with)."""
         directory = Path(directory)
+        if (directory / "sweep.json").exists():
+            raise InputError(f"directory={str(directory)!r} holds a sweep (sweep.json): choose another directory")
         directory.mkdir(parents=True, exist_ok=True)
         self.static.save(directory / "static.npz")
         files = []

@@ -6,9 +6,11 @@ Every check raises :class:`~turnpike.InputError` naming the argument, the value 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..analysis.study import COLUMNS
@@ -18,8 +20,8 @@ from ..solve import grid_steps
 from .executors import distributed_api
 from .tasks import build_problem, factory_name
 
-__all__ = ["writable_directory", "plain", "parameter_points", "horizon_grid", "check_seeds", "point_problem",
-           "local_workers", "RESERVED"]
+__all__ = ["claimed_directory", "writable_directory", "plain", "parameter_points", "horizon_grid", "check_seeds",
+           "point_problem", "local_workers", "RESERVED"]
 
 
 def writable_directory(path, name: str = "out") -> Path:
@@ -33,6 +35,37 @@ def writable_directory(path, name: str = "out") -> Path:
     except OSError as exc:
         raise InputError(f"{name} {str(path)!r} is not a writable directory: {exc.strerror or exc}") from exc
     return path
+
+
+@contextmanager
+def claimed_directory(out: Path, problem: str):
+    """Within: ``out`` is this sweep's alone. Refused (before any solve) when it holds a horizon comparison
+    (``summary.json``), the sweep of another problem (``sweep.json``), or when another sweep is running in it
+    (an exclusive lock on ``out/.turnpike.lock``, released when the sweep ends or its process dies)."""
+    if (out / "summary.json").exists():
+        raise InputError(f"out {str(out)!r} holds a horizon comparison (summary.json): choose another directory")
+    try:
+        other = json.loads((out / "sweep.json").read_text()).get("factory")
+    except (OSError, ValueError, AttributeError):
+        other = None
+    if other is not None and other != problem:
+        raise InputError(f"out {str(out)!r} holds the sweep of {other!r}, not of {problem!r}: choose another directory")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield out
+        return
+    with open(out / ".turnpike.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            raise InputError(f"out {str(out)!r} is in use by another sweep (process {lock.read().strip() or '?'}): "
+                             "wait for it, or choose another directory") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield out
 
 
 def plain(name: str, value):

@@ -29,6 +29,7 @@ from ..transcription import INTEGRATORS
 from . import checkpoints
 from .arguments import (
     check_seeds,
+    claimed_directory,
     horizon_grid,
     local_workers,
     parameter_points,
@@ -197,33 +198,41 @@ def sweep(
     workers = local_workers(workers, scheduler)
     problems = [point_problem(factory, p) for p in points]
     out = writable_directory(out)
-    directory = writable_directory(out / "checkpoints", "checkpoint directory")
+    with claimed_directory(out, factory_name(factory)):
+        directory = writable_directory(out / "checkpoints", "checkpoint directory")
+        tasks = [Task(factory, p, i, "static") for i, p in enumerate(points)]
+        tasks += [Task(factory, p, i, "horizon", T, n, s, method, solver, options)
+                  for i, p in enumerate(points) for T, n in zip(Ts, grids, strict=True) for s in seeds]
+        results, corrupted = _read_checkpoints(tasks, directory)
+        reused = [t.label for t in tasks if t.key in results]
+        solved = _solve(tasks, results, directory, workers, scheduler, progress)
 
-    tasks = [Task(factory, p, i, "static") for i, p in enumerate(points)]
-    tasks += [Task(factory, p, i, "horizon", T, n, s, method, solver, options)
-              for i, p in enumerate(points) for T, n in zip(Ts, grids, strict=True) for s in seeds]
-    results, corrupted = _read_checkpoints(tasks, directory)
-    reused = [t.label for t in tasks if t.key in results]
-    solved = _solve(tasks, results, directory, workers, scheduler, progress)
-
-    settings = {"dt": dt, "steps": steps, "continuation": False, "epsilon": epsilon, "one_sided": one_sided,
-                "floor": floor, "method": method, "solver": solver}
-    rows, point_info, figure_files = [], [], []
-    for i, (p, problem) in enumerate(zip(points, problems, strict=True)):
-        point_rows, study = _point_rows(tasks, results, i, problem, Ts, seeds, settings)
-        rows += [{"point": i, **p, **row} for row in point_rows]
-        static = results[tasks[i].key]
-        paths = study.plot(out / f"point{i}") if figures and study is not None else []
-        figure_files += paths
-        point_info.append({"point": i, "params": p, "static_success": getattr(static, "success", False),
-                           "static_status": static.status, "static_cost": getattr(static, "cost", None),
-                           "figures": [str(path.relative_to(out)) for path in paths]})
-    columns = ["point", *points[0], "seed", *COLUMNS]
-    columns += [c for c in dict.fromkeys(c for row in rows for c in row) if c not in columns]
-    rows = [{c: row.get(c) for c in columns} for row in rows]
-    header = {"factory": factory_name(factory), "horizons": Ts, "steps": grids, "seeds": seeds,
-              "settings": {**settings, "options": options}, "points": point_info, "columns": columns}
-    files = _write_table(out, header, rows)
+        settings = {"dt": dt, "steps": steps, "continuation": False, "epsilon": epsilon, "one_sided": one_sided,
+                    "floor": floor, "method": method, "solver": solver}
+        rows, point_info, studies = [], [], []
+        for i, (p, problem) in enumerate(zip(points, problems, strict=True)):
+            point_rows, study = _point_rows(tasks, results, i, problem, Ts, seeds, settings)
+            rows += [{"point": i, **p, **row} for row in point_rows]
+            static = results[tasks[i].key]
+            studies.append(study)
+            point_info.append({"point": i, "params": p, "static_success": getattr(static, "success", False),
+                               "static_status": static.status, "static_cost": getattr(static, "cost", None),
+                               "figures": []})
+        columns = ["point", *points[0], "seed", *COLUMNS]
+        columns += [c for c in dict.fromkeys(c for row in rows for c in row) if c not in columns]
+        rows = [{c: row.get(c) for c in columns} for row in rows]
+        header = {"factory": factory_name(factory), "horizons": Ts, "steps": grids, "seeds": seeds,
+                  "settings": {**settings, "options": options}, "points": point_info, "columns": columns}
+        files = _write_table(out, header, rows)  # the table first: the figures take longer
+        figure_files = []
+        if figures:
+            for i, study in enumerate(studies):
+                paths = study.plot(out / f"point{i}") if study is not None else []
+                point_info[i]["figures"] = [str(path.relative_to(out)) for path in paths]
+                figure_files += paths
+                if progress:
+                    progress_bar(i + 1, len(studies), "figures")
+            files = _write_table(out, header, rows)
     return SweepResult(factory_name(factory), tuple(columns), tuple(rows), tuple(point_info), tuple(solved),
                        tuple(reused), tuple(corrupted), (*files, *figure_files))
 
