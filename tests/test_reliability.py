@@ -124,3 +124,24 @@ def test_a_sweep_claims_its_directory(tmp_path):
     with claimed_directory(tmp_path / "a", "pendulum"):  # as another sweep running in it would
         with pytest.raises(tp.InputError, match=r"is in use by another sweep \(process \d+\)"):
             tp.sweep("pendulum", out=tmp_path / "a", **sweep)
+
+
+def test_a_sweep_in_a_script_without_the_main_guard_stops_with_one_message(tmp_path):
+    """The workers run the script again as they start; each such sweep call ends its worker at once and the
+    parent stops with one message, not a row 'worker died' per solve."""
+    script = tmp_path / "unguarded.py"
+    script.write_text("import turnpike as tp\n"
+                      f"tp.sweep('pendulum', [2.0, 3.0], {str(tmp_path / 'out')!r}, steps=10, workers=2, "
+                      "figures=False, progress=False)\nprint('finished')\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 1 and "finished" not in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"turnpike.errors.InputError: the sweep's worker processes run {script} again as they start, and it calls "
+        'turnpike.sweep outside `if __name__ == "__main__":`; put the call under that line, or pass workers=1')
+    assert "worker died" not in out.stderr + out.stdout
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text("import turnpike as tp\nif __name__ == '__main__':\n"
+                       f"    r = tp.sweep('pendulum', [2.0, 3.0], {str(tmp_path / 'out2')!r}, steps=10, workers=2, "
+                       "figures=False, progress=False)\n    print(r.success)\n")
+    out = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr

@@ -28,6 +28,8 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
+import tempfile
 import threading
 import warnings
 from collections import deque
@@ -35,12 +37,13 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from pathlib import Path
 
 from .. import stopping
 from ..errors import InputError, SolverError
 from .tasks import Task, WorkerLost, run_task
 
-__all__ = ["run_serial", "run_pool", "distributed_api", "dask_client", "run_dask"]
+__all__ = ["run_serial", "run_pool", "distributed_api", "dask_client", "run_dask", "end_rerun_script"]
 
 _POLL_SECONDS = 0.5  # how often run_pool looks for dead workers while it waits for results
 
@@ -89,11 +92,51 @@ def _start_worker() -> None:
     os.environ.setdefault("TURNPIKE_THREADS", "1")
 
 
+_RERUN = "TURNPIKE_RERUN_MARKER"  # the file a worker that runs the user's script again writes (its path)
+
+
+def end_rerun_script() -> None:
+    """End this process at once if it is a pool worker running the user's script again.
+
+    A new worker process runs the main script as the module ``__mp_main__`` (Python's multiprocessing does, so
+    that functions defined there can be unpickled; the stack then holds that module's code); a script that
+    calls :func:`turnpike.sweep` outside ``if __name__ == "__main__":`` would start a sweep in every worker.
+    Called first by
+    :func:`~turnpike.sweep`: in such a worker it leaves the script's path in the file the parent named and
+    exits, and the parent, seeing it, stops the sweep with one message (:func:`run_pool`).
+    """
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>"
+                                     and frame.f_globals.get("__name__") == "__mp_main__"):
+        frame = frame.f_back
+    if frame is None:
+        return
+    marker = os.environ.get(_RERUN)
+    if marker:
+        Path(marker).write_text(str(frame.f_globals.get("__file__") or "the main script"))
+    os._exit(70)
+
+
+def _rerun_marker() -> Path:
+    return Path(tempfile.gettempdir()) / f"turnpike-rerun-{os.getpid()}"
+
+
+def _refuse_rerun_script() -> None:
+    """An :class:`InputError` if a worker reported running the user's script again (see :func:`end_rerun_script`)."""
+    marker = _rerun_marker()
+    if marker.exists():
+        script = marker.read_text()
+        marker.unlink(missing_ok=True)
+        raise InputError(f"the sweep's worker processes run {script} again as they start, and it calls turnpike.sweep "
+                         "outside `if __name__ == \"__main__\":`; put the call under that line, or pass workers=1")
+
+
 def _new_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of fresh interpreters: "forkserver" where there is one (POSIX), else "spawn".
 
     Not "fork": forking a process that has already run CasADi/IPOPT (threads, solver state) is unsafe.
     """
+    os.environ[_RERUN] = str(_rerun_marker())  # inherited by the fork server and the workers
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
@@ -178,6 +221,7 @@ def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object
                 broken = not done and _worker_died(pool)
             if broken or any(_lost(f) for f in done):
                 _terminate(pool)  # every future is final now: finished before the pool broke, or lost
+                _refuse_rerun_script()
                 done = set(running)
                 pool = _new_pool(workers)
                 lost = sum(_lost(f) and not running[f][1] for f in done)

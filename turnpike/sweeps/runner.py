@@ -37,7 +37,7 @@ from .arguments import (
     point_problem,
     writable_directory,
 )
-from .executors import dask_client, run_dask, run_pool, run_serial
+from .executors import dask_client, end_rerun_script, run_dask, run_pool, run_serial
 from .tasks import Task, WorkerLost, check_factory, factory_name
 
 __all__ = ["sweep", "SweepResult", "SweepInterrupted", "CheckpointWarning"]
@@ -184,6 +184,7 @@ def sweep(
             output directory that cannot be written. Reported before any solve.
         SweepInterrupted: on Ctrl-C.
     """
+    end_rerun_script()
     factory = check_factory(factory)
     points = parameter_points(params)
     Ts, grids = horizon_grid(horizons, steps, dt)
