@@ -145,3 +145,17 @@ def test_a_sweep_in_a_script_without_the_main_guard_stops_with_one_message(tmp_p
                        "figures=False, progress=False)\n    print(r.success)\n")
     out = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+
+
+def test_parameters_named_like_the_tables_columns_are_swept(tmp_path):
+    """The neural-ODE entry's own `cost` and `seed` (the data set's) sweep; their columns are param_cost and
+    param_seed, beside the table's cost (J_T) and seed (the initial controls'). transport's cells sweep too."""
+    result = tp.sweep("neural-ode", [1.0], tmp_path / "n", params={"cost": ["erm", "turnpike"], "seed": [3]},
+                      steps=5, workers=1, figures=False, progress=False)
+    assert [r["param_cost"] for r in result.rows] == ["erm", "turnpike"]
+    assert [r["param_seed"] for r in result.rows] == [3, 3] and [r["seed"] for r in result.rows] == [0, 0]
+    assert all(r["success"] and r["cost"] > 0 for r in result.rows)
+    assert tp.catalogue.parameters("transport") == ["cells", "initial"]
+    cells = tp.sweep("transport", [2.0], tmp_path / "t", params={"cells": [5, 10]}, dt=0.1, workers=1,
+                     figures=False, progress=False)
+    assert [r["cells"] for r in cells.rows] == [5, 10] and cells.success

@@ -21,7 +21,7 @@ from .executors import distributed_api
 from .tasks import build_problem, factory_name
 
 __all__ = ["claimed_directory", "writable_directory", "plain", "parameter_points", "horizon_grid", "check_seeds",
-           "point_problem", "local_workers", "RESERVED"]
+           "point_problem", "local_workers", "parameter_column", "RESERVED"]
 
 
 def writable_directory(path, name: str = "out") -> Path:
@@ -88,6 +88,12 @@ def plain(name: str, value):
 RESERVED = {"point", "seed", "static_success", *COLUMNS}
 
 
+def parameter_column(name: str) -> str:
+    """The table's column of parameter ``name``: the name itself, or ``param_<name>`` for a name that is one of
+    the table's own columns (``cost``, ``seed``, ``steps`` ...), so that neither hides the other."""
+    return f"param_{name}" if name in RESERVED else name
+
+
 def parameter_points(params: Mapping[str, Sequence] | None) -> list[dict]:
     """The parameter points: the product of the value lists, in the order given (last key fastest)."""
     if params is None:
@@ -96,9 +102,10 @@ def parameter_points(params: Mapping[str, Sequence] | None) -> list[dict]:
         raise InputError(f"params must be a dict of parameter name -> list of values, got {params!r}")
     values = {}
     for key, vals in params.items():
-        if not isinstance(key, str) or not key.isidentifier() or key in RESERVED:
-            raise InputError(f"params has the key {key!r}; a parameter name is an identifier other than "
-                             f"the table's columns ({', '.join(sorted(RESERVED))})")
+        if not isinstance(key, str) or not key.isidentifier():
+            raise InputError(f"params has the key {key!r}; a parameter name is an identifier")
+        if key in RESERVED and parameter_column(key) in params:
+            raise InputError(f"params has both {key!r} and {parameter_column(key)!r}, which would share a column")
         if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence) or len(vals) == 0:
             raise InputError(f"params[{key!r}] must be a non-empty list of values, got {vals!r}")
         checked = [plain(f"params[{key!r}]", v) for v in vals]

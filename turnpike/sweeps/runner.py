@@ -32,6 +32,7 @@ from .arguments import (
     claimed_directory,
     horizon_grid,
     local_workers,
+    parameter_column,
     parameter_points,
     plain,
     point_problem,
@@ -159,6 +160,8 @@ def sweep(
         out: the output directory: ``checkpoints/`` (one file per finished solve), ``sweep.csv``,
             ``sweep.json``, and ``point{i}/`` with the figures of point ``i`` (its first seed).
         params: parameter name -> list of values (numbers, words, lists of numbers); default: no parameters.
+            A parameter's column is its name, or ``param_<name>`` for a name that is one of the table's own
+            columns (the neural-ODE entry's ``cost`` and data ``seed``: ``param_cost``, ``param_seed``).
         steps / dt: exactly one: a fixed number of intervals or a fixed interval length (dividing every T).
         seeds: seeds of the random initial controls, one solve per seed.
         workers: local processes (default: all usable cores); 1 runs in this process.
@@ -213,13 +216,13 @@ def sweep(
         rows, point_info, studies = [], [], []
         for i, (p, problem) in enumerate(zip(points, problems, strict=True)):
             point_rows, study = _point_rows(tasks, results, i, problem, Ts, seeds, settings)
-            rows += [{"point": i, **p, **row} for row in point_rows]
+            rows += [{"point": i, **{parameter_column(k): v for k, v in p.items()}, **row} for row in point_rows]
             static = results[tasks[i].key]
             studies.append(study)
             point_info.append({"point": i, "params": p, "static_success": getattr(static, "success", False),
                                "static_status": static.status, "static_cost": getattr(static, "cost", None),
                                "figures": []})
-        columns = ["point", *points[0], "seed", *COLUMNS]
+        columns = ["point", *map(parameter_column, points[0]), "seed", *COLUMNS]
         columns += [c for c in dict.fromkeys(c for row in rows for c in row) if c not in columns]
         rows = [{c: row.get(c) for c in columns} for row in rows]
         header = {"factory": factory_name(factory), "horizons": Ts, "steps": grids, "seeds": seeds,
