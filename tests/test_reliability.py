@@ -135,9 +135,11 @@ def test_a_sweep_in_a_script_without_the_main_guard_stops_with_one_message(tmp_p
                       "figures=False, progress=False)\nprint('finished')\n")
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 1 and "finished" not in out.stdout
-    assert out.stderr.strip().splitlines()[-1] == (
+    errors = [line for line in out.stderr.splitlines() if line.startswith("turnpike.errors.InputError: ")]
+    assert errors == [
         f"turnpike.errors.InputError: the sweep's worker processes run {script} again as they start, and it calls "
-        'turnpike.sweep outside `if __name__ == "__main__":`; put the call under that line, or pass workers=1')
+        'turnpike.sweep outside `if __name__ == "__main__":`; put the call under that line, or pass workers=1'
+    ], out.stderr
     assert "worker died" not in out.stderr + out.stdout
     guarded = tmp_path / "guarded.py"
     guarded.write_text("import turnpike as tp\nif __name__ == '__main__':\n"
@@ -159,3 +161,38 @@ def test_parameters_named_like_the_tables_columns_are_swept(tmp_path):
     cells = tp.sweep("transport", [2.0], tmp_path / "t", params={"cells": [5, 10]}, dt=0.1, workers=1,
                      figures=False, progress=False)
     assert [r["cells"] for r in cells.rows] == [5, 10] and cells.success
+
+
+def test_an_unstable_explicit_step_is_flagged_and_a_resolved_one_is_not():
+    """Transport, 20 upwind cells: RK4 is stable for h <= 1.39 Δx = 0.069. At h = 0.1 the NLP converges (to
+    J ≈ 20, u ≈ 0) but halving the step moves the states by 19% and the observed order is far from 4: flagged.
+    At h = 0.01 the states move by less than 1e-4 and the observed order is 4: no warning. An adaptive
+    integration (DOP853) agrees with the check's estimate of the error."""
+    from problems import Transport
+
+    problem = Transport()
+    coarse = tp.solve(problem, 20.0, 200)
+    assert coarse.success and len(coarse.warnings) == 1
+    assert "the step is unstable or too coarse" in coarse.warnings[0] and "warning" in coarse.message
+    assert abs(coarse.stats["step_check"]["observed_order"] - 4) > 1
+    fine = tp.solve(problem, 5.0, 500)
+    check = fine.stats["step_check"]
+    assert fine.success and fine.warnings == [] and check["change"] < 1e-4
+    assert abs(check["observed_order"] - 4) < 0.5
+    assert tp.resimulation_error(problem, fine) == pytest.approx(check["estimated_error"], rel=0.5)
+
+
+def test_an_open_loop_unstable_system_is_said_to_amplify():
+    """dx/dt = 3x + u over T = 10: a perturbation of x0 grows like e^{30}; the warning says so."""
+    x, u = ca.SX.sym("x"), ca.SX.sym("u")
+    prob = tp.Problem(state=x, control=u, dynamics=3 * x + u, running_cost=u**2 + (x - 1) ** 2, x0=[0.0])
+    sol = tp.solve(prob, 10.0, 50)
+    assert sol.success and "the dynamics amplify perturbations of x0 by" in sol.warnings[0]
+    assert sol.stats["step_check"]["amplification"] == pytest.approx(np.exp(30.0), rel=1e-2)
+
+
+def test_the_cli_prints_the_warning_and_exits_3(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "turnpike.cli", "solve", "transport", "--T", "20", "--steps", "200",
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, out.stderr
+    assert out.stderr.startswith("turnpike: warning: halving the step changes the states by")

@@ -1,7 +1,9 @@
 """The ``turnpike`` command.
 
 Exit codes: 0 success, 1 a solve did not converge or failed, 2 a usage error (bad argument,
-unknown name, unwritable output), 130 interrupted (Ctrl-C). User errors print one line, never a traceback.
+unknown name, unwritable output), 3 converged with a warning (a step that does not resolve the ODE, see
+:func:`turnpike.checks.step_check`), 130 interrupted (Ctrl-C), 143 a solve stopped by SIGTERM. User errors
+print one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ def _solve(args) -> int:
           f"{presolve:.2f} s, {its} NLP iteration{'' if its == 1 else 's'} in {stats['solve_seconds']:.2f} s)")
     print(f"static problem: {static.message}")
     print(f"wrote {npz}, {png}")
-    return 0 if sol.success else 1
+    for warning in sol.warnings:
+        print(f"turnpike: warning: {warning}", file=sys.stderr)
+    return 1 if not sol.success else 3 if sol.warnings else 0
 
 
 def _compare(args) -> int:
@@ -131,9 +135,12 @@ def _compare(args) -> int:
     print(study.table())
     print(f"wrote {out / 'summary.json'}, {out / 'summary.csv'}, {len(study.solutions)} solutions, "
           + ", ".join(p.name for p in figures))
+    for sol in study.solutions:
+        for warning in sol.warnings:
+            print(f"turnpike: warning: T = {sol.T:g}: {warning}", file=sys.stderr)
     if not study.success:
         print("turnpike: some solves did not converge (marked NO above)", file=sys.stderr)
-    return 0 if study.success else 1
+    return 1 if not study.success else 3 if any(s.warnings for s in study.solutions) else 0
 
 
 def _value(key: str, text: str):

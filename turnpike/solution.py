@@ -40,9 +40,16 @@ class _Result:
     problem: str
 
     @property
+    def warnings(self) -> list[str]:
+        """What the checks after the solve found (``stats["warnings"]``; e.g. a step that does not resolve the
+        ODE, :func:`~turnpike.checks.step_check`): empty when nothing was found."""
+        return list(self.stats.get("warnings", []))
+
+    @property
     def message(self) -> str:
         word = "converged" if self.success else "NOT converged"
-        return f"{word} ({self.status}), cost {self.cost:.6g}"
+        flagged = f"; {len(self.warnings)} warning(s)" if self.warnings else ""
+        return f"{word} ({self.status}), cost {self.cost:.6g}{flagged}"
 
     # -- files ------------------------------------------------------------------------------
     def save(self, path) -> Path:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
+from .checks import step_check
 from .errors import InputError, SolverError, check_choice, check_finite, check_nonnegative, check_positive
 from .krylov import newton_cg, smallest_eigenvalues
 from .machine import memory_budget
@@ -357,6 +359,11 @@ def solve(
         u=u,
         adjoint=adjoint.reshape(steps, *shape),
     )
+    if np.all(np.isfinite(sol.x)) and np.all(np.isfinite(sol.u)):
+        check, found = step_check(P, sol, method)
+        sol = replace(sol, stats={**sol.stats, "step_check": check, "warnings": found})
+    else:
+        sol = replace(sol, stats={**sol.stats, "warnings": ["the states or controls are not finite"]})
     if stop.interrupted:
         raise Interrupted(f"solve interrupted by {stop.signal.name}: its last iterate (not an optimum) is the "
                           "exception's .solution", stop.signal, sol)

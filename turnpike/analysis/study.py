@@ -95,9 +95,11 @@ class HorizonStudy:
 
     def rows(self) -> list[dict]:
         """One flat dict per horizon: the report's summary, ``total_seconds`` (the wall time of its
-        :func:`~turnpike.solve` call: build, presolve and NLP solve) and ``iterations`` (the NLP solver's)."""
+        :func:`~turnpike.solve` call: build, presolve and NLP solve), ``iterations`` (the NLP solver's) and
+        ``warnings`` (the solution's, joined by "; ", or None)."""
         return [
-            {**r.summary(), "total_seconds": s.stats.get("total_seconds"), "iterations": s.stats.get("iterations")}
+            {**r.summary(), "total_seconds": s.stats.get("total_seconds"), "iterations": s.stats.get("iterations"),
+             "warnings": "; ".join(s.warnings) or None}
             for r, s in zip(self.reports, self.solutions, strict=True)
         ]
 

@@ -137,6 +137,7 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
     Not "fork": forking a process that has already run CasADi/IPOPT (threads, solver state) is unsafe.
     """
     os.environ[_RERUN] = str(_rerun_marker())  # inherited by the fork server and the workers
+    _rerun_marker().unlink(missing_ok=True)  # left by a late worker of an earlier pool, or a process of this pid
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     if method == "forkserver":
