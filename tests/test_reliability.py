@@ -196,3 +196,37 @@ def test_the_cli_prints_the_warning_and_exits_3(tmp_path):
                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert out.returncode == 3, out.stderr
     assert out.stderr.startswith("turnpike: warning: halving the step changes the states by")
+
+
+def double_well():
+    """dx/dt = -x + u, L = (x² - 1)² + 0.3x + u²: static optima near x = 0.61 (J̄ = 0.949, reached from x0 = 1) and
+    x = -0.77 (J̄ = 0.528, the global one)."""
+    x, u = ca.SX.sym("x"), ca.SX.sym("u")
+    return tp.Problem(state=x, control=u, dynamics=-x + u, running_cost=(x**2 - 1) ** 2 + 0.3 * x + u**2, x0=[1.0])
+
+
+def test_a_local_static_optimum_is_flagged_and_more_starts_find_the_global_one():
+    """From x0 = 1 the static solve stops in the upper well; J_T then grows like 0.528 T, below J̄ = 0.949: the
+    study says the static solution is not the optimal steady state. With 4 starts the static cost is the slope
+    of J_T (a theorem's identity: J_T = T J̄ + O(1)) and the excess J_T - T J̄ is constant in T."""
+    problem = double_well()
+    local = tp.compare_horizons(problem, [10.0, 20.0, 40.0], dt=0.1, progress=False)
+    assert local.success and len(local.warnings) == 1 and "not the optimal steady state" in local.warnings[0]
+    best = tp.solve_static(problem, starts=4)
+    assert best.cost < local.static.cost - 0.4 and len(best.stats["starts"]) == 4
+    assert all(start["cost"] >= best.cost - 1e-12 for start in best.stats["starts"])
+    good = tp.compare_horizons(problem, [10.0, 20.0, 40.0], dt=0.1, progress=False, static_starts=4)
+    assert good.warnings == [] and good.static.cost == pytest.approx(best.cost, rel=1e-10)
+    excess = [row["cost_excess"] for row in good.rows()]
+    assert max(excess) - min(excess) < 1e-3
+    with pytest.raises(tp.InputError, match="starts must be an integer >= 1"):
+        tp.solve_static(problem, starts=0)
+
+
+def test_the_cli_takes_static_starts(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "turnpike.cli", "solve", "pendulum", "--T", "2", "--steps", "20",
+                         "--static-starts", "2", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "turnpike.cli", "solve", "pendulum", "--T", "2", "--steps", "20",
+                          "--static-starts", "0", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "starts must be an integer >= 1, got 0" in bad.stderr

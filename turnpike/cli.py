@@ -75,6 +75,8 @@ def _common(p: argparse.ArgumentParser, out: str, seed: bool = True) -> None:
     p.add_argument("--method", choices=INTEGRATORS, default="rk4", help="integrator per interval")
     p.add_argument("--solver", choices=SOLVERS, default="ipopt", help="NLP solver")
     p.add_argument("--out", type=Path, default=Path(out), help=f"output directory, created (default {out})")
+    p.add_argument("--static-starts", type=int, default=1, metavar="K",
+                   help="solve the static problem from K starts and keep the best (default 1)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed of the random initial controls")
         p.add_argument("--verbose", action="store_true", help="print the solver's iterations")
@@ -102,7 +104,7 @@ def _solve(args) -> int:
     print(f"solving {problem!r} on [0, {args.T:g}] ({args.method}, {args.solver}) ...", flush=True)
     sol = solve(problem, args.T, args.steps, dt=args.dt, method=args.method, solver=args.solver,
                 seed=args.seed, verbose=args.verbose)
-    static = solve_static(problem)
+    static = solve_static(problem, starts=args.static_starts)
     stem = f"{args.name}_T{args.T:g}"
     npz = sol.save(out / f"{stem}.npz")
     static.save(out / f"{stem}_static.npz")
@@ -128,7 +130,7 @@ def _compare(args) -> int:
     study = compare_horizons(
         problem, args.horizons, dt=args.dt, steps=args.steps, continuation=not args.no_continuation,
         epsilon=args.epsilon, one_sided=args.one_sided, method=args.method, solver=args.solver, seed=args.seed,
-        verbose=args.verbose,
+        verbose=args.verbose, static_starts=args.static_starts,
     )
     study.save(out)
     figures = study.plot(out)
@@ -138,9 +140,12 @@ def _compare(args) -> int:
     for sol in study.solutions:
         for warning in sol.warnings:
             print(f"turnpike: warning: T = {sol.T:g}: {warning}", file=sys.stderr)
+    for warning in study.warnings:
+        print(f"turnpike: warning: {warning}", file=sys.stderr)
     if not study.success:
         print("turnpike: some solves did not converge (marked NO above)", file=sys.stderr)
-    return 1 if not study.success else 3 if any(s.warnings for s in study.solutions) else 0
+    flagged = study.warnings or any(s.warnings for s in study.solutions)
+    return 1 if not study.success else 3 if flagged else 0
 
 
 def _value(key: str, text: str):
@@ -203,7 +208,7 @@ def _sweep(args) -> int:
     result = sweep(
         args.name, args.horizons, args.out, params=_params(args.param), steps=args.steps, dt=args.dt,
         seeds=args.seeds, workers=args.workers, scheduler=args.scheduler, method=args.method, solver=args.solver,
-        epsilon=args.epsilon, one_sided=args.one_sided, figures=not args.no_figures,
+        epsilon=args.epsilon, one_sided=args.one_sided, figures=not args.no_figures, static_starts=args.static_starts,
     )
     print(result.table())
     print(f"{len(result.solved)} solved now, {len(result.reused)} read from checkpoints; wrote "

@@ -506,6 +506,7 @@ def solve_static(
     initial_guess: StaticSolution | None = None,
     seed: int | None = 0,
     guess_scale: float = 0.0,
+    starts: int = 1,
     verbose: bool = False,
 ) -> StaticSolution:
     """Solve the static problem ``min L(x, u)`` s.t. ``f(x, u) = 0`` with IPOPT.
@@ -520,35 +521,56 @@ def solve_static(
     IPOPT's default tolerance here is ``tol = 1e-10``: the static optimum is the reference
     the turnpike is measured against.
 
+    The static problem can have several local optima (a pendulum hanging and upright), and the one
+    found is the one IPOPT reaches from the start. ``starts = k > 1`` also solves from ``k - 1`` seeded
+    random starts ``x̄ = x0 + s N(0, 1)``, ``ū = N(0, 1)`` (``s = max(1, |x0|_∞)``, the generator seeded
+    with ``(seed, i)``; ``ū`` clipped to the bounds) and returns the converged solution of lowest cost
+    (the first start's if none converged); ``stats["starts"]`` lists each start's success and cost.
+
     Returns:
         A :class:`StaticSolution`; ``success`` is False when IPOPT did not converge.
     """
     P = _check_problem(problem)
     guess_scale = check_nonnegative("guess_scale", guess_scale)
+    starts = check_positive("starts", starts, integer=True)
+    _check_seed(seed)
     opts = solver_options("ipopt", {"ipopt.tol": 1e-10, **(options or {})}, verbose=verbose)
     built, fresh = built_solver(P, ("static",), lambda: StaticNLP(P), "ipopt", opts)
     nlp = built.nlp
     if initial_guess is None:
-        w0 = nlp.pack(P.x0_samples, _random_controls(P, 1, seed, guess_scale)[0])
+        guesses = [(P.x0_samples, _random_controls(P, 1, seed, guess_scale)[0])]
     elif isinstance(initial_guess, StaticSolution):
-        w0 = nlp.pack(initial_guess.x, initial_guess.u)
+        guesses = [(initial_guess.x, initial_guess.u)]
     else:
         raise InputError(f"initial_guess must be a StaticSolution or None, got {type(initial_guess).__name__}")
-    res = run(built, w0=w0, p=nlp.parameters(), bounds=nlp.bounds())
-    x, u = nlp.unpack(res.w)
-    return StaticSolution(
-        success=res.success,
-        status=res.status,
-        cost=res.cost,
-        cost_terms=nlp.cost_terms(res.w),
-        stats={
-            "iterations": res.iterations,
-            "build_seconds": built.build_seconds if fresh else 0.0,
-            "solve_seconds": res.solve_seconds,
-            "solver": "ipopt",
-        },
-        problem=P.name,
-        x=x.reshape(P.state_shape),
-        u=u,
-        adjoint=nlp.adjoint(res.lam_g).reshape(P.state_shape),
-    )
+    spread = max(1.0, float(np.abs(P.x0_samples).max()))
+    for i in range(1, starts):
+        rng = np.random.default_rng([0 if seed is None else seed, i])
+        x = P.x0_samples + spread * rng.standard_normal(P.x0_samples.shape)
+        guesses.append((x, np.clip(rng.standard_normal(P.nu), P.control_lower, P.control_upper)))
+    solutions = []
+    for x_guess, u_guess in guesses:
+        res = run(built, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(), bounds=nlp.bounds())
+        x, u = nlp.unpack(res.w)
+        solutions.append(StaticSolution(
+            success=res.success,
+            status=res.status,
+            cost=res.cost,
+            cost_terms=nlp.cost_terms(res.w),
+            stats={
+                "iterations": res.iterations,
+                "build_seconds": built.build_seconds if fresh and not solutions else 0.0,
+                "solve_seconds": res.solve_seconds,
+                "solver": "ipopt",
+            },
+            problem=P.name,
+            x=x.reshape(P.state_shape),
+            u=u,
+            adjoint=nlp.adjoint(res.lam_g).reshape(P.state_shape),
+        ))
+    if starts == 1:
+        return solutions[0]
+    converged = [s for s in solutions if s.success and np.isfinite(s.cost)]
+    best = min(converged, key=lambda s: s.cost) if converged else solutions[0]
+    table = [{"start": i, "success": s.success, "cost": s.cost} for i, s in enumerate(solutions)]
+    return replace(best, stats={**best.stats, "starts": table})

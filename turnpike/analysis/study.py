@@ -93,6 +93,24 @@ class HorizonStudy:
         """Whether the static problem and every horizon converged."""
         return self.static.success and all(s.success for s in self.solutions)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the study as a whole shows to be wrong. Under the turnpike property ``J_T = T J̄ + O(1)``, so
+        between the two longest converged horizons ``J_T`` grows like ``J̄``; growing more slowly (by more than
+        1% of ``|J̄|``) with a negative excess ``J_T - T J̄`` means that trajectories stay somewhere cheaper than
+        the static solution, which is then not the optimal steady state (a local optimum of the static
+        problem: try ``static_starts`` or ``static_guess``)."""
+        done = [s for s in self.solutions if s.success and np.isfinite(s.cost)]
+        if not self.static.success or len(done) < 2:
+            return []
+        (T1, J1), (T2, J2) = ((s.T, s.cost) for s in done[-2:])
+        slope, J = (J2 - J1) / (T2 - T1), self.static.cost
+        if slope < J - 0.01 * max(abs(J), 1e-12) and J2 - T2 * J < 0:
+            return [f"J_T grows like {slope:.6g}·T between T = {T1:g} and {T2:g}, below the static cost J̄ = {J:.6g}: "
+                    "the static solution is not the optimal steady state (a local optimum?); try static_starts "
+                    "(--static-starts) or a static_guess"]
+        return []
+
     def rows(self) -> list[dict]:
         """One flat dict per horizon: the report's summary, ``total_seconds`` (the wall time of its
         :func:`~turnpike.solve` call: build, presolve and NLP solve), ``iterations`` (the NLP solver's) and
@@ -206,6 +224,8 @@ def compare_horizons(
     one_sided: bool = False,
     floor: float = DEFAULT_FLOOR,
     progress: bool = True,
+    static_starts: int = 1,
+    static_guess: StaticSolution | None = None,
     **solve_options,
 ) -> HorizonStudy:
     """Solve ``problem`` for every horizon in ``horizons`` and report the turnpike of each.
@@ -218,6 +238,8 @@ def compare_horizons(
             otherwise every horizon starts from the seeded random guess of :func:`~turnpike.solve`.
         epsilon, one_sided, floor: passed to :func:`~turnpike.turnpike_report`.
         progress: print a progress line per horizon on stderr.
+        static_starts, static_guess: the static problem's ``starts`` and ``initial_guess`` for
+            :func:`~turnpike.solve_static` (its optimum may be only local: see :attr:`HorizonStudy.warnings`).
         **solve_options: ``method``, ``solver``, ``options``, ``seed`` ... for :func:`~turnpike.solve`.
 
     Returns:
@@ -234,7 +256,7 @@ def compare_horizons(
         if key in solve_options:
             raise InputError(f"{key} cannot be passed to compare_horizons (it is set per horizon)")
 
-    static = solve_static(problem)
+    static = solve_static(problem, starts=static_starts, initial_guess=static_guess)
     predicted = predicted_rate(problem, static)
     solutions, reports = [], []
     previous = None

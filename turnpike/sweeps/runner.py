@@ -146,6 +146,7 @@ def sweep(
     floor: float = DEFAULT_FLOOR,
     figures: bool = True,
     progress: bool = True,
+    static_starts: int = 1,
 ) -> SweepResult:
     """Solve a family of problems on a grid of parameters x horizons x seeds, and compare their turnpikes.
 
@@ -170,6 +171,7 @@ def sweep(
         method, solver, options: for :func:`~turnpike.solve`.
         epsilon, one_sided, floor: for :func:`~turnpike.turnpike_report`.
         figures: draw each point's horizon-comparison figures (:func:`~turnpike.plots.plot_study`).
+        static_starts: starts of each point's static problem (:func:`~turnpike.solve_static`'s ``starts``).
         progress: print a progress line on stderr, counting finished solves.
 
     Checkpoints: each finished solve (converged, not converged, or raised) is written at once and atomically.
@@ -192,6 +194,7 @@ def sweep(
     points = parameter_points(params)
     Ts, grids = horizon_grid(horizons, steps, dt)
     seeds = check_seeds(seeds)
+    static_starts = check_positive("static_starts", static_starts, integer=True)
     check_choice("method", method, INTEGRATORS)
     check_choice("solver", solver, SOLVERS)
     check_positive("epsilon", epsilon)
@@ -204,7 +207,7 @@ def sweep(
     out = writable_directory(out)
     with claimed_directory(out, factory_name(factory)):
         directory = writable_directory(out / "checkpoints", "checkpoint directory")
-        tasks = [Task(factory, p, i, "static") for i, p in enumerate(points)]
+        tasks = [Task(factory, p, i, "static", static_starts=static_starts) for i, p in enumerate(points)]
         tasks += [Task(factory, p, i, "horizon", T, n, s, method, solver, options)
                   for i, p in enumerate(points) for T, n in zip(Ts, grids, strict=True) for s in seeds]
         results, corrupted = _read_checkpoints(tasks, directory)

@@ -46,10 +46,13 @@ class Task:
     method: str = "rk4"
     solver: str = "ipopt"
     options: dict = field(default_factory=dict)
+    static_starts: int = 1
 
     def identity(self) -> dict:
         """What determines the result: the factory's name, the parameters and the solve settings."""
         ident = {"factory": factory_name(self.factory), "params": self.params, "kind": self.kind}
+        if self.kind == "static" and self.static_starts != 1:
+            ident["starts"] = self.static_starts
         if self.kind == "horizon":
             ident.update(T=self.T, steps=self.steps, seed=self.seed, method=self.method, solver=self.solver,
                          options=self.options)
@@ -153,7 +156,7 @@ def run_task(task: Task):
     try:
         problem = _cached_problem(task)
         if task.kind == "static":
-            return solve_static(problem)
+            return solve_static(problem, starts=task.static_starts)
         return solve(problem, task.T, task.steps, method=task.method, solver=task.solver,
                      options=task.options or None, seed=task.seed)
     except Exception as exc:  # a failed solve is a row of the table, not the end of the sweep
