@@ -3,6 +3,7 @@ exponential has no rate; non-finite horizons end as failed rows, never as traceb
 
 import subprocess
 import sys
+from pathlib import Path
 
 import casadi as ca
 import numpy as np
@@ -230,3 +231,41 @@ def test_the_cli_takes_static_starts(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "turnpike.cli", "solve", "pendulum", "--T", "2", "--steps", "20",
                           "--static-starts", "0", "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert bad.returncode == 2 and "starts must be an integer >= 1, got 0" in bad.stderr
+
+
+def test_study_figures_name_the_components_wrap_into_a_grid_and_name_the_sweep_point(monkeypatch, tmp_path):
+    """A problem with 3 named states and 20 controls: the trajectories figure has 12 panels in rows of 4 titled by
+    the names, its title says which are shown; a sweep point's figures name its parameters and seed."""
+    from matplotlib.figure import Figure
+
+    drawn = {}
+    original = Figure.savefig
+
+    def record(self, path, *args, **kwargs):
+        drawn[Path(path).name] = self
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    x, u = ca.SX.sym("x", 3), ca.SX.sym("u", 20)
+    prob = tp.Problem(state=x, control=u, dynamics=ca.vertcat(-x[0] + ca.sum1(u), -x[1], -x[2]), x0=[1.0, 0.5, 0.2],
+                      running_cost=ca.sumsqr(x) + ca.sumsqr(u), state_names=["position", "speed", "load"],
+                      control_names=[f"force {j}" for j in range(20)])
+    study = tp.compare_horizons(prob, [2.0, 4.0], steps=20, progress=False)
+    study.plot(tmp_path / "study")
+    figure = drawn["trajectories.png"]
+    titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
+    assert titles[:3] == ["position", "speed", "load"] and titles[3:] == [f"force {j}" for j in range(9)]
+    assert figure.get_size_inches()[0] == pytest.approx(4 * 3.6)
+    assert "(panels: 3 of 3 states, 9 of 20 controls)" in figure.get_suptitle()
+    assert "dotted" not in drawn["distance.png"].get_suptitle()  # nothing failed
+
+    tp.sweep("pendulum", [2.0], tmp_path / "sweep", params={"damping": [0.3]}, steps=10, workers=1, progress=False)
+    assert drawn["distance.png"].get_suptitle().startswith("pendulum, point 0 (damping=0.3), seed 0: turnpike")
+    assert [ax.get_title() for ax in drawn["trajectories.png"].axes][:2] == pendulum_panel_titles()
+
+
+def pendulum_panel_titles():
+    from problems import Pendulum
+
+    p = Pendulum()
+    return [*p.state_names, *p.control_names][:2]

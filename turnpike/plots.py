@@ -12,6 +12,16 @@ from .solution import Solution, StaticSolution
 __all__ = ["plot_solution", "plot_study"]
 
 _MAX_SAMPLES = 50  # ensemble samples drawn per panel; more only clutter the figure
+_MAX_PANELS = 12  # state and control panels drawn per figure (the first states, then the first controls)
+
+
+def _panels(nx: int, nu: int) -> tuple[int, int, str]:
+    """How many states and controls get a panel (at most :data:`_MAX_PANELS` in all, states first but leaving
+    half to the controls), and a note saying what is left out (empty when nothing is)."""
+    states = min(nx, _MAX_PANELS - min(nu, _MAX_PANELS // 2))
+    controls = min(nu, _MAX_PANELS - states)
+    note = "" if (states, controls) == (nx, nu) else f" (panels: {states} of {nx} states, {controls} of {nu} controls)"
+    return states, controls, note
 
 
 def plot_solution(
@@ -31,7 +41,8 @@ def plot_solution(
     nx, nu = x.shape[2], solution.u.shape[1]
     state_names = state_names or [f"x{i + 1}" for i in range(nx)]
     control_names = control_names or [f"u{j + 1}" for j in range(nu)]
-    panels = nx + nu
+    shown_x, shown_u, note = _panels(nx, nu)
+    panels = shown_x + shown_u
     ncols = min(panels, 3)
     nrows = -(-panels // ncols)
     fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows), layout="constrained")
@@ -39,15 +50,15 @@ def plot_solution(
     t = solution.t
     samples = x[:, :_MAX_SAMPLES, :]
     many = samples.shape[1] > 1
-    for i in range(nx):
+    for i in range(shown_x):
         ax = axes[i]
         ax.plot(t, samples[:, :, i], lw=0.8 if many else 1.6, alpha=0.6 if many else 1.0, color="C0")
         if static is not None:
             for value in np.unique(np.round(static.x.reshape(-1, nx)[:_MAX_SAMPLES, i], 12)):
                 ax.axhline(value, ls="--", color="C3", lw=1)
         ax.set(title=state_names[i], xlabel="t")
-    for j in range(nu):
-        ax = axes[nx + j]
+    for j in range(shown_u):
+        ax = axes[shown_x + j]
         ax.stairs(solution.u[:, j], t, color="C2", lw=1.4, baseline=None)
         if static is not None:
             ax.axhline(static.u[j], ls="--", color="C3", lw=1)
@@ -57,7 +68,7 @@ def plot_solution(
     verdict = "converged" if solution.success else f"NOT converged ({solution.status})"
     legend = " — dashed: static optimum" if static is not None else ""
     fig.suptitle(f"{solution.problem}: T = {solution.T:g}, {solution.steps} steps, "
-                 f"cost {solution.cost:.5g}, {verdict}{legend}", fontsize=10)
+                 f"cost {solution.cost:.5g}, {verdict}{legend}{note}", fontsize=10)
     if path is not None:
         fig.savefig(Path(path), dpi=110)
     return fig
@@ -74,6 +85,7 @@ def plot_study(study, directory: Path) -> list[Path]:
     """
     directory.mkdir(parents=True, exist_ok=True)
     colors = [f"C{i % 10}" for i in range(len(study.solutions))]
+    title = study.settings.get("title") or study.problem
     paths = []
 
     fig = Figure(figsize=(11, 4), layout="constrained")
@@ -91,32 +103,39 @@ def plot_study(study, directory: Path) -> list[Path]:
     ax_s.set(xlabel="t / T", title="against rescaled time")
     ax_t.legend(fontsize=8)
     failed = "" if all(s.success for s in study.solutions) else " (dotted: not converged)"
-    fig.suptitle(f"{study.problem}: turnpike{failed}", fontsize=10)
+    fig.suptitle(f"{title}: turnpike{failed}", fontsize=10)
     paths.append(directory / "distance.png")
     fig.savefig(paths[-1], dpi=110)
 
     first = study.solutions[0]
     nx = first.x.shape[-1]
     nu = first.u.shape[1]
-    cols = nx + nu
-    fig = Figure(figsize=(3.6 * cols, 3.2), layout="constrained")
-    axes = fig.subplots(1, cols, squeeze=False).ravel()
+    state_names = study.settings.get("state_names") or [f"state {i + 1}" for i in range(nx)]
+    control_names = study.settings.get("control_names") or [f"control {j + 1}" for j in range(nu)]
+    shown_x, shown_u, note = _panels(nx, nu)
+    panels = shown_x + shown_u
+    ncols = min(panels, 4)
+    nrows = -(-panels // ncols)
+    fig = Figure(figsize=(3.6 * ncols, 3.0 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for sol, c in zip(study.solutions, colors, strict=True):
         x = sol.x.reshape(sol.steps + 1, -1, nx)[:, :_MAX_SAMPLES, :]
-        for i in range(nx):
+        for i in range(shown_x):
             axes[i].plot(sol.t, x[:, :, i], color=c, lw=0.9, alpha=0.8)
-        for j in range(nu):
-            axes[nx + j].stairs(sol.u[:, j], sol.t, color=c, lw=0.9, baseline=None, label=f"T = {sol.T:g}")
+        for j in range(shown_u):
+            axes[shown_x + j].stairs(sol.u[:, j], sol.t, color=c, lw=0.9, baseline=None, label=f"T = {sol.T:g}")
     static_x = study.static.x.reshape(-1, nx)[:_MAX_SAMPLES]
-    for i in range(nx):
+    for i in range(shown_x):
         for value in np.unique(np.round(static_x[:, i], 12)):
             axes[i].axhline(value, color="k", ls="--", lw=0.8)
-        axes[i].set(title=f"state {i + 1}", xlabel="t")
-    for j in range(nu):
-        axes[nx + j].axhline(study.static.u[j], color="k", ls="--", lw=0.8)
-        axes[nx + j].set(title=f"control {j + 1}", xlabel="t")
-    axes[nx].legend(fontsize=8)
-    fig.suptitle(f"{study.problem}: optimal trajectories (dashed: static optimum)", fontsize=10)
+        axes[i].set(title=state_names[i], xlabel="t")
+    for j in range(shown_u):
+        axes[shown_x + j].axhline(study.static.u[j], color="k", ls="--", lw=0.8)
+        axes[shown_x + j].set(title=control_names[j], xlabel="t")
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    axes[shown_x if shown_u else 0].legend(fontsize=8)
+    fig.suptitle(f"{title}: optimal trajectories (dashed: static optimum){note}", fontsize=10)
     paths.append(directory / "trajectories.png")
     fig.savefig(paths[-1], dpi=110)
 
@@ -140,7 +159,7 @@ def plot_study(study, directory: Path) -> list[Path]:
                  ha="center", fontsize=7, wrap=True)
     ax3.set(xlabel="T", title="exponential rate μ")
     ax3.legend(fontsize=8)
-    fig.suptitle(f"{study.problem}: value and rate across horizons", fontsize=10)
+    fig.suptitle(f"{title}: value and rate across horizons", fontsize=10)
     paths.append(directory / "value_and_rate.png")
     fig.savefig(paths[-1], dpi=110)
     return paths

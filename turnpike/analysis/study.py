@@ -275,6 +275,7 @@ def compare_horizons(
     if progress:
         progress_bar(len(Ts), len(Ts), "done")
     settings = {"dt": dt, "steps": steps, "continuation": continuation, "epsilon": epsilon,
-                "one_sided": one_sided, "floor": floor,
+                "one_sided": one_sided, "floor": floor, "state_names": problem.state_names,
+                "control_names": problem.control_names,
                 **{k: v for k, v in solve_options.items() if isinstance(v, (str, int, float, bool))}}
     return HorizonStudy(problem.name, static, tuple(solutions), tuple(reports), settings)

@@ -310,7 +310,11 @@ def _point_rows(tasks, results, point, problem, Ts, seeds, settings) -> tuple[li
             predicted = predicted_rate(problem, static)
             reports = [turnpike_report(s, static, predicted=predicted, epsilon=settings["epsilon"],
                                        one_sided=settings["one_sided"], floor=settings["floor"]) for s in sols]
-            study = HorizonStudy(problem.name, static, tuple(sols), tuple(reports), {**settings, "seed": seed})
+            names = {"state_names": problem.state_names, "control_names": problem.control_names}
+            params = ", ".join(f"{k}={v}" for k, v in tasks[point].params.items())
+            title = f"{problem.name}, point {point}{f' ({params})' if params else ''}, seed {seed}"
+            study = HorizonStudy(problem.name, static, tuple(sols), tuple(reports),
+                                 {**settings, "seed": seed, "title": title, **names})
             by_key.update({(s.T, seed): row for s, row in zip(sols, study.rows(), strict=True)})
         if seed == seeds[0]:
             first = study
