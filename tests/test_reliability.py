@@ -269,3 +269,72 @@ def pendulum_panel_titles():
 
     p = Pendulum()
     return [*p.state_names, *p.control_names][:2]
+
+
+def _tagged_processes(tag: str) -> list[int]:
+    """Live processes (not zombies) whose environment holds ``tag``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if tag.encode() in (entry / "environ").read_bytes():
+                    state = (entry / "status").read_text().split("State:")[1].splitlines()[0]
+                    found += [] if "\tZ" in state else [int(entry.name)]
+            except (OSError, IndexError):
+                pass
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads the process table in /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_a_signal_to_a_pool_sweep_leaves_no_process_and_keeps_finished_solves(tmp_path, sig):
+    """`turnpike sweep --workers 2` on a workload of about a minute, signalled after 6 s: TERM and INT end it
+    with 143/130 and the count of checkpointed solves; KILL cannot be handled, and the workers end by
+    themselves (each watches the sweep's process); nothing tagged with this test's environment survives."""
+    import signal as signals
+    import time
+    import uuid
+
+    tag = uuid.uuid4().hex
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "turnpike.cli", "sweep", "neural-ode", "--param", "n_points=300", "--horizons", "2", "4",
+         "6", "8", "10", "12", "--steps", "200", "--workers", "2", "--out", str(out), "--no-figures"],
+        env={**__import__("os").environ, "TURNPIKE_TEST_TAG": tag}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    time.sleep(6)
+    assert len(_tagged_processes(tag)) >= 3  # the sweep, the fork server, the workers
+    process.send_signal(getattr(signals, sig))
+    _, err = process.communicate(timeout=60)
+    for _ in range(50):
+        if not _tagged_processes(tag):
+            break
+        time.sleep(0.2)
+    assert _tagged_processes(tag) == []
+    kept = len(list((out / "checkpoints").glob("*.npz")))
+    if sig == "SIGKILL":
+        assert process.returncode == -9
+    else:
+        assert process.returncode == {"SIGTERM": 143, "SIGINT": 130}[sig], err
+        assert f"interrupted: {kept} of 7 solves are checkpointed" in err
+
+
+def test_an_interrupted_comparison_keeps_its_finished_horizons(tmp_path):
+    """SIGINT during the third horizon (sent by the callback of the solve: deterministic): StudyInterrupted holds
+    the two finished horizons, which the CLI saves."""
+    import os
+    import signal as signals
+
+    from problems import Pendulum
+
+    def interrupt_third(phase, k, cost, u):
+        if u.shape[0] == 30 and k == 2:
+            os.kill(os.getpid(), signals.SIGINT)
+
+    with pytest.raises(tp.StudyInterrupted, match="interrupted after 2 of 3 horizons") as caught:
+        tp.compare_horizons(Pendulum(), [1.0, 2.0, 3.0], dt=0.1, progress=False, callback=interrupt_third)
+    study = caught.value.study
+    assert [s.T for s in study.solutions] == [1.0, 2.0] and all(s.success for s in study.solutions)
+    study.save(tmp_path / "partial")
+    assert tp.HorizonStudy.load(tmp_path / "partial").horizons == [1.0, 2.0]

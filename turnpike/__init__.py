@@ -7,6 +7,7 @@ solve its static problem with :func:`solve_static`, and compare the two.
 from . import attention as attention
 from . import catalogue as catalogue
 from .analysis import HorizonStudy as HorizonStudy
+from .analysis import StudyInterrupted as StudyInterrupted
 from .analysis import TurnpikeReport as TurnpikeReport
 from .analysis import compare_horizons as compare_horizons
 from .analysis import distances as distances

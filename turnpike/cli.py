@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from . import catalogue
-from .analysis import DEFAULT_EPSILON, compare_horizons
+from .analysis import DEFAULT_EPSILON, StudyInterrupted, compare_horizons
 from .errors import InputError, SolverError
 from .plots import plot_solution
 from .solve import grid_steps, solve, solve_static
@@ -127,11 +127,19 @@ def _compare(args) -> int:
     for T in args.horizons:  # bad grids are reported before any work
         grid_steps(T, args.steps, args.dt)
     out = _out_dir(args.out)
-    study = compare_horizons(
-        problem, args.horizons, dt=args.dt, steps=args.steps, continuation=not args.no_continuation,
-        epsilon=args.epsilon, one_sided=args.one_sided, method=args.method, solver=args.solver, seed=args.seed,
-        verbose=args.verbose, static_starts=args.static_starts,
-    )
+    try:
+        study = compare_horizons(
+            problem, args.horizons, dt=args.dt, steps=args.steps, continuation=not args.no_continuation,
+            epsilon=args.epsilon, one_sided=args.one_sided, method=args.method, solver=args.solver, seed=args.seed,
+            verbose=args.verbose, static_starts=args.static_starts,
+        )
+    except StudyInterrupted as exc:  # keep the finished horizons
+        if exc.study is not None:
+            exc.study.save(out)
+            print(exc.study.table())
+        print(f"turnpike: {exc}; " + (f"the finished ones are in {out}" if exc.study else "nothing to save"),
+              file=sys.stderr)
+        return 128 + exc.signal
     study.save(out)
     figures = study.plot(out)
     print(study.table())
@@ -238,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except SweepInterrupted as exc:
         print(f"turnpike: {exc}", file=sys.stderr)
-        return 130
+        return 128 + exc.signal
     except Interrupted as exc:
         print(f"turnpike: {exc.args[0].split(':')[0]}", file=sys.stderr)
         return 128 + exc.signal

@@ -16,4 +16,5 @@ from .report import DEFAULT_EPSILON as DEFAULT_EPSILON
 from .report import TurnpikeReport as TurnpikeReport
 from .report import turnpike_report as turnpike_report
 from .study import HorizonStudy as HorizonStudy
+from .study import StudyInterrupted as StudyInterrupted
 from .study import compare_horizons as compare_horizons

@@ -35,7 +35,17 @@ from ..solve import grid_steps, solve, solve_static
 from .rates import DEFAULT_FLOOR, PredictedRate, predicted_rate
 from .report import DEFAULT_EPSILON, TurnpikeReport, turnpike_report
 
-__all__ = ["HorizonStudy", "compare_horizons", "stretched_guess"]
+__all__ = ["HorizonStudy", "StudyInterrupted", "compare_horizons", "stretched_guess"]
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM (``signal``) stopped :func:`compare_horizons`; ``study`` holds the horizons finished
+    before (None if none was), to save or print."""
+
+    def __init__(self, study: HorizonStudy | None, total: int, signal: int = 2):
+        done = 0 if study is None else len(study.solutions)
+        super().__init__(f"interrupted after {done} of {total} horizons")
+        self.study, self.signal = study, signal
 
 COLUMNS = (
     "T", "steps", "success", "status", "cost", "cost_per_time", "static_cost", "cost_excess",
@@ -260,22 +270,31 @@ def compare_horizons(
     predicted = predicted_rate(problem, static)
     solutions, reports = [], []
     previous = None
-    for i, (T, n) in enumerate(zip(Ts, grids, strict=True)):
-        if progress:
-            progress_bar(i, len(Ts), f"solving T = {T:g} ({n} steps)")
-        guess = None
-        if continuation and previous is not None and static.success:
-            guess = stretched_guess(previous, static, T, n)
-        sol = solve(problem, T, n, initial_guess=guess, **solve_options)
-        solutions.append(sol)
-        reports.append(turnpike_report(sol, static, predicted=predicted, epsilon=epsilon, one_sided=one_sided,
-                                       floor=floor))
-        if sol.success:
-            previous = sol
+    try:
+        for i, (T, n) in enumerate(zip(Ts, grids, strict=True)):
+            if progress:
+                progress_bar(i, len(Ts), f"solving T = {T:g} ({n} steps)")
+            guess = None
+            if continuation and previous is not None and static.success:
+                guess = stretched_guess(previous, static, T, n)
+            sol = solve(problem, T, n, initial_guess=guess, **solve_options)
+            solutions.append(sol)
+            reports.append(turnpike_report(sol, static, predicted=predicted, epsilon=epsilon, one_sided=one_sided,
+                                           floor=floor))
+            if sol.success:
+                previous = sol
+    except KeyboardInterrupt as exc:  # Ctrl-C, or turnpike.Interrupted (SIGTERM too): keep what is finished
+        finished = HorizonStudy(problem.name, static, tuple(solutions), tuple(reports),
+                                _settings(problem, dt, steps, continuation, epsilon, one_sided, floor, solve_options))
+        raise StudyInterrupted(finished if solutions else None, len(Ts), getattr(exc, "signal", 2)) from exc
     if progress:
         progress_bar(len(Ts), len(Ts), "done")
-    settings = {"dt": dt, "steps": steps, "continuation": continuation, "epsilon": epsilon,
-                "one_sided": one_sided, "floor": floor, "state_names": problem.state_names,
-                "control_names": problem.control_names,
-                **{k: v for k, v in solve_options.items() if isinstance(v, (str, int, float, bool))}}
+    settings = _settings(problem, dt, steps, continuation, epsilon, one_sided, floor, solve_options)
     return HorizonStudy(problem.name, static, tuple(solutions), tuple(reports), settings)
+
+
+def _settings(problem, dt, steps, continuation, epsilon, one_sided, floor, solve_options) -> dict:
+    """What a study was made with (saved in its summary)."""
+    return {"dt": dt, "steps": steps, "continuation": continuation, "epsilon": epsilon, "one_sided": one_sided,
+            "floor": floor, "state_names": problem.state_names, "control_names": problem.control_names,
+            **{k: v for k, v in solve_options.items() if isinstance(v, (str, int, float, bool))}}

@@ -31,6 +31,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -83,12 +84,13 @@ def run_serial(tasks: Iterable[Task]) -> Iterator[tuple[Task, object]]:
         yield task, result
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int) -> None:
     """A pool worker ignores Ctrl-C and leaves SIGTERM deadly (the parent handles the one and terminates the
     workers with the other) and, unless told otherwise, runs the compiled ensemble loop on one thread: the
     pool already uses the cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stopping.HANDLE_SIGNALS = False
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="turnpike-watch-parent").start()
     os.environ.setdefault("TURNPIKE_THREADS", "1")
 
 
@@ -131,6 +133,30 @@ def _refuse_rerun_script() -> None:
                          "outside `if __name__ == \"__main__\":`; put the call under that line, or pass workers=1")
 
 
+def _watch_parent(pid: int, seconds: float = 1.0) -> None:
+    """End this worker once the sweep's process ``pid`` has ended (checked every ``seconds``). Run on a daemon
+    thread: a sweep killed by any signal, SIGKILL included, then leaves no worker behind (and with the
+    workers gone, the fork server ends too: each worker holds its liveness pipe open)."""
+    while True:
+        time.sleep(seconds)
+        if not _alive(pid):
+            os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists, is ours, and is not a zombie (a killed process stays one until
+    its own parent reaps it, which may wait for the pipes that this worker holds)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or the pid reused by another user's process
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc: os.kill had to do
+        return True
+    return state != "Z"
+
+
 def _new_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of fresh interpreters: "forkserver" where there is one (POSIX), else "spawn".
 
@@ -142,7 +168,8 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["turnpike"])  # workers fork from a server that has imported it
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                               initargs=(os.getpid(),))
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:

@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import math
+import signal
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -25,6 +27,7 @@ from ..errors import InputError, check_choice, check_positive
 from ..problem import Problem
 from ..solution import Solution, StaticSolution
 from ..solvers import SOLVERS
+from ..stopping import Interrupted
 from ..transcription import INTEGRATORS
 from . import checkpoints
 from .arguments import (
@@ -49,10 +52,11 @@ class CheckpointWarning(UserWarning):
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a sweep; the finished solves are checkpointed and the next run of the same sweep skips them."""
+    """Ctrl-C (or SIGTERM: ``signal``) stopped a sweep; the finished solves are checkpointed and the next run of
+    the same sweep skips them."""
 
-    def __init__(self, finished: int, total: int, directory: Path):
-        self.finished, self.total, self.directory = finished, total, directory
+    def __init__(self, finished: int, total: int, directory: Path, signal: int = 2):
+        self.finished, self.total, self.directory, self.signal = finished, total, directory, signal
         super().__init__(f"interrupted: {finished} of {total} solves are checkpointed in {directory}; "
                          "run the same sweep again to finish it")
 
@@ -271,7 +275,7 @@ def _solve(tasks: list[Task], results: dict, directory: Path, workers, scheduler
         return []
     solved = []
     try:
-        with _executor(workers, scheduler) as run, closing(run(todo)) as finished:
+        with _terminate_as_interrupt(), _executor(workers, scheduler) as run, closing(run(todo)) as finished:
             if progress:
                 progress_bar(len(results), len(tasks), f"solves ({len(results)} read from checkpoints)")
             for task, result in finished:
@@ -283,8 +287,26 @@ def _solve(tasks: list[Task], results: dict, directory: Path, workers, scheduler
                     progress_bar(len(results), len(tasks), f"{task.label}: {_word(result)}")
     except KeyboardInterrupt as exc:
         checkpointed = sum(not isinstance(r, WorkerLost) for r in results.values())
-        raise SweepInterrupted(checkpointed, len(tasks), directory) from exc
+        raise SweepInterrupted(checkpointed, len(tasks), directory, getattr(exc, "signal", signal.SIGINT)) from exc
     return solved
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """Within (main thread only): SIGTERM stops the sweep as Ctrl-C does (workers terminated, finished solves
+    kept in their checkpoints, :class:`SweepInterrupted`), instead of ending this process alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Interrupted("sweep interrupted by SIGTERM", signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _word(result) -> str:
