@@ -338,3 +338,19 @@ def test_an_interrupted_comparison_keeps_its_finished_horizons(tmp_path):
     assert [s.T for s in study.solutions] == [1.0, 2.0] and all(s.success for s in study.solutions)
     study.save(tmp_path / "partial")
     assert tp.HorizonStudy.load(tmp_path / "partial").horizons == [1.0, 2.0]
+
+
+def test_progress_shows_the_build_and_a_status_line_per_phase(capsys):
+    """With progress on, stderr gets the build time and a status line from the first L-BFGS iteration on (then at
+    most two a second), erased at the end; without it, nothing."""
+    from problems.datasets import concentric_spheres
+    from problems.neural_ode import NeuralODEClassification
+
+    points, labels = concentric_spheres(30, 2, seed=1)
+    prob = NeuralODEClassification(points, labels, augment=1)
+    tp.solve(prob, 2.0, 10)
+    assert capsys.readouterr().err == ""
+    sol = tp.solve(NeuralODEClassification(points, labels, augment=1), 2.0, 10, progress=True)
+    err = capsys.readouterr().err
+    assert sol.success and err.startswith("built the reduced NLP in ")
+    assert "lbfgs iteration 1: J = " in err and err.endswith("\r\x1b[K")

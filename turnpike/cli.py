@@ -103,7 +103,7 @@ def _solve(args) -> int:
     out = _out_dir(args.out)
     print(f"solving {problem!r} on [0, {args.T:g}] ({args.method}, {args.solver}) ...", flush=True)
     sol = solve(problem, args.T, args.steps, dt=args.dt, method=args.method, solver=args.solver,
-                seed=args.seed, verbose=args.verbose)
+                seed=args.seed, verbose=args.verbose, progress=sys.stderr.isatty() and not args.verbose)
     static = solve_static(problem, starts=args.static_starts)
     stem = f"{args.name}_T{args.T:g}"
     npz = sol.save(out / f"{stem}.npz")

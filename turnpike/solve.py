@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 
@@ -204,6 +205,7 @@ def solve(
     verbose: bool = False,
     callback=None,
     time_limit: float | None = None,
+    progress: bool = False,
 ) -> Solution:
     """Solve ``problem`` on ``[0, T]`` by direct multiple shooting.
 
@@ -267,6 +269,8 @@ def solve(
             IPOPT at the end of its iteration): ``success`` False, status ``"stopped: time limit of S
             s"``. The build and the second-order report after IPOPT (at most 300 Hessian-vector
             products) are not cut short. FATROP cannot be stopped: it runs to its own end.
+        progress: write the build time, then one status line (phase, iteration, cost, seconds so far)
+            redrawn at most twice a second, on stderr (the CLI turns it on when stderr is a terminal).
 
     Signals: SIGINT (Ctrl-C) and SIGTERM stop the solve at the end of the current iteration of its
     phase (at once during a build, or on a second signal) and raise :class:`~turnpike.stopping.Interrupted`,
@@ -314,7 +318,9 @@ def solve(
         x_guess, u_guess = _initial_guess(nlp, T, initial_guess, seed, guess_scale)
         # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
         cold = initial_guess is None or formulation == "reduced"
-        report = _Progress(nlp, callback, verbose, stop)
+        if progress and fresh:
+            sys.stderr.write(f"built the {formulation} NLP in {built.build_seconds:.1f} s\n")
+        report = _Progress(nlp, callback, verbose, stop, progress)
         with stop.iterating():
             stats, x_guess, u_guess = _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed,
                                                 verbose, report, stop)
@@ -327,6 +333,8 @@ def solve(
                 if stop.interrupted:
                     raise Interrupted(f"solve interrupted by {stop.signal.name}", stop.signal) from exc
                 raise
+            finally:
+                report.done()
         x, u, adjoint = nlp.arrays(res.w, res.lam_g, T)
         if second_order:
             stats["second_order"] = _second_order_report(nlp, res, T, second_order, stats.get("presolve", {}))
@@ -407,22 +415,39 @@ def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verb
 
 class _Progress:
     """The progress of every phase, to the user's ``callback(phase, iteration, cost, u)`` (a True return asks
-    ``stop`` to stop) and, with ``verbose``, printed (every 100th L-BFGS iteration; the Newton phases and
-    IPOPT print their own lines)."""
+    ``stop`` to stop); with ``verbose``, printed (every 100th L-BFGS iteration; the Newton phases and IPOPT
+    print their own lines); with ``progress``, one status line on stderr redrawn at most twice a second
+    (phase, iteration, cost, seconds since the start)."""
 
-    def __init__(self, transcription, callback, verbose: bool, stop: Stop):
+    def __init__(self, transcription, callback, verbose: bool, stop: Stop, progress: bool = False):
         self.transcription, self.callback, self.verbose, self.stop = transcription, callback, verbose, stop
-        self.wanted = callback is not None or verbose
+        self.progress, self.shown = progress, 0.0
+        self.wanted = callback is not None or verbose or progress
         self.iterations = {}
 
     def _tell(self, *args) -> None:
         if self.callback(*args):
             self.stop.request("stopped by the callback")
 
+    def show(self, phase: str, k: int, J: float) -> None:
+        """The status line, if ``progress`` and half a second has passed since the last one."""
+        now = time.perf_counter()
+        if self.progress and now - self.shown >= 0.5:
+            self.shown = now
+            elapsed = now - (self.stop.deadline - self.stop.time_limit)
+            sys.stderr.write(f"\r{phase} iteration {k}: J = {J:.8g} ({elapsed:.0f} s)\033[K")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.progress and self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
     def iteration(self, w, f) -> bool:
         """IPOPT's iterate (the NLP variables w, the objective f): to the callback; True to stop."""
+        k = self.iterations["ipopt"] = self.iterations.get("ipopt", -1) + 1  # IPOPT counts from 0
+        self.show("IPOPT", k, float(f))
         if self.callback is not None:
-            k = self.iterations["ipopt"] = self.iterations.get("ipopt", -1) + 1  # IPOPT counts from 0
             self._tell("ipopt", k, float(f), self.transcription.controls(w))
         return self.stop() is not None
 
@@ -437,6 +462,7 @@ class _Progress:
             J = float(intermediate_result.fun)
             if self.verbose and k % every == 0:
                 print(f"{name} {k:6d}  J {J:.10e}", flush=True)
+            self.show(name, k, J)
             if self.callback is not None:
                 V = np.array(intermediate_result.x).reshape(self.transcription.steps, -1)
                 nu = self.transcription.problem.nu
@@ -445,12 +471,15 @@ class _Progress:
         return report
 
     def phase(self, name: str):
-        """The callback of a Newton phase (``(u, J, ‖∇J‖∞)``), or None without a user callback."""
-        if self.callback is None:
+        """The callback of a Newton phase (``(u, J, ‖∇J‖∞)``), or None without a user callback or progress."""
+        if self.callback is None and not self.progress:
             return None
 
         def report(u, J, _gradient_norm):
             k = self.iterations[name] = self.iterations.get(name, 0) + 1
+            self.show(name, k, float(J))
+            if self.callback is None:
+                return
             self._tell(name, k, float(J), np.array(u).reshape(self.transcription.steps, -1))
 
         return report
