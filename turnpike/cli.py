@@ -19,6 +19,7 @@ from . import catalogue
 from .analysis import DEFAULT_EPSILON, StudyInterrupted, compare_horizons
 from .errors import InputError, SolverError
 from .plots import plot_solution
+from .report import study_report, sweep_report
 from .solve import grid_steps, solve, solve_static
 from .solvers import SOLVERS
 from .stopping import Interrupted
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="radius of the ε-tube")
     c.add_argument("--one-sided", action="store_true", help="fit K e^{-μt} (no boundary layer at T)")
     c.add_argument("--no-continuation", action="store_true", help="solve every horizon from a cold start")
+    c.add_argument("--report", action="store_true", help="also write OUT/report.html (table, figures, settings)")
     _common(c, "out/compare")
 
     w = sub.add_parser("sweep", help="a horizon comparison for every point of a parameter grid and every seed, "
@@ -63,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="radius of the ε-tube")
     w.add_argument("--one-sided", action="store_true", help="fit K e^{-μt} (no boundary layer at T)")
     w.add_argument("--no-figures", action="store_true", help="write the table only")
+    w.add_argument("--report", action="store_true", help="also write OUT/report.html (table, figures, settings)")
     _common(w, "out/sweep", seed=False)
     return parser
 
@@ -143,8 +146,9 @@ def _compare(args) -> int:
     study.save(out)
     figures = study.plot(out)
     print(study.table())
+    report = [study_report(study, figures, out / "report.html").name] if args.report else []
     print(f"wrote {out / 'summary.json'}, {out / 'summary.csv'}, {len(study.solutions)} solutions, "
-          + ", ".join(p.name for p in figures))
+          + ", ".join([p.name for p in figures] + report))
     for sol in study.solutions:
         for warning in sol.warnings:
             print(f"turnpike: warning: T = {sol.T:g}: {warning}", file=sys.stderr)
@@ -219,8 +223,9 @@ def _sweep(args) -> int:
         epsilon=args.epsilon, one_sided=args.one_sided, figures=not args.no_figures, static_starts=args.static_starts,
     )
     print(result.table())
+    report = [str(sweep_report(result, args.out, args.out / "report.html"))] if args.report else []
     print(f"{len(result.solved)} solved now, {len(result.reused)} read from checkpoints; wrote "
-          + ", ".join(str(p) for p in result.files[:2])
+          + ", ".join([str(p) for p in result.files[:2]] + report)
           + (f" and {len(result.files) - 2} figures" if len(result.files) > 2 else ""))
     if not result.success:
         print("turnpike: some solves did not converge or failed (marked NO above)", file=sys.stderr)
