@@ -1,6 +1,7 @@
 """Regressions of the reliability pass: a failed solve has no cost, rate or tube; a curve that is not an
 exponential has no rate; non-finite horizons end as failed rows, never as tracebacks."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -354,3 +355,9 @@ def test_progress_shows_the_build_and_a_status_line_per_phase(capsys):
     err = capsys.readouterr().err
     assert sol.success and err.startswith("built the reduced NLP in ")
     assert "lbfgs iteration 1: J = " in err and err.endswith("\r\x1b[K")
+
+
+def test_a_sweeps_progress_gives_an_estimate_of_the_time_left(tmp_path, capsys):
+    tp.sweep("pendulum", [2.0, 4.0], tmp_path / "s", steps=10, workers=1, figures=False, progress=True)
+    lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "T=2 seed=0" in line]
+    assert lines and re.search(r"about \d+ s left$", lines[-1])

@@ -14,6 +14,7 @@ import json
 import math
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -273,7 +274,7 @@ def _solve(tasks: list[Task], results: dict, directory: Path, workers, scheduler
         if progress:
             progress_bar(len(tasks), len(tasks), "solves, all read from checkpoints")
         return []
-    solved = []
+    solved, started = [], time.perf_counter()
     try:
         with _terminate_as_interrupt(), _executor(workers, scheduler) as run, closing(run(todo)) as finished:
             if progress:
@@ -284,7 +285,9 @@ def _solve(tasks: list[Task], results: dict, directory: Path, workers, scheduler
                 results[task.key] = result
                 solved.append(task.label)
                 if progress:
-                    progress_bar(len(results), len(tasks), f"{task.label}: {_word(result)}")
+                    left = (time.perf_counter() - started) / len(solved) * (len(todo) - len(solved))
+                    eta = f", about {left:.0f} s left" if len(solved) < len(todo) else ""
+                    progress_bar(len(results), len(tasks), f"{task.label}: {_word(result)}{eta}")
     except KeyboardInterrupt as exc:
         checkpointed = sum(not isinstance(r, WorkerLost) for r in results.values())
         raise SweepInterrupted(checkpointed, len(tasks), directory, getattr(exc, "signal", signal.SIGINT)) from exc
