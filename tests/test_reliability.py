@@ -357,7 +357,7 @@ def test_progress_shows_the_build_and_a_status_line_per_phase(capsys):
     assert "lbfgs iteration 1: J = " in err and err.endswith("\r\x1b[K")
 
 
-def test_a_sweeps_progress_gives_an_estimate_of_the_time_left(tmp_path, capsys):
+def test_a_sweeps_progress_gives_an_estimate_of_the_time_left(tmp_path, capfd):
     tp.sweep("pendulum", [2.0, 4.0], tmp_path / "s", steps=10, workers=1, figures=False, progress=True)
-    lines = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "T=2 seed=0" in line]
+    lines = [line for line in capfd.readouterr().err.replace("\r", "\n").splitlines() if "T=2 seed=0" in line]
     assert lines and re.search(r"about \d+ s left$", lines[-1])

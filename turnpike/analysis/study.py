@@ -213,8 +213,10 @@ def _jsonable(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in summary.json")
 
 
-def progress_bar(done: int, total: int, label: str, stream=sys.stderr) -> None:
-    """``[######------] done/total label`` on ``stream`` (redrawn in place on a terminal)."""
+def progress_bar(done: int, total: int, label: str, stream=None) -> None:
+    """``[######------] done/total label`` on ``stream`` (default: ``sys.stderr`` at the call; redrawn in place
+    on a terminal)."""
+    stream = stream or sys.stderr
     width = 24
     filled = int(width * done / total)
     bar = "#" * filled + "-" * (width - filled)
