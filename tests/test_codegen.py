@@ -8,6 +8,7 @@ from pathlib import Path
 import casadi as ca
 import numpy as np
 import pytest
+from compilers import compiler_gone, hanging_compiler
 
 from turnpike.codegen import lanes_function
 from turnpike.compiled import LANES, UNUSED_DAYS, compiled, compiler, lanes_library, lanes_map, prune_cache
@@ -128,38 +129,17 @@ def test_a_compiler_past_its_time_is_killed_with_its_children_and_remembered(mon
     COMPILE_SECONDS; the time-out is recorded as a failure, so the next attempt does not wait again."""
     import turnpike.compiled as compiled_module
 
-    pid_file = _hanging_compiler(monkeypatch, tmp_path)
+    pid_file = hanging_compiler(monkeypatch, tmp_path)
     monkeypatch.setattr(compiled_module, "COMPILE_SECONDS", 1)
     x = ca.SX.sym("x")
     start = time.perf_counter()
     assert compiled(ca.Function("hangs", [x], [x * 2])) is None
     assert time.perf_counter() - start < 30
-    assert _gone(pid_file)  # the grandchild too
+    assert compiler_gone(pid_file)  # the grandchild too
     assert list((tmp_path / "cache").glob("*.failed"))
     start = time.perf_counter()
     assert compiled(ca.Function("hangs", [x], [x * 2])) is None  # remembered: no second wait
     assert time.perf_counter() - start < 0.9
-
-
-def _hanging_compiler(monkeypatch, tmp_path):
-    """A fake ``cc`` whose child sleeps (as cc1 under cc); the file its child's pid is written to."""
-    pid_file = tmp_path / "child.pid"
-    fake = tmp_path / "fake-cc"
-    fake.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("CC", str(fake))
-    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path / "cache"))
-    return pid_file
-
-
-def _gone(pid_file: Path) -> bool:
-    """The process is gone (or a zombie waiting for init to reap it)."""
-    for _ in range(50):
-        status = Path(f"/proc/{int(pid_file.read_text())}/status")
-        if not status.exists() or "\tZ" in status.read_text().split("State:")[1].splitlines()[0]:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.skipif(not Path("/proc").exists(), reason="reads the process table in /proc")
@@ -173,7 +153,7 @@ def test_a_timed_out_library_is_not_retried_in_its_other_variants_and_ctrl_c_kil
 
     import turnpike.compiled as compiled_module
 
-    pid_file = _hanging_compiler(monkeypatch, tmp_path)
+    pid_file = hanging_compiler(monkeypatch, tmp_path)
     monkeypatch.setattr(compiled_module, "COMPILE_SECONDS", 1)
     x = ca.SX.sym("x", 2)
     written = [lanes_function(ca.Function("waves", [x], [ca.sin(x) + ca.exp(x)]), "waves")]
@@ -184,7 +164,7 @@ def test_a_timed_out_library_is_not_retried_in_its_other_variants_and_ctrl_c_kil
     cache = tmp_path / "cache"
     assert [p.read_text() for p in cache.glob("*.failed")] == ["timed out"]
     assert not list(cache.glob("*.tmp"))
-    assert _gone(pid_file)
+    assert compiler_gone(pid_file)
 
     monkeypatch.setattr(compiled_module, "COMPILE_SECONDS", 60)
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -192,7 +172,7 @@ def test_a_timed_out_library_is_not_retried_in_its_other_variants_and_ctrl_c_kil
     with pytest.raises(KeyboardInterrupt):
         compiled(ca.Function("interrupted", [x], [x * 3]))
     timer.join()
-    assert _gone(pid_file)
+    assert compiler_gone(pid_file)
 
 
 def test_functions_over_the_size_limit_are_not_compiled(monkeypatch):

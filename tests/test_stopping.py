@@ -12,6 +12,7 @@ from pathlib import Path
 import casadi as ca
 import numpy as np
 import pytest
+from compilers import compiler_gone, hanging_compiler
 
 import turnpike as tp
 from problems.datasets import concentric_spheres
@@ -104,12 +105,7 @@ def test_stop_raises_at_once_outside_iterations_and_on_a_second_signal():
 
 @pytest.mark.skipif(not Path("/proc").exists(), reason="reads the process table in /proc")
 def test_sigterm_during_a_compilation_raises_at_once_and_leaves_no_compiler(monkeypatch, tmp_path):
-    pid_file = tmp_path / "child.pid"
-    fake = tmp_path / "fake-cc"
-    fake.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("CC", str(fake))
-    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path / "cache"))
+    pid_file = hanging_compiler(monkeypatch, tmp_path)
 
     def terminate_once_compiling():
         while not pid_file.exists():
@@ -121,13 +117,7 @@ def test_sigterm_during_a_compilation_raises_at_once_and_leaves_no_compiler(monk
     with pytest.raises(Interrupted) as caught:
         tp.solve(spheres(31), 2.0, 10)  # a new problem: its functions are compiled
     assert caught.value.solution is None and time.perf_counter() - start < 50  # not the 60 s of the child
-    child = Path(f"/proc/{int(pid_file.read_text())}/status")
-    for _ in range(50):
-        if not child.exists() or "\tZ" in child.read_text():
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the compiler's child survived")
+    assert compiler_gone(pid_file)
 
 
 def test_the_cli_exits_143_on_sigterm_with_one_line():

@@ -24,6 +24,17 @@ def _panels(nx: int, nu: int) -> tuple[int, int, str]:
     return states, controls, note
 
 
+def _grid(panels: int, columns: int, width: float) -> tuple[Figure, np.ndarray]:
+    """A figure of ``panels`` axes in rows of ``columns`` (each ``width`` by 3 inches), the spare ones hidden."""
+    ncols = min(panels, columns)
+    nrows = -(-panels // ncols)
+    fig = Figure(figsize=(width * ncols, 3.0 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def plot_solution(
     solution: Solution,
     path=None,
@@ -42,11 +53,7 @@ def plot_solution(
     state_names = state_names or [f"x{i + 1}" for i in range(nx)]
     control_names = control_names or [f"u{j + 1}" for j in range(nu)]
     shown_x, shown_u, note = _panels(nx, nu)
-    panels = shown_x + shown_u
-    ncols = min(panels, 3)
-    nrows = -(-panels // ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = _grid(shown_x + shown_u, 3, 4.2)
     t = solution.t
     samples = x[:, :_MAX_SAMPLES, :]
     many = samples.shape[1] > 1
@@ -63,8 +70,6 @@ def plot_solution(
         if static is not None:
             ax.axhline(static.u[j], ls="--", color="C3", lw=1)
         ax.set(title=control_names[j], xlabel="t")
-    for ax in axes[panels:]:
-        ax.set_visible(False)
     verdict = "converged" if solution.success else f"NOT converged ({solution.status})"
     legend = " — dashed: static optimum" if static is not None else ""
     fig.suptitle(f"{solution.problem}: T = {solution.T:g}, {solution.steps} steps, "
@@ -113,11 +118,7 @@ def plot_study(study, directory: Path) -> list[Path]:
     state_names = study.settings.get("state_names") or [f"state {i + 1}" for i in range(nx)]
     control_names = study.settings.get("control_names") or [f"control {j + 1}" for j in range(nu)]
     shown_x, shown_u, note = _panels(nx, nu)
-    panels = shown_x + shown_u
-    ncols = min(panels, 4)
-    nrows = -(-panels // ncols)
-    fig = Figure(figsize=(3.6 * ncols, 3.0 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    fig, axes = _grid(shown_x + shown_u, 4, 3.6)
     for sol, c in zip(study.solutions, colors, strict=True):
         x = sol.x.reshape(sol.steps + 1, -1, nx)[:, :_MAX_SAMPLES, :]
         for i in range(shown_x):
@@ -132,8 +133,6 @@ def plot_study(study, directory: Path) -> list[Path]:
     for j in range(shown_u):
         axes[shown_x + j].axhline(study.static.u[j], color="k", ls="--", lw=0.8)
         axes[shown_x + j].set(title=control_names[j], xlabel="t")
-    for ax in axes[panels:]:
-        ax.set_visible(False)
     axes[shown_x if shown_u else 0].legend(fontsize=8)
     fig.suptitle(f"{title}: optimal trajectories (dashed: static optimum){note}", fontsize=10)
     paths.append(directory / "trajectories.png")
