@@ -361,3 +361,18 @@ def test_a_sweeps_progress_gives_an_estimate_of_the_time_left(tmp_path, capfd):
     tp.sweep("pendulum", [2.0, 4.0], tmp_path / "s", steps=10, workers=1, figures=False, progress=True)
     lines = [line for line in capfd.readouterr().err.replace("\r", "\n").splitlines() if "T=2 seed=0" in line]
     assert lines and re.search(r"about \d+ s left$", lines[-1])
+
+
+def test_resimulation_of_an_interval_far_longer_than_the_dynamics_is_refused_quickly():
+    """The pendulum on T = 1e12 with 10 steps: DOP853 would need about 1e11 steps per interval; it stops after its
+    budget of evaluations with a message, instead of running for hours."""
+    import time
+
+    from problems import Pendulum
+
+    problem = Pendulum()
+    sol = tp.solve(problem, 1e12, 10)
+    start = time.perf_counter()
+    with pytest.raises(tp.SolverError, match=r"took more than 10000 evaluations of f"):
+        tp.resimulation_error(problem, sol, max_evaluations=10_000)
+    assert time.perf_counter() - start < 60

@@ -6,7 +6,7 @@ import casadi as ca
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from .errors import InputError
+from .errors import InputError, SolverError
 from .problem import Problem
 from .solution import Solution
 from .transcription import stage_function
@@ -22,7 +22,12 @@ ORDERS = {"euler": 1, "midpoint": 2, "rk4": 4}
 STEP_TOLERANCE = 5e-2
 
 
-def resimulate(problem: Problem, solution: Solution, *, rtol: float = 1e-10, atol: float = 1e-12) -> np.ndarray:
+class _TooLong(Exception):
+    """The adaptive integration of one interval spent its budget of evaluations."""
+
+
+def resimulate(problem: Problem, solution: Solution, *, rtol: float = 1e-10, atol: float = 1e-12,
+               max_evaluations: int = 10**6) -> np.ndarray:
     """States at the grid times reached by ``solution.u`` under the *continuous* dynamics.
 
     Each interval ``[t_k, t_{k+1}]`` is integrated with the control held at ``u_k`` by
@@ -32,6 +37,10 @@ def resimulate(problem: Problem, solution: Solution, *, rtol: float = 1e-10, ato
 
     Returns:
         Array shaped like ``solution.x``.
+
+    Raises:
+        SolverError: an interval needs more than ``max_evaluations`` evaluations of f (an interval far
+            longer than the dynamics' time scale, e.g. T = 1e12 on a few steps), or the integration fails.
     """
     if solution.u.shape != (solution.steps, problem.nu) or solution.x[0].size != problem.nx * problem.n_samples:
         raise InputError(
@@ -45,12 +54,23 @@ def resimulate(problem: Problem, solution: Solution, *, rtol: float = 1e-10, ato
     for k in range(solution.steps):
         u = solution.u[k]
 
-        def rhs(_t, z, u=u):
+        calls = [0]
+
+        def rhs(_t, z, u=u, calls=calls):
+            calls[0] += 1
+            if calls[0] > max_evaluations:
+                raise _TooLong
             return np.asarray(f(z.reshape(N, nx).T, u, Y)).T.reshape(-1)
 
-        out = solve_ivp(rhs, (solution.t[k], solution.t[k + 1]), states[-1], method="DOP853", rtol=rtol, atol=atol)
+        span = (solution.t[k], solution.t[k + 1])
+        try:
+            out = solve_ivp(rhs, span, states[-1], method="DOP853", rtol=rtol, atol=atol)
+        except _TooLong:
+            raise SolverError(f"re-simulation of interval {k}, [{span[0]:g}, {span[1]:g}], took more than "
+                              f"{max_evaluations} evaluations of f: the interval is far longer than the dynamics' "
+                              "time scale (use more steps, or raise max_evaluations)") from None
         if not out.success:
-            raise RuntimeError(f"re-simulation failed on interval {k}: {out.message}")
+            raise SolverError(f"re-simulation failed on interval {k}: {out.message}")
         states.append(out.y[:, -1])
     return np.array(states).reshape(solution.x.shape)
 
@@ -123,6 +143,6 @@ def _amplification(problem: Problem, u: np.ndarray, T: float, method: str, refer
     return growth if np.isfinite(growth) else np.inf
 
 
-def resimulation_error(problem: Problem, solution: Solution, **tolerances) -> float:
+def resimulation_error(problem: Problem, solution: Solution, **options) -> float:
     """``max_k |x_k - x(t_k)|_∞`` between the solution's states and :func:`resimulate`."""
-    return float(np.max(np.abs(resimulate(problem, solution, **tolerances) - solution.x)))
+    return float(np.max(np.abs(resimulate(problem, solution, **options) - solution.x)))
