@@ -59,6 +59,7 @@ def solve(prob, T, guess=None, options=COLD, steps=None):
     start = time.perf_counter()
     grid = {"steps": steps} if steps else {"dt": DT}
     sol = tp.solve(prob, T, **grid, options=options, formulation=FORMULATION, initial_guess=guess)
+    print(f"{prob.name}, T = {T:g}: {sol.message} ({time.perf_counter() - start:.1f} s)", flush=True)
     return sol, time.perf_counter() - start
 
 

@@ -58,6 +58,8 @@ def solve(prob, T):
     start = time.perf_counter()
     sol = tp.solve(prob, T, **SOLVE)
     seconds = time.perf_counter() - start
+    print(f"{prob.name} ({prob.field}, {prob.cost}, {prob.loss}), T = {T:g}: {sol.message} ({seconds:.1f} s)",
+          flush=True)
     check = tp.resimulation_error(prob, sol)
     if not sol.success or check > 1e-3:
         raise SystemExit(f"{prob.name} T = {T:g}: {sol.message}, re-simulation error {check:.1e}: no optimum to report")
