@@ -249,7 +249,8 @@ def compare_horizons(
         continuation: warm-start each horizon from the previous one (see the module docstring);
             otherwise every horizon starts from the seeded random guess of :func:`~turnpike.solve`.
         epsilon, one_sided, floor: passed to :func:`~turnpike.turnpike_report`.
-        progress: print a progress line per horizon on stderr.
+        progress: print a progress line per horizon on stderr (and, on a terminal, each solve's status line:
+            :func:`~turnpike.solve`'s ``progress``).
         static_starts, static_guess: the static problem's ``starts`` and ``initial_guess`` for
             :func:`~turnpike.solve_static` (its optimum may be only local: see :attr:`HorizonStudy.warnings`).
         **solve_options: ``method``, ``solver``, ``options``, ``seed`` ... for :func:`~turnpike.solve`.
@@ -279,7 +280,8 @@ def compare_horizons(
             guess = None
             if continuation and previous is not None and static.success:
                 guess = stretched_guess(previous, static, T, n)
-            sol = solve(problem, T, n, initial_guess=guess, **solve_options)
+            sol = solve(problem, T, n, initial_guess=guess,
+                        **{"progress": progress and sys.stderr.isatty(), **solve_options})
             solutions.append(sol)
             reports.append(turnpike_report(sol, static, predicted=predicted, epsilon=epsilon, one_sided=one_sided,
                                            floor=floor))
