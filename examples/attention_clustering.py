@@ -3,6 +3,9 @@
 Run:  python examples/attention_clustering.py --out out/attention/clustering
 Writes circle.png (one prompt's tokens over time), sphere.png (n = 32 tokens on S², β = 1),
 diameter.png (the enclosing-arc radius of all 256 prompts over time) and clustering.json.
+
+Run time: about 8 s on a 2-core machine (measured on 2026-12-03 with the default arguments,
+while a test run shared the machine).
 """
 
 import argparse

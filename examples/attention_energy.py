@@ -2,6 +2,9 @@
 
 Run:  python examples/attention_energy.py --out out/attention/energy
 Writes energy.png (E_β(t), and dE/dt by the identity against a centred difference of E) and energy.json.
+
+Run time: about 4 s on a 2-core machine (measured on 2026-12-03 with the default arguments,
+while a test run shared the machine).
 """
 
 import argparse

@@ -3,6 +3,9 @@
 Run:  python examples/attention_equiangular.py --out out/attention/equiangular
 Writes rho.png (ρ(t) of the full system against the reduced ODE, SA and USA; their difference) and
 equiangular.json.
+
+Run time: about 4 s on a 2-core machine (measured on 2026-12-03 with the default arguments,
+while a test run shared the machine).
 """
 
 import argparse

@@ -3,6 +3,9 @@
 Run:  python examples/attention_leaders.py --out out/attention/leaders
 Writes attention.png (P at several times, tokens sorted), tokens.png (x_i(t) = e^t z_i(t), leaders marked)
 and leaders.json.
+
+Run time: about 4 s on a 2-core machine (measured on 2026-12-03 with the default arguments,
+while a test run shared the machine).
 """
 
 import argparse

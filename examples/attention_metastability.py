@@ -5,6 +5,9 @@ Run:  python examples/attention_metastability.py --out out/attention/metastabili
 Writes clusters_energy.png (count and normalised energy over log t for each β), circle_beta*.png
 (tokens over log time), counts.png (metastable count against β with argmax k² I_k(β) and √(2β)) and
 metastability.json.
+
+Run time: about 37 s on a 2-core machine (measured on 2026-12-03 with the default arguments,
+while a test run shared the machine).
 """
 
 import argparse

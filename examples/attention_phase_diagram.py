@@ -2,6 +2,9 @@
 
 Run:  python examples/attention_phase_diagram.py --out out/attention/phase
 Writes phase.png and phase.json.
+
+Run time: about 33 s on a 2-core machine (measured on 2026-12-03 with the default arguments,
+while a test run shared the machine).
 """
 
 import argparse
