@@ -224,3 +224,22 @@ def test_dense_mode_verdict_agrees_with_the_eigenvalues_of_the_hessian():
     H = rs.hessian(sol.u, rs.parameters(2.0))
     smallest = np.linalg.eigvalsh(np.triu(H) + np.triu(H, 1).T)[0]
     assert report["verdict"] == ("local minimum" if smallest > 0 else "not determined"), smallest
+
+
+def test_lift_reads_an_input_written_as_a_concatenation_of_symbols():
+    """The tracking cost's data is vertcat(y, x̄) (a label and a target per sample): each segment is its rows of
+    the lifted data matrix. Before, the whole matrix stood for each segment and the tracking cost crashed."""
+    D, N = 3, 5
+    x, y, xbar = ca.MX.sym("x", D), ca.MX.sym("y"), ca.MX.sym("xbar", D)
+    fn = ca.Function("L", [x, ca.vertcat(y, xbar)], [ca.sumsqr(x - xbar) + y, x * y])
+    lifted = lift(fn, {0, 1}, N)
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((D, N)), rng.standard_normal((D + 1, N))
+    for ref, got in zip(fn.map(N)(X, Y), lifted(X, Y), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-14, atol=1e-14)
+    points, labels = concentric_spheres(8, 7, seed=0)  # nu = 56 > 40: Hessian-vector mode, the matrix path
+    tracking = NeuralODEClassification(points, labels, field="outer", cost="tracking", weight=0.02)
+    reduced = tp.solve(tracking, 2.0, 20, formulation="reduced")
+    shooting = tp.solve(tracking, 2.0, 20, formulation="multiple-shooting", options={"ipopt.tol": 1e-10})
+    assert reduced.success and shooting.success
+    assert reduced.cost == pytest.approx(shooting.cost, rel=1e-6)

@@ -87,15 +87,15 @@ def lift(fn: ca.Function, per_sample: set[int], N: int) -> ca.Function:
     ones = ca.DM.ones(1, N)
     work: dict[int, tuple[ca.MX, bool]] = {}  # slot -> (value, per sample?)
     pieces: list[list[ca.MX]] = [[] for _ in range(fn.n_out())]  # an output may be written in pieces
-    seen_inputs: set[int] = set()
     for k in range(fn.n_instructions()):
         op, slots_in, slots_out = fn.instruction_id(k), fn.instruction_input(k), fn.instruction_output(k)
-        if op == ca.OP_INPUT:
-            j = slots_in[0]
-            if j in seen_inputs:
-                raise NotLiftable(f"input {fn.name_in(j)} of {fn.name()} is a concatenation of symbols")
-            seen_inputs.add(j)
-            work[slots_out[0]] = (inputs[j], j in per_sample)
+        if op == ca.OP_INPUT:  # an input, or one segment of an input written as a concatenation of symbols
+            j, symbol = slots_in[0], fn.instruction_MX(k)
+            if j in per_sample:
+                offset = int(symbol.info()["offset"])
+                work[slots_out[0]] = (inputs[j][offset : offset + symbol.numel(), :], True)
+            else:  # the symbol itself, a part of the function's own input
+                work[slots_out[0]] = (symbol, False)
             continue
         if op == ca.OP_OUTPUT:  # the output's pieces come in order, each a vector per sample or shared
             value, lifted = work[slots_in[0]]
