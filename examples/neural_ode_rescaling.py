@@ -8,6 +8,9 @@ P x = x_2, 40 points uniform in [-1, 1]² labelled by the sign of x_2 (zero loss
 
 Run:  python examples/neural_ode_rescaling.py --out out/neural_ode/rescaling
 Writes rescaling.json, error_vs_T.png, layers.png and horizons.png.
+
+Run time: about 9 s on a 2-core machine (measured on 2026-12-03 with the default
+arguments, while a test run shared the machine).
 """
 
 from __future__ import annotations
