@@ -27,6 +27,8 @@ error with the large first-layer weights).
 
 Run:  python examples/neural_ode_turnpike.py --out out/neural_ode/turnpike
 Writes turnpike.json, decay.png (outer and inner under (B)), tracking.png, logistic.png.
+
+Run time: about 2 minutes on a 2-core machine (measured on 2026-12-03 with the default arguments).
 """
 
 from __future__ import annotations
