@@ -91,7 +91,7 @@ def stage_function(problem: Problem, method: str) -> ca.Function:
 #: Peak memory of a multiple-shooting build (the whole-ensemble SX stage, its stage-wise derivatives,
 #: IPOPT's functions) per unit of ``N · n_f · n_z``: samples, instructions of one sample's stage function,
 #: stage variables of one sample (``nx + n_v``). Measured (peak resident set, IPOPT with stage-wise
-#: derivatives, RK4, 20 steps): 211 to 340 bytes over nine neural-ODE cases from 0.06 M units (inner field,
+#: derivatives, RK4, 20 steps): 221 to 357 bytes over nine neural-ODE cases from 0.06 M units (inner field,
 #: N = 10, 19 MB) to 18 M units (bottleneck of width 32, N = 40, 4.2 GB), 269 with 80 steps; the second
 #: derivatives of the stage are the bulk, and the build takes about 1 s per 250 MB.
 BUILD_BYTES_PER_UNIT = 300
