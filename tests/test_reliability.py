@@ -354,7 +354,7 @@ def test_progress_shows_the_build_and_a_status_line_per_phase(capsys):
     sol = tp.solve(NeuralODEClassification(points, labels, augment=1), 2.0, 10, progress=True)
     err = capsys.readouterr().err
     assert sol.success and err.startswith("built the reduced NLP in ")
-    assert "lbfgs iteration 1: J = " in err and err.endswith("\r\x1b[K")
+    assert re.search(r"lbfgs iteration 1: J = [-+.\de]+ \(\d+ s\)", err) and err.endswith("\r\x1b[K")
 
 
 def test_a_sweeps_progress_gives_an_estimate_of_the_time_left(tmp_path, capfd):

@@ -75,18 +75,20 @@ def resimulate(problem: Problem, solution: Solution, *, rtol: float = 1e-10, ato
     return np.array(states).reshape(solution.x.shape)
 
 
-def refined_states(problem: Problem, u: np.ndarray, T: float, method: str, factor: int) -> np.ndarray:
+def refined_states(problem: Problem, u: np.ndarray, T: float, method: str, factor: int, x0=None) -> np.ndarray:
     """States (steps+1, N, nx) at the grid times of the controls ``u`` (steps, nu) when every interval is
-    advanced by ``factor`` steps of ``method`` of length ``h/factor`` (one CasADi ``mapaccum``)."""
+    advanced by ``factor`` steps of ``method`` of length ``h/factor`` (one CasADi ``mapaccum``), from
+    ``x0`` (N, nx), default the problem's."""
     steps, N = u.shape[0], problem.n_samples
+    x0 = problem.x0_samples if x0 is None else x0
     one = stage_function(problem, method).map(N)
     X = ca.MX.sym("X", problem.nx, N)
     v = ca.MX.sym("u", problem.nu)
     h = T / (steps * factor)
     advance = ca.Function("advance", [X, v], [one(X, v, ca.DM(problem.data_values.T), h)[0]])
-    states = advance.mapaccum(steps * factor)(problem.x0_samples.T, np.repeat(u, factor, axis=0).T)
+    states = advance.mapaccum(steps * factor)(x0.T, np.repeat(u, factor, axis=0).T)
     states = np.asarray(states).reshape(problem.nx, steps * factor, N)[:, factor - 1 :: factor, :]  # step-major
-    return np.concatenate([problem.x0_samples[None], states.transpose(1, 2, 0)])
+    return np.concatenate([x0[None], states.transpose(1, 2, 0)])
 
 
 def step_check(problem: Problem, solution: Solution, method: str) -> tuple[dict, list[str]]:
@@ -134,11 +136,8 @@ def _amplification(problem: Problem, u: np.ndarray, T: float, method: str, refer
     component (the scheme at h/4): how much the dynamics amplify a perturbation (1 for a neutral system)."""
     x0 = problem.x0_samples
     delta = 1e-7 * max(1.0, float(np.abs(x0).max()))
-    shifted = Problem.__new__(type(problem))
-    shifted.__dict__.update(problem.__dict__)
-    shifted._x0 = x0 + delta
     with np.errstate(all="ignore"):
-        moved = refined_states(shifted, u, T, method, 4)
+        moved = refined_states(problem, u, T, method, 4, x0=x0 + delta)
         growth = float(np.max(np.abs(moved - reference)) / delta)
     return growth if np.isfinite(growth) else np.inf
 

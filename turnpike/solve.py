@@ -434,8 +434,7 @@ class _Progress:
         now = time.perf_counter()
         if self.progress and now - self.shown >= 0.5:
             self.shown = now
-            elapsed = now - (self.stop.deadline - self.stop.time_limit)
-            sys.stderr.write(f"\r{phase} iteration {k}: J = {J:.8g} ({elapsed:.0f} s)\033[K")
+            sys.stderr.write(f"\r{phase} iteration {k}: J = {J:.8g} ({now - self.stop.start:.0f} s)\033[K")
             sys.stderr.flush()
 
     def done(self) -> None:

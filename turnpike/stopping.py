@@ -45,7 +45,8 @@ class Stop:
 
     def __init__(self, time_limit: float = np.inf, *, start: float | None = None):
         self.time_limit = float(time_limit)
-        self.deadline = (time.perf_counter() if start is None else start) + self.time_limit
+        self.start = time.perf_counter() if start is None else start
+        self.deadline = self.start + self.time_limit
         self.reason: str | None = None
         self.signal: signal.Signals | None = None
         self._iterating = False

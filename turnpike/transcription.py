@@ -41,6 +41,7 @@ the discrete adjoint at ``t_{k+1}`` is ``p_{k+1} = -ν_k``; it satisfies
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import casadi as ca
@@ -76,9 +77,20 @@ def integrator_step(rhs, x, h, method: str):
     return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), h / 6 * (l1 + 2 * l2 + 2 * l3 + l4)
 
 
+_stages: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # problem -> {method: stage function}
+
+
 def stage_function(problem: Problem, method: str) -> ca.Function:
-    """One interval of one sample: ``(x, u, y, h) -> (x_next, q)``, ``q ≈ ∫ L dt``, in SX."""
+    """One interval of one sample: ``(x, u, y, h) -> (x_next, q)``, ``q ≈ ∫ L dt``, in SX; built once per
+    problem and method (the transcriptions, the build estimate and the step check all use it)."""
     check_choice("method", method, INTEGRATORS)
+    built = _stages.setdefault(problem, {})
+    if method not in built:
+        built[method] = _stage_function(problem, method)
+    return built[method]
+
+
+def _stage_function(problem: Problem, method: str) -> ca.Function:
     f, L = problem.dynamics, problem.running_cost
     x = ca.SX.sym("x", problem.nx)
     u = ca.SX.sym("u", problem.nu)
