@@ -114,8 +114,10 @@ def end_rerun_script() -> None:
     if frame is None:
         return
     marker = os.environ.get(_RERUN)
-    if marker:
-        Path(marker).write_text(str(frame.f_globals.get("__file__") or "the main script"))
+    if marker:  # written whole, then renamed: the parent never reads a half-written file
+        partial = Path(f"{marker}.{os.getpid()}")
+        partial.write_text(str(frame.f_globals.get("__file__") or "the main script"))
+        os.replace(partial, marker)
     os._exit(70)
 
 
