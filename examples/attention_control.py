@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 import turnpike as tp
 import turnpike.attention as ta
+from turnpike.files import write_json
 
 
 def main() -> None:
@@ -54,6 +55,8 @@ def main() -> None:
         "resimulation_error": float(np.max(np.abs(resim - sol.x))),
         "solve_seconds": sol.stats["solve_seconds"],
     }
+    write_json(out / "control.json", numbers)  # now, and again with the horizon study
+    print(f"T = {T:g}: {sol.message}; the horizon study follows ({len(args.horizons)} horizons)", flush=True)
     fig = Figure(figsize=(4 * N, 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, N))
     circle = np.linspace(0, 2 * np.pi, 200)
@@ -74,7 +77,7 @@ def main() -> None:
     study.plot(out / "study")
     print(study.table())
     numbers["horizons"] = study.rows()
-    (out / "control.json").write_text(json.dumps(numbers, indent=2, default=float))
+    write_json(out / "control.json", numbers)
     print(json.dumps({k: v for k, v in numbers.items() if k != "horizons"}, indent=2))
 
 

@@ -24,7 +24,8 @@ With --inner: the inner tanh field on the catalogue's two circles (N = 40), for 
 minimiser of (C): cold start against continuation from the solution of cost (B) (several minutes).
 
 Run:  python examples/neural_ode_sparse.py --out out/neural_ode/sparse [--inner]
-Writes sparse.json, sparse.png (|u|_1/M and T*, active parameters, switching function), outputs.png.
+Writes sparse.json (rewritten after every solve: it holds what is finished so far), sparse.png (|u|_1/M and T*,
+active parameters, switching function), outputs.png.
 
 Run time: about 7 minutes on a 2-core machine (measured on 2026-12-03 with the default
 arguments, while a test run shared the machine).
@@ -33,7 +34,6 @@ arguments, while a test run shared the machine).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from problems.datasets import concentric_spheres
 from problems.learning_figures import plot_sparse
 from problems.neural_ode import NeuralODEClassification
 from turnpike.analysis.learning import bang_off, switching_at_rest, switching_function, zero_threshold
+from turnpike.files import write_json
 
 HORIZONS = [5.0, 10.0, 20.0, 40.0]
 N, D = 8, 7
@@ -152,10 +153,15 @@ def main() -> None:
     # local optimum than a longer one.
     best: dict[float, tuple] = {}
     tried: dict[float, list] = {T: [] for T in HORIZONS}
+    result = {"instance": {"data": f"two spheres in R^{D}, radii (1, 2), N = {N}, seed 0", "field": "outer",
+                           "lambda": LAMBDA, "M": BOUND, "dt": DT, "method": "rk4", "ipopt_tol": TOL},
+              "starts": {f"T = {T:g}": tried[T] for T in HORIZONS}}
+    record = args.out / "sparse.json"  # rewritten after every solve: it holds what is finished so far
 
     def consider(T, sol, seconds, start):
         tried[T].append({"start": start, "success": sol.success, "status": sol.status, "cost": sol.cost,
                          "seconds": round(seconds, 2)})
+        write_json(record, result)
         if sol.success and (T not in best or sol.cost < best[T][0].cost):
             best[T] = (sol, seconds, start)
 
@@ -195,6 +201,8 @@ def main() -> None:
     print(f"J_T nondecreasing in T: {monotone}")
     moves = [(b["stopping_time"] - a["stopping_time"]) / DT for a, b in zip(rows, rows[1:], strict=False)]
     print("T* moves, in layers, when T doubles:", [round(m, 6) for m in moves])
+    result.update({"horizons": rows, "cost_nondecreasing_in_T": monotone, "stopping_time_moves_in_layers": moves})
+    write_json(record, result)
 
     threshold = rows[-1]["zero_threshold"]
     plot_sparse(prob, solutions, args.out / "sparse.png", threshold=threshold, switching=switchings)
@@ -210,13 +218,11 @@ def main() -> None:
     ax.legend(fontsize=8)
     fig.savefig(args.out / "outputs.png", dpi=110)
 
-    result = {"instance": {"data": f"two spheres in R^{D}, radii (1, 2), N = {N}, seed 0", "field": "outer",
-                           "lambda": LAMBDA, "M": BOUND, "dt": DT, "method": "rk4", "ipopt_tol": TOL},
-              "horizons": rows, "cost_nondecreasing_in_T": monotone, "stopping_time_moves_in_layers": moves,
-              "scalar_case": scalar_case()}
+    result["scalar_case"] = scalar_case()
+    write_json(record, result)
     if args.inner:
         result["inner_two_circles"] = inner_two_circles()
-    (args.out / "sparse.json").write_text(json.dumps(result, indent=2, default=float))
+        write_json(record, result)
     print(f"wrote {args.out}")
 
 

@@ -26,7 +26,8 @@ the slowest, the linearised μ. Re-simulation (DOP853) must match the RK4 states
 error with the large first-layer weights).
 
 Run:  python examples/neural_ode_turnpike.py --out out/neural_ode/turnpike
-Writes turnpike.json, decay.png (outer and inner under (B)), tracking.png, logistic.png.
+Writes turnpike.json (rewritten after every solve: it holds what is finished so far), decay.png (outer and inner
+under (B)), tracking.png, logistic.png.
 
 Run time: about 2 minutes on a 2-core machine (measured on 2026-12-03 with the default arguments).
 """
@@ -46,6 +47,7 @@ from problems.datasets import concentric_spheres
 from problems.learning_figures import plot_decay
 from problems.neural_ode import NeuralODEClassification
 from turnpike.analysis.learning import zero_threshold
+from turnpike.files import write_json
 
 HORIZONS = [5.0, 10.0, 20.0]
 N, D = 8, 7
@@ -88,13 +90,17 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     points, labels = concentric_spheres(N, D, seed=0)
+    result = {"instance": {"data": f"two spheres in R^{D}, radii (1, 2), N = {N}, seed 0", "alpha": ALPHA,
+                           "lambda": LAMBDA, "dt": DT, "method": "rk4", "ipopt_tol": TOL, "shared_window": WINDOW},
+              "outer_turnpike": {"horizons": []}, "inner_turnpike": {"horizons": []}, "tracking": {"horizons": []}}
+    record = args.out / "turnpike.json"  # rewritten after every solve: it holds what is finished so far
 
     def model(**kw):
         return NeuralODEClassification(points, labels, weight=LAMBDA, alpha=ALPHA, **kw)
 
     # -- outer field, cost (B): the hypothesis holds ----------------------------------------------------------
     outer = model(field="outer", cost="turnpike")
-    outer_sols, outer_rows = [], []
+    outer_sols, outer_rows = [], result["outer_turnpike"]["horizons"]
     for T in HORIZONS:
         sol, row = solve(outer, T)
         E, u = outer.training_error(sol.x), tp.analysis.control_norm(sol)
@@ -106,6 +112,7 @@ def main() -> None:
                     "depth_to_error": {f"{eps:g}": tp.analysis.first_time_below(sol.t, E, eps) for eps in EPSILONS}})
         outer_sols.append(sol)
         outer_rows.append(row)
+        write_json(record, result)
         print(f"outer (B) T = {T:>4g}: {sol.message}; E(T) = {E[-1]:.2e}; shared-window fit E: μ = "
               f"{row['error_fit_shared']['rate']:.3f}, K = {row['error_fit_shared']['constant']:.3g}; |u|: μ = "
               f"{row['control_fit_shared']['rate']:.3f}, K = {row['control_fit_shared']['constant']:.3g}; "
@@ -114,10 +121,11 @@ def main() -> None:
     summary = {key: {part: spread(outer_rows, key, part) for part in ("rate", "constant")}
                for key in ("error_fit_shared", "control_fit_shared", "error_fit_whole", "control_fit_whole")}
     print("relative spread across T (max/min - 1):", json.dumps(summary))
+    result["outer_turnpike"]["relative_spread"] = summary
 
     # -- inner tanh field, cost (B): the estimate fails, the control stops -------------------------------------
     inner = model(field="inner", cost="turnpike")
-    inner_sols, inner_rows = [], []
+    inner_sols, inner_rows = [], result["inner_turnpike"]["horizons"]
     for T in HORIZONS:
         sol, row = solve(inner, T)
         zero = zero_threshold(TOL, sol.h, LAMBDA)
@@ -131,6 +139,7 @@ def main() -> None:
                     "linearised_rate": inner.linearised_rate(sol.x[-1])[0]})
         inner_sols.append(sol)
         inner_rows.append(row)
+        write_json(record, result)
         print(f"inner (B) T = {T:>4g}: {sol.message}; u = 0 after T* = {t_star:.1f} (max |u| after: "
               f"{row['max_control_after_stop']:.1e}); E(T) = {E[-1]:.2e}, √E(T)·T = {row['sqrt_error_times_T']:.4f}; "
               f"(α(T-T*)+1)|ξ|/(Nλ) = {row['stopping_law']:.4f} (law: 1)")
@@ -139,7 +148,9 @@ def main() -> None:
     tracking = model(field="outer", cost="tracking")
     static = tp.solve_static(tracking)
     predicted = tp.analysis.predicted_rate(tracking, static)
-    track_sols, track_rows = [], []
+    result["tracking"].update({"predicted_rate": predicted.rate, "predicted_reason": predicted.reason,
+                               "static_success": static.success})
+    track_sols, track_rows = [], result["tracking"]["horizons"]
     for T in HORIZONS:
         sol, row = solve(tracking, T)
         dist = np.sqrt(((sol.x - tracking.tracking_target) ** 2).sum(axis=2).mean(axis=1))
@@ -149,6 +160,7 @@ def main() -> None:
                     "final_error": float(tracking.training_error(sol.x[-1]))})
         track_sols.append(sol)
         track_rows.append(row)
+        write_json(record, result)
         print(f"tracking T = {T:>4g}: {sol.message}; |x - x̄| fit, shared window: μ = "
               f"{row['distance_fit_shared']['rate']:.3f}, K = {row['distance_fit_shared']['constant']:.3g}; whole: "
               f"μ = {row['distance_fit_whole']['rate']:.3f}; predicted (Hamiltonian gap) {predicted.rate}")
@@ -163,6 +175,8 @@ def main() -> None:
                     "window": [2.0, HORIZONS[-1] / 2]})
     print(f"logistic T = {HORIZONS[-1]:g}: {sol.message}; log-log slopes on [2, T/2]: "
           f"E {log_row['loglog_slope_error']:.2f} (theory -2), |u| {log_row['loglog_slope_control']:.2f} (theory -1)")
+    result["logistic"] = log_row
+    write_json(record, result)
 
     mu = outer_rows[-1]["linearised_rate"]
     plot_decay(outer, outer_sols, args.out / "decay.png", rate=mu, failing=(inner, inner_sols))
@@ -191,14 +205,6 @@ def main() -> None:
     ax.legend(fontsize=8)
     fig.savefig(args.out / "logistic.png", dpi=110)
 
-    result = {"instance": {"data": f"two spheres in R^{D}, radii (1, 2), N = {N}, seed 0", "alpha": ALPHA,
-                           "lambda": LAMBDA, "dt": DT, "method": "rk4", "ipopt_tol": TOL, "shared_window": WINDOW},
-              "outer_turnpike": {"horizons": outer_rows, "relative_spread": summary},
-              "inner_turnpike": {"horizons": inner_rows},
-              "tracking": {"predicted_rate": predicted.rate, "predicted_reason": predicted.reason,
-                           "static_success": static.success, "horizons": track_rows},
-              "logistic": log_row}
-    (args.out / "turnpike.json").write_text(json.dumps(result, indent=2, default=float))
     print(f"wrote {args.out}")
 
 

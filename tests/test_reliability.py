@@ -1,6 +1,7 @@
 """Regressions of the reliability pass: a failed solve has no cost, rate or tube; a curve that is not an
 exponential has no rate; non-finite horizons end as failed rows, never as tracebacks."""
 
+import json
 import re
 import subprocess
 import sys
@@ -376,3 +377,19 @@ def test_resimulation_of_an_interval_far_longer_than_the_dynamics_is_refused_qui
     with pytest.raises(tp.SolverError, match=r"took more than 10000 evaluations of f"):
         tp.resimulation_error(problem, sol, max_evaluations=10_000)
     assert time.perf_counter() - start < 60
+
+
+def test_write_json_stores_strict_json_and_never_half_a_file(tmp_path):
+    """Records written as a long run goes (the examples, studies and sweeps use it): numpy values as numbers,
+    non-finite numbers as null, and a value that cannot be stored leaves the previous file whole."""
+    from turnpike.files import write_json
+
+    path = tmp_path / "record.json"
+    write_json(path, {"cost": np.float64(1.5), "rates": np.array([0.25, np.nan]), "steps": np.int64(3),
+                      "fit": {"r2": float("inf")}, "T": (5.0, 10.0)})
+    assert json.loads(path.read_text()) == {"cost": 1.5, "rates": [0.25, None], "steps": 3, "fit": {"r2": None},
+                                            "T": [5.0, 10.0]}
+    before = path.read_text()
+    with pytest.raises(TypeError):
+        write_json(path, {"unstorable": {1, 2}})
+    assert path.read_text() == before and sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, check_positive
+from ..files import write_json
 from ..problem import Problem
 from ..solution import Solution, StaticSolution
 from ..solve import grid_steps, solve, solve_static
@@ -169,7 +170,7 @@ class HorizonStudy:
         rows = self.rows()
         summary = {"problem": self.problem, "settings": self.settings, "static_cost": self.static.cost,
                    "static_success": self.static.success, "horizons": rows, "files": files}
-        (directory / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+        write_json(directory / "summary.json", summary)
         with open(directory / "summary.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
@@ -205,12 +206,6 @@ def _with_predicted(report: TurnpikeReport, row: dict | None) -> TurnpikeReport:
 
 def _fmt(value, digits: int = 4) -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}g}"
-
-
-def _jsonable(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"cannot store {type(obj).__name__} in summary.json")
 
 
 def progress_bar(done: int, total: int, label: str, stream=None) -> None:

@@ -16,15 +16,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import InputError
+from ..files import atomic_write
 from ..solution import Solution, StaticSolution
 from .tasks import SolveError, Task
 
@@ -69,22 +66,6 @@ def write(path: Path, task: Task, result) -> Path:
     record = {"format": FORMAT, "task": task.identity(), "kind": type(result).__name__, "fields": fields}
     record["sha256"] = _digest(record, arrays)
     return atomic_write(path, lambda fh: np.savez(fh, record=np.array(_canonical(record)), **arrays))
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write`` on a temporary file beside ``path``, flush it to disk, and rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def read(path: Path, task: Task):

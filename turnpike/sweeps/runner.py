@@ -25,6 +25,7 @@ from ..analysis import DEFAULT_EPSILON, HorizonStudy, turnpike_report
 from ..analysis.rates import DEFAULT_FLOOR, predicted_rate
 from ..analysis.study import COLUMNS, progress_bar
 from ..errors import InputError, check_choice, check_positive
+from ..files import atomic_write, jsonable
 from ..problem import Problem
 from ..solution import Solution, StaticSolution
 from ..solvers import SOLVERS
@@ -361,25 +362,12 @@ def _bare_row(task: Task, result, static) -> dict:
     return row
 
 
-def _jsonable(value):
-    """Strict JSON: NaN and infinities as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item"):
-        return _jsonable(value.item())
-    return value
-
-
 def _write_table(out: Path, header: dict, rows: list[dict]) -> list[Path]:
     """``sweep.json`` (the header and the rows) and ``sweep.csv`` (the rows), each written atomically."""
-    text = json.dumps(_jsonable({**header, "rows": rows}), indent=1, allow_nan=False)
+    text = json.dumps(jsonable({**header, "rows": rows}), indent=1, allow_nan=False)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header["columns"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return [checkpoints.atomic_write(out / "sweep.json", lambda fh: fh.write(text.encode())),
-            checkpoints.atomic_write(out / "sweep.csv", lambda fh: fh.write(buffer.getvalue().encode()))]
+    return [atomic_write(out / "sweep.json", lambda fh: fh.write(text.encode())),
+            atomic_write(out / "sweep.csv", lambda fh: fh.write(buffer.getvalue().encode()))]
