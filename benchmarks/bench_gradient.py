@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from problems.neural_ode import NeuralODEClassification  # noqa: E402
 from turnpike.compiled import ensemble_gradient  # noqa: E402
+from turnpike.reduced import recursion_stage  # noqa: E402
 from turnpike.transcription import stage_function  # noqa: E402
 
 CASES = [(40, 100, 2), (40, 100, 3), (40, 100, 4), (40, 100, 8), (1000, 200, 2)]  # (N, steps, d)
@@ -44,8 +45,8 @@ def main() -> None:
           f"{'stored/reverse':>15}  picks    faster picked")
     for N, steps, d in CASES:
         prob = NeuralODEClassification.example(n_points=N, d=d)
-        stage = stage_function(prob, "rk4")
-        loops = {stored: ensemble_gradient(stage, prob.terminal_cost, stored) for stored in (False, True, None)}
+        stage, terminal, _ = recursion_stage(prob, stage_function(prob, "rk4"))
+        loops = {stored: ensemble_gradient(stage, terminal, stored) for stored in (False, True, None)}
         if any(loop is None for loop in loops.values()):
             raise SystemExit("no C compiler: nothing to compare (the interpreted path is used)")
         u = 0.5 * np.random.default_rng(0).standard_normal((steps, prob.nu))

@@ -16,7 +16,7 @@ __all__ = ["plot_layers", "plot_horizons", "plot_decay", "plot_sparse"]
 
 def plot_layers(problem: NeuralODEClassification, solution: tp.Solution, path=None, *, grid: int = 120) -> Figure:
     """Left: the samples' paths through the layers (first two coordinates, colour = label).
-    Right: decision regions at the final layer, ``sign(P x(T))`` for a grid of inputs pushed through the
+    Right: decision regions at the final layer, ``sign(P x(T) + b)`` for a grid of inputs pushed through the
     trained flow, with the training points on top."""
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     ax_paths, ax_regions = fig.subplots(1, 2)
@@ -35,11 +35,11 @@ def plot_layers(problem: NeuralODEClassification, solution: tp.Solution, path=No
     pts = np.column_stack([g1.ravel(), g2.ravel()])
     if problem.d > 2:
         pts = np.hstack([pts, np.zeros((pts.shape[0], problem.d - 2))])
-    out = problem.outputs(problem.flow(solution, pts)[-1]).reshape(grid, grid)
+    out = problem.outputs(problem.flow(solution, pts)[-1], solution.u).reshape(grid, grid)
     ax_regions.contourf(g1, g2, np.sign(out), levels=[-2, 0, 2], colors=["#f4c7c3", "#c6dbef"])
     ax_regions.contour(g1, g2, out, levels=[0], colors="k", linewidths=0.8)
     ax_regions.scatter(inputs[:, 0], inputs[:, 1], c=colours, s=14, edgecolors="k", linewidths=0.3)
-    acc = problem.accuracy(x[-1])
+    acc = problem.accuracy(x[-1], solution.u)
     ax_regions.set(title=f"decision regions, last layer (accuracy {acc:.0%})", xlabel="x1")
     if path is not None:
         fig.savefig(Path(path), dpi=110)
@@ -52,7 +52,7 @@ def plot_horizons(problem: NeuralODEClassification, solutions, path=None) -> Fig
     ax_err, ax_u = fig.subplots(1, 2)
     for k, sol in enumerate(solutions):
         c = f"C{k % 10}"
-        ax_err.semilogy(sol.t, problem.training_error(sol.x), color=c, label=f"T = {sol.T:g}")
+        ax_err.semilogy(sol.t, problem.training_error(sol.x, sol.u), color=c, label=f"T = {sol.T:g}")
         ax_u.stairs(tp.analysis.control_norm(sol), sol.t, color=c, baseline=None)
     ax_err.set(title="training error E(x(t))", xlabel="t (depth)")
     ax_u.set(title="|u(t)|", xlabel="t (depth)")
@@ -78,7 +78,7 @@ def plot_decay(problem: NeuralODEClassification, solutions, path=None, *, rate: 
     for prob, sols, style, tag in runs:
         for k, sol in enumerate(sols):
             c = f"C{k % 10}"
-            E = prob.training_error(sol.x)
+            E = prob.training_error(sol.x, sol.u)
             lowest = min(lowest, E.min())
             ax_err.semilogy(sol.t, E, style, color=c, label=f"T = {sol.T:g}{tag}")
             u = np.maximum(tp.analysis.control_norm(sol), 1e-300)
@@ -89,7 +89,7 @@ def plot_decay(problem: NeuralODEClassification, solutions, path=None, *, rate: 
         long = solutions[-1]
         t = np.linspace(1.0, long.T, 50)
         k1 = int(round(1.0 / long.h))
-        E1, u1 = problem.training_error(long.x[k1]), tp.analysis.control_norm(long)[k1]
+        E1, u1 = problem.training_error(long.x[k1], long.u), tp.analysis.control_norm(long)[k1]
         ax_err.semilogy(t, E1 * np.exp(-2 * rate * (t - 1)), "k:", lw=1.2,
                         label=f"e^(-2μt), μ = {rate:.3f} (linearised)")
         ax_u.semilogy(t, u1 * np.exp(-rate * (t - 1)), "k:", lw=1.2, label="e^(-μt)")
@@ -101,11 +101,11 @@ def plot_decay(problem: NeuralODEClassification, solutions, path=None, *, rate: 
     ax_err.legend(fontsize=7, ncol=2 if failing is not None else 1, loc="lower left")
     long = solutions[-1]
     colours = np.where(problem.labels > 0, "C0", "C3")
-    for i, z in enumerate(problem.outputs(long.x).T):
+    for i, z in enumerate(problem.outputs(long.x, long.u).T):
         ax_out.plot(long.t, z, color=colours[i], lw=0.9)
     if failing is not None:
         other = failing[1][-1]
-        for i, z in enumerate(failing[0].outputs(other.x).T):
+        for i, z in enumerate(failing[0].outputs(other.x, other.u).T):
             ax_out.plot(other.t, z, "--", color=colours[i], lw=0.9)
     ax_out.set(title=f"outputs P x_i(t), T = {long.T:g} (labels ±1)", xlabel="t (depth)", xlim=(0, min(long.T, 6)))
     if path is not None:

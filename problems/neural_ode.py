@@ -11,10 +11,12 @@ Matrices are stored column-major in u (CasADi's ``reshape``); ``control_names`` 
 Activations ``σ``: ``tanh``,
 ``sigmoid``, ``relu`` (``max(0, z)``: not twice differentiable, so an interior-point method with
 exact Hessian may stall at the kinks) and ``softplus`` (``log(1 + e^z)``, the smooth ReLU that
-turnpike recommends with IPOPT). The output is a fixed linear map ``P: R^D -> R`` (default: the
-last coordinate), optionally clipped by ``hardtanh(z) = max(-1, min(1, z))`` (``clip=True``, the
-output layer of the seed papers' trainer), and the loss of sample i is ``(P x_i - y_i)²``
-(``"squared"``) or ``log(1 + e^{-y_i P x_i})`` (``"logistic"``), labels ``y_i ∈ {-1, +1}`` (0/1 labels
+turnpike recommends with IPOPT). The output is ``z = P x + b``: a fixed linear map ``P: R^D -> R``
+(default: the last coordinate, ``b = 0``), or with ``output="trainable"`` a map and bias learned with the
+weights, controls constant in time appended to u (``θ = (P, b)``, charged by the control term like the
+weights: ``λ ∫ |θ|² dt = λ T |θ|²``); optionally clipped by ``hardtanh(z) = max(-1, min(1, z))``
+(``clip=True``, the output layer of the seed papers' trainer). The loss of sample i is ``(z_i - y_i)²``
+(``"squared"``) or ``log(1 + e^{-y_i z_i})`` (``"logistic"``), labels ``y_i ∈ {-1, +1}`` (0/1 labels
 are read as -1/+1); the training error is ``E(x) = (1/N) Σ_i loss_i``.
 
 Costs (every weight explicit; the per-sample terms are averaged over the N samples, as in
@@ -33,7 +35,10 @@ Well posed means a minimiser exists: the control term (λ > 0) or a bounded cont
 ``terminal_weight=0`` is accepted where a running loss remains (B, tracking).
 
 With ``σ(0) = 0`` (tanh, ReLU) the control ``u = 0`` is a critical point of the inner model, so
-:func:`turnpike.solve` starts from seeded random controls.
+:func:`turnpike.solve` starts from seeded random controls. With a trainable output map, ``u = 0, θ = 0`` is
+one too, and on data symmetric about the origin (the two circles) a strict local minimiser that the default
+start (``guess_scale=0.1``) falls into (J = ``(γ + αT) mean(y²)``, accuracy 50%); ``guess_scale=1`` or a warm
+start from a fixed map's solution leaves it (measured: two circles, inner field, T = 5: J = 0.964, accuracy 1).
 """
 
 from __future__ import annotations
@@ -69,7 +74,9 @@ class NeuralODEClassification(tp.Problem):
         field: ``"inner"``, ``"outer"`` or ``"bottleneck"``; activation: see ``ACTIVATIONS``.
         augment: number ``a`` of extra state coordinates, starting at 0.
         hidden: width of the bottleneck (required for it, an error for the other fields).
-        output: the output map P, shape (D,); default the last coordinate ``e_D``.
+        output: the output map P, shape (D,), default the last coordinate ``e_D``; or ``"trainable"``: P and a
+            bias b learned, constant in time (not with cost "tracking", whose target is set by P, nor "sparse",
+            whose L1 ball bounds the weights of each layer).
         clip: apply ``hardtanh`` to the output ``P x`` before the loss (and in :meth:`outputs`).
         loss: ``"squared"`` or ``"logistic"``.
         cost: ``"erm"`` (A), ``"turnpike"`` (B), ``"tracking"`` or ``"sparse"`` (C).
@@ -126,10 +133,17 @@ class NeuralODEClassification(tp.Problem):
             augment = check_positive("augment", augment, integer=True)
         D = d + augment
         self.d, self.augment, self.D = d, augment, D
-        P = np.eye(D)[-1] if output is None else check_finite("output", output, shape=(D,))
-        if not np.any(P):
+        trainable = isinstance(output, str) and output == "trainable"
+        if trainable and self.cost in ("tracking", "sparse"):
+            raise InputError(f"output='trainable' does not apply to cost={self.cost!r}: "
+                             + ("its target is set by a fixed P" if self.cost == "tracking" else
+                                "its L1 ball bounds the weights of each layer") + "; give a fixed output map")
+        if isinstance(output, str) and not trainable:
+            raise InputError(f"output must be a vector of shape ({D},) or 'trainable', got {output!r}")
+        P = None if trainable else np.eye(D)[-1] if output is None else check_finite("output", output, shape=(D,))
+        if P is not None and not np.any(P):
             raise InputError(f"output must be a nonzero vector of shape ({D},), got {P!r}")
-        self.output = P
+        self.output, self.trainable_output = P, trainable
         self.labels = labels
         weight = check_nonnegative("weight", weight)
         if weight == 0 and control_bound is None and self.cost != "sparse":
@@ -167,9 +181,18 @@ class NeuralODEClassification(tp.Problem):
             names = (_matrix_names("W2", D, hidden) + _matrix_names("W1", hidden, D) + _vector_names("b1", hidden)
                      + _vector_names("b2", D))
         self.hidden = hidden
+        self.n_weights = u.numel()
+        constant = []
+        if trainable:  # θ = (P, b), constant in time, after the weights
+            theta = ca.MX.sym("theta", D + 1)
+            u, z = ca.vertcat(u, theta), ca.dot(theta[:D], x) + theta[D]
+            constant = list(range(self.n_weights, self.n_weights + D + 1))
+            names += _vector_names("P", D) + ["bias"]
+        else:
+            z = ca.dot(ca.DM(P), x)
 
         y = ca.MX.sym("y")
-        sample_loss = self._loss(self._clipped(ca.dot(ca.DM(P), x)), y)
+        sample_loss = self._loss(self._clipped(z), y)
         data, values = y, labels[:, None]
         running, terminal, l2, l1, bound = 0, gamma * sample_loss, weight, 0.0, None
         if self.cost == "turnpike":
@@ -193,7 +216,7 @@ class NeuralODEClassification(tp.Problem):
             state=x, control=u, dynamics=f, x0=x0, data=data, data_values=values,
             running_cost=running, terminal_cost=terminal, l2=l2, l1=l1, l1_bound=bound,
             control_lower=lo, control_upper=hi, name=name,
-            state_names=[f"x{i + 1}" for i in range(D)], control_names=names,
+            state_names=[f"x{i + 1}" for i in range(D)], control_names=names, constant_controls=constant,
         )
 
     def _clipped(self, z):
@@ -221,6 +244,7 @@ class NeuralODEClassification(tp.Problem):
         augment: int = 0,
         hidden: int | None = None,
         clip: bool = False,
+        output=None,
         loss: str = "squared",
         cost: str = "turnpike",
         weight: float = 1e-2,
@@ -261,7 +285,7 @@ class NeuralODEClassification(tp.Problem):
             l1_bound = 1.0
         name = "two-circles" if (dataset, d) == ("circles", 2) else f"{dataset}-{d}d"
         return cls(points, labels, field=field, activation=activation, augment=augment, hidden=hidden, clip=clip,
-                   loss=loss, cost=cost, weight=weight, alpha=alpha, terminal_weight=terminal_weight,
+                   output=output, loss=loss, cost=cost, weight=weight, alpha=alpha, terminal_weight=terminal_weight,
                    l1_bound=l1_bound, control_bound=control_bound, name=name)
 
     def label_target(self) -> np.ndarray:
@@ -270,25 +294,46 @@ class NeuralODEClassification(tp.Problem):
         Shape (N, D), augmented coordinates 0. ``P x̄_i = y_i``: zero squared loss (margin 1 for the
         logistic loss, whose zero-error set is empty).
         """
+        self._fixed_output("label_target")
         return _projection_onto_labels(self.x0_samples, self.labels, self.output)
 
     # -- learning diagnostics ------------------------------------------------------------------
-    def outputs(self, x) -> np.ndarray:
-        """``P x_i`` (``hardtanh(P x_i)`` with ``clip``) for states (..., N, D) -> (..., N)."""
-        return self._clipped(np.asarray(x) @ self.output)
+    def output_map(self, u=None) -> tuple[np.ndarray, float]:
+        """``(P, b)``: the fixed map and 0, or with ``output="trainable"`` the map and bias held in controls ``u``
+        (a solution's ``sol.u``, (steps, nu), or one interval's (nu,); they are the same on every interval)."""
+        if not self.trainable_output:
+            return self.output, 0.0
+        if u is None:
+            raise InputError("the output map is trainable: pass the controls u (sol.u) to read it")
+        u = check_finite("u", u)
+        if u.shape[-1:] != (self.nu,) or u.ndim > 2:
+            raise InputError(f"u must have shape (steps, {self.nu}) or ({self.nu},), got shape {u.shape}")
+        theta = u.reshape(-1, self.nu)[-1, self.n_weights:]
+        return theta[:-1], float(theta[-1])
 
-    def training_error(self, x) -> np.ndarray:
-        """``E(x) = (1/N) Σ loss(P x_i, y_i)`` for states (..., N, D), e.g. every layer of ``sol.x``."""
-        z = self.outputs(x)
+    def outputs(self, x, u=None) -> np.ndarray:
+        """``z_i = P x_i + b`` (``hardtanh(z_i)`` with ``clip``) for states (..., N, D) -> (..., N); ``u``: the
+        controls, needed when the output map is trainable (:meth:`output_map`)."""
+        P, b = self.output_map(u)
+        return self._clipped(np.asarray(x) @ P + b)
+
+    def training_error(self, x, u=None) -> np.ndarray:
+        """``E(x) = (1/N) Σ loss(z_i, y_i)`` for states (..., N, D), e.g. every layer of ``sol.x`` (``u``: see
+        :meth:`outputs`)."""
+        z = self.outputs(x, u)
         if self.loss == "squared":
             per = (z - self.labels) ** 2
         else:
             per = np.logaddexp(0.0, -self.labels * z)
         return per.mean(axis=-1)
 
-    def accuracy(self, x) -> np.ndarray:
-        """Share of samples with ``sign(P x_i) = y_i``, for states (..., N, D)."""
-        return (np.sign(self.outputs(x)) == self.labels).mean(axis=-1)
+    def accuracy(self, x, u=None) -> np.ndarray:
+        """Share of samples with ``sign(z_i) = y_i``, for states (..., N, D) (``u``: see :meth:`outputs`)."""
+        return (np.sign(self.outputs(x, u)) == self.labels).mean(axis=-1)
+
+    def _fixed_output(self, what: str) -> None:
+        if self.trainable_output:
+            raise InputError(f"{what} is derived for a fixed output map, and this problem's is trainable")
 
     def linearised_rate(self, x) -> tuple[float, np.ndarray]:
         """The decay rate μ of ``|u(t)|`` under cost (B) predicted at a zero-error state x (N, D), and ``s_k(G)``.
@@ -306,6 +351,7 @@ class NeuralODEClassification(tp.Problem):
         Returns:
             ``(μ, s)`` with s the singular values of G, largest first (N of them).
         """
+        self._fixed_output("linearised_rate")
         if self.loss != "squared" or self.clip:
             raise InputError("linearised_rate needs loss='squared' without clip (zero error at finite states where the "
                              f"loss is smooth), got loss={self.loss!r}, clip={self.clip!r}")
@@ -332,6 +378,7 @@ class NeuralODEClassification(tp.Problem):
         stops at T* with ``(α(T - T*) + γ) · stopping_residual(x(T)) = λ``, and the residual error decays
         like ``1/T²``, not exponentially (the analogue of ``r (T - T*) = λ`` for cost (C)).
         """
+        self._fixed_output("stopping_residual")
         if self.field != "inner" or self.activation != "tanh" or self.loss != "squared" or self.clip:
             raise InputError("stopping_residual is derived for field='inner', activation='tanh', loss='squared', "
                              f"no clip, got {self.field!r}, {self.activation!r}, {self.loss!r}, clip={self.clip!r}")

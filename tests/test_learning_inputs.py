@@ -136,3 +136,36 @@ def test_the_catalogue_entry_passes_the_new_arguments():
     assert prob.clip and prob.terminal_weight == 0.0
     with pytest.raises(tp.InputError, match="hidden=4 does not apply to field='outer'"):
         NeuralODEClassification.example(field="outer", hidden=4)
+
+
+def test_a_trainable_output_map_is_the_ridge_regression_of_the_last_layer():
+    """Cost (A) with ``output="trainable"``: the states do not depend on θ = (P, b), so at the optimum θ
+    minimises ``(γ/N) Σ_i (P x_i(T) + b - y_i)² + λ T |θ|²`` for the final states: the ridge regression
+    ``θ = (γ/N ΦᵀΦ + λT I)⁻¹ (γ/N) Φᵀ y`` with rows ``Φ_i = (x_i(T), 1)``. The map is one value on every interval."""
+    prob = NeuralODEClassification.example(n_points=16, field="outer", cost="erm", output="trainable", weight=0.05)
+    T = 2.0
+    sol = tp.solve(prob, T, steps=10, method="euler", options={"ipopt.tol": 1e-12})
+    assert sol.success and sol.stats["formulation"] == "reduced"
+    theta = sol.u[:, prob.n_weights:]
+    assert np.all(theta == theta[0]) and prob.control_names[-3:] == ["P[1]", "P[2]", "bias"]
+    Phi = np.column_stack([sol.x[-1], np.ones(prob.n_samples)])
+    N, gamma = prob.n_samples, prob.terminal_weight
+    ridge = np.linalg.solve(gamma / N * Phi.T @ Phi + prob.weight * T * np.eye(3), gamma / N * Phi.T @ prob.labels)
+    np.testing.assert_allclose(theta[0], ridge, atol=1e-7)
+    P, b = prob.output_map(sol.u)
+    np.testing.assert_allclose(prob.outputs(sol.x[-1], sol.u), sol.x[-1] @ P + b)
+    assert prob.training_error(sol.x[-1], sol.u) == pytest.approx(sol.cost_terms["terminal"], rel=1e-10)
+    assert prob.accuracy(prob.flow(sol, prob.x0_samples)[-1], sol.u) == prob.accuracy(sol.x[-1], sol.u)
+    with pytest.raises(tp.InputError, match=r"the output map is trainable: pass the controls u \(sol.u\)"):
+        prob.accuracy(sol.x[-1])
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"cost": "tracking"}, r"output='trainable' does not apply to cost='tracking': its target is set by a fixed P"),
+    ({"cost": "sparse", "l1_bound": 1.0}, r"output='trainable' does not apply to cost='sparse'"),
+    ({"output": "learned"}, r"output must be a vector of shape \(2,\) or 'trainable', got 'learned'"),
+])
+def test_a_trainable_output_map_is_refused_where_it_does_not_apply(kw, match):
+    points, labels = concentric_spheres(6, 2, seed=0)
+    with pytest.raises(tp.InputError, match=match):
+        NeuralODEClassification(points, labels, **{"output": "trainable", **kw})

@@ -12,7 +12,7 @@ from problems.datasets import concentric_spheres
 from problems.neural_ode import NeuralODEClassification
 from turnpike.compiled import LANES, ensemble_gradient
 from turnpike.presolve import minibatch_descent, newton_refinement, reduced_space_descent, unconstrained
-from turnpike.reduced import ReducedSpace
+from turnpike.reduced import ReducedSpace, recursion_stage
 from turnpike.transcription import MultipleShooting, stage_function
 
 
@@ -112,9 +112,11 @@ def test_compiled_and_interpreted_derivatives_agree(monkeypatch, make):
     u = 0.3 * np.random.default_rng(1).standard_normal((6, prob.nu))
     p = compiled.parameters(2.0)
     J_ref, g_ref = interpreted.ensemble_cost(u, p)
-    H_ref = interpreted.hessian(u, p)  # its stage derivatives are built on first use: not compiled
+    w = interpreted.pack(None, u).reshape(6, -1)  # the NLP variables (u⁺, u⁻ with the L1 split)
+    H_ref = interpreted.hessian(w, p)  # its stage derivatives are built on first use: not compiled
     monkeypatch.setenv("TURNPIKE_COMPILE", "1")
-    loops = [ensemble_gradient(stage_function(prob, "rk4"), prob.terminal_cost, stored=s) for s in (False, True)]
+    stage, terminal, _ = recursion_stage(prob, stage_function(prob, "rk4"))
+    loops = [ensemble_gradient(stage, terminal, stored=s) for s in (False, True)]
     assert [loop.stored for loop in loops] == [False, True]
     x0, y, h = prob.x0_samples, p[1:].reshape(prob.n_samples, prob.ny), p[0]
     assert all(lanes is not None for lanes in compiled._stage_derivatives().values())  # the Hessian's stages
@@ -124,7 +126,7 @@ def test_compiled_and_interpreted_derivatives_agree(monkeypatch, make):
             assert J == pytest.approx(J_ref, rel=1e-13)
             np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-14)
         compiled._cache_key = None  # recompute the stage derivatives on these threads
-        np.testing.assert_allclose(compiled.hessian(u, p), H_ref, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(compiled.hessian(w, p), H_ref, rtol=1e-12, atol=1e-13)
 
 
 def test_newton_on_a_quadratic_takes_one_step():

@@ -212,7 +212,7 @@ def matrix_stage(problem, method: str) -> tuple[ca.Function, ca.Function]:
     Returns ``step: (X, u, Y, h) -> (X_next, q)`` with ``X`` (nx, N), ``Y`` (ny, N), ``q`` (1, N) the
     samples' running-cost quadratures (the step of :func:`~turnpike.transcription.integrator_step`,
     the same numbers as :func:`~turnpike.transcription.stage_function` for each sample), and
-    ``terminal: (X, Y) -> (1, N)``.
+    ``terminal: (X, u, Y) -> (1, N)``.
 
     Raises:
         NotLiftable: the problem's functions are not MX, or have an operation with no matrix rule.
@@ -220,7 +220,7 @@ def matrix_stage(problem, method: str) -> tuple[ca.Function, ca.Function]:
     N = problem.n_samples
     f = lift(problem.dynamics, {0, 2}, N)
     L = lift(problem.running_cost, {0, 2}, N)
-    terminal = lift(problem.terminal_cost, {0, 1}, N)
+    terminal = lift(problem.terminal_cost, {0, 2}, N)
     X, Y = ca.MX.sym("X", problem.nx, N), ca.MX.sym("Y", problem.ny, N)
     u, h = ca.MX.sym("u", problem.nu), ca.MX.sym("h")
     X_next, q = integrator_step(lambda Z: (f(Z, u, Y), L(Z, u, Y)), X, h, method)
@@ -234,7 +234,7 @@ class EnsembleObjective:
     On the grid of :mod:`turnpike.transcription` (``h = T/steps``, ``u_k`` on interval k, one step
     ``X_{k+1} = F(X_k, u_k)`` of the integrator for all samples, quadratures ``q_k``)
 
-    .. math::  J(u) = \\frac1N \\Big( \\sum_k \\sum_i q_{k,i} + \\sum_i φ(x_{n,i}, y_i) \\Big)
+    .. math::  J(u) = \\frac1N \\Big( \\sum_k \\sum_i q_{k,i} + \\sum_i φ(x_{n,i}, u_{n-1}, y_i) \\Big)
 
     without the control costs. ``∇J`` is CasADi's reverse mode of this graph (the discrete adjoint)
     and ``∇²J v`` its forward mode over the reverse mode, exact to round-off. The graph calls one
@@ -253,7 +253,8 @@ class EnsembleObjective:
             self.path, self.reason = "matrix", ""
         except NotLiftable as exc:
             self.path, self.reason = "per sample", str(exc)
-            step, terminal = stage_function(problem, method).map(N), problem.terminal_cost.map(N)
+            step = stage_function(problem, method).map(N)
+            terminal = problem.terminal_cost.map(N, [False, True, False], [False])  # u shared
         U = ca.MX.sym("U", problem.nu, steps)
         Y, h = ca.MX.sym("Y", problem.ny, N), ca.MX.sym("h")
         # E_k is added to X_{k+1} (E = 0 in every evaluation): ∂J/∂E_k = ∂J/∂x_{k+1} is the adjoint.
@@ -263,7 +264,7 @@ class EnsembleObjective:
             X, q = step(X, U[:, k], Y, h)
             X += E[:, k * N:(k + 1) * N]
             total += ca.sum2(q)
-        J = (total + ca.sum2(terminal(X, Y))) / N
+        J = (total + ca.sum2(terminal(X, U[:, -1], Y))) / N  # φ reads the constant controls of u_{n-1}
         grad = ca.gradient(J, U)
         V = ca.MX.sym("V", problem.nu, steps)
         self._value_and_gradient = ca.Function("ensemble_gradient", [U, Y, h, E], [J, grad])

@@ -119,9 +119,7 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
     if not np.isfinite(res.fun):  # the descent left the region where the dynamics are defined
         return ReducedSpaceResult(u, np.nan, int(res.nit), int(res.nfev), time.perf_counter() - start,
                                   "discarded: non-finite cost")
-    V = res.x.reshape(ms.steps, n_v)
-    nu = ms.problem.nu
-    u_new = V[:, :nu] - V[:, nu:] if ms.problem.split_control else V
+    u_new = ms.stage_controls(res.x.reshape(ms.steps, n_v))
     seconds = time.perf_counter() - start
     message = f"stopped: {why}" if why else str(res.message)
     return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), seconds, message)

@@ -17,6 +17,11 @@ control. This is how neural-ODE learning is posed: the control is the weights, t
 samples are the data points. The per-sample terms are averaged, so the control terms
 ``λ2 |u|²`` and ``λ1 |u|_1`` (and any control term written into ``L``) are counted once.
 
+Components of u listed in ``constant_controls`` are constant in time: parameters ``θ`` shared by every
+time and every sample (a trainable output map and its bias, for instance). They stay components of u
+everywhere (in f, L, φ, the bounds and the control terms, so ``∫ λ2 |θ|² dt = λ2 T |θ|²``); only the
+transcription differs: one value per solve instead of one per interval.
+
 The L1 term is exact: the transcription splits ``u = u⁺ - u⁻`` with ``u± >= 0`` and
 charges ``λ1 Σ (u⁺ + u⁻)``, so the solver sees a smooth problem.
 
@@ -72,6 +77,8 @@ class Problem:
         l1_bound: optional M > 0 for the path constraint ``|u(t)|_1 <= M``.
         name: a short name used in files and figures.
         state_names, control_names: labels of the components, for figures.
+        constant_controls: indices (0-based) of the components of u that are constant in time; default none.
+            The terminal cost may depend on them (on them only among the controls).
 
     Raises:
         InputError: on wrong shapes, non-finite data, negative weights or bounds that exclude 0
@@ -97,6 +104,7 @@ class Problem:
         name: str = "problem",
         state_names: list[str] | None = None,
         control_names: list[str] | None = None,
+        constant_controls=(),
     ):
         nx = _symbol_size("state", state)
         nu = _symbol_size("control", control)
@@ -114,8 +122,10 @@ class Problem:
         _only_declared("dynamics", f, declared)
         _only_declared("running_cost", L, declared)
         _only_declared("terminal_cost", phi, declared)  # a control in it is refused below, with its own message
-        if ca.depends_on(phi, control):
-            raise InputError("terminal_cost must not depend on the control")
+        constant = _constant_controls(constant_controls, nu)
+        if any(read and j not in constant for j, read in enumerate(ca.which_depends(phi, control, 1, False))):
+            raise InputError("terminal_cost must not depend on the control" + (
+                " (other than its constant_controls)" if constant else ""))
 
         x0 = check_finite("x0", x0)
         if x0.ndim == 1:
@@ -179,11 +189,12 @@ class Problem:
         self._l2, self._l1, self._l1_bound = l2, l1, l1_bound
         self._state_names = _names("state_names", state_names, nx, "x")
         self._control_names = _names("control_names", control_names, nu, "u")
+        self._constant = constant
 
         # Built once: one sample's dynamics, running cost and terminal cost.
         self._f = ca.Function("f", [state, control, data], [f], ["x", "u", "y"], ["f"])
         self._L = ca.Function("L", [state, control, data], [L], ["x", "u", "y"], ["L"])
-        self._phi = ca.Function("phi", [state, data], [phi], ["x", "y"], ["phi"])
+        self._phi = ca.Function("phi", [state, control, data], [phi], ["x", "u", "y"], ["phi"])
 
     # -- what the problem is -------------------------------------------------------------
     @property
@@ -260,6 +271,11 @@ class Problem:
         return self._l1_bound
 
     @property
+    def constant_controls(self) -> tuple[int, ...]:
+        """Indices of the components of u that are constant in time (sorted; empty for none)."""
+        return self._constant
+
+    @property
     def split_control(self) -> bool:
         """Whether the transcription splits u = u⁺ - u⁻ (exact L1 term or L1 bound)."""
         return self._l1 > 0 or self._l1_bound is not None
@@ -293,7 +309,8 @@ class Problem:
 
     @property
     def terminal_cost(self) -> ca.Function:
-        """``φ(x, y)`` for one sample."""
+        """``φ(x, u, y)`` for one sample; it depends on u through :attr:`constant_controls` only (the
+        terminal time has no control of its own: give it the last interval's)."""
         return self._phi
 
     def control_cost(self, u) -> float:
@@ -320,6 +337,19 @@ def _only_declared(name: str, expression, declared: dict) -> None:
                 "a symbol that is not declared (a new symbol with the name of a declared one)")
         listed = ", ".join(f"{k} ({', '.join(s.name() for s in ca.symvar(v)) or 'none'})" for k, v in declared.items())
         raise InputError(f"{name} uses {what}; it may use: {listed}") from None
+
+
+def _constant_controls(value, nu: int) -> tuple[int, ...]:
+    """Sorted distinct indices in ``range(nu)``."""
+    try:
+        indices = [int(j) for j in value if float(j) == int(j) and not isinstance(j, bool)]
+        complete = len(indices) == len(list(value))
+    except (TypeError, ValueError):
+        complete = False
+    if not complete or len(set(indices)) != len(indices) or any(not 0 <= j < nu for j in indices):
+        raise InputError(f"constant_controls must be distinct indices of the control's components, 0 to {nu - 1}, "
+                         f"got {value!r}")
+    return tuple(sorted(indices))
 
 
 def _bound(name: str, value, n: int, default: float) -> np.ndarray:

@@ -60,7 +60,7 @@ from .hessian_vector import ensemble_hessian_vector
 from .problem import Problem
 from .transcription import stage_function
 
-__all__ = ["DENSE_HESSIAN_ROWS", "DENSE_STAGE_CONTROLS", "ReducedSpace", "second_order_mode"]
+__all__ = ["DENSE_HESSIAN_ROWS", "DENSE_STAGE_CONTROLS", "ReducedSpace", "recursion_stage", "second_order_mode"]
 
 #: The dense reduced Hessian is formed when it has at most this many rows (``steps·n_v``: 72 MB of
 #: numbers, a Cholesky factorisation of about 1 s) ...
@@ -79,6 +79,33 @@ def second_order_mode(problem: Problem, steps: int) -> str:
     n_v = problem.nu * (2 if problem.split_control else 1)
     small = steps * n_v <= DENSE_HESSIAN_ROWS and problem.nu <= DENSE_STAGE_CONTROLS
     return "dense" if small else "hessian-vector"
+
+
+def recursion_stage(problem: Problem, step: ca.Function) -> tuple[ca.Function, ca.Function, np.ndarray]:
+    """``(step, terminal, x0)`` of the reduced recursions, whose terminal cost reads the state alone.
+
+    φ may depend on the constant controls ``θ = u[c]`` (a trainable output map). The last interval's
+    ``u_{n-1}[c]`` is θ, so the step carries it in ``ϑ``, appended to the state: ``(x, ϑ)_{k+1} = (F(x_k, u_k),
+    u_k[c])`` from ``ϑ_0 = 0``, and the terminal cost is ``φ(x_n, θ = ϑ_n, y)``: the same numbers, and the
+    adjoint recursions (compiled, dense or Hessian-vector) need no term of their own for it. Without such a
+    dependence, ``(step, φ(x, 0, y), x0)`` (φ then does not read u).
+    """
+    P = problem
+    x, u, y, h = (step.sx_in(i) for i in range(4))
+    read = ca.which_depends(P.terminal_cost(x, u, y), u, 1, False)
+    c = [j for j in P.constant_controls if read[j]]
+    if not c:
+        terminal = ca.Function("phi", [x, y], [P.terminal_cost(x, 0, y)], ["x", "y"], ["phi"])
+        return step, terminal, P.x0_samples
+    carried = ca.SX.sym("theta", len(c))
+    held = ca.SX.zeros(P.nu)
+    held[c] = carried
+    x_next, q = step(x, u, y, h)
+    state = ca.vertcat(x, carried)
+    step = ca.Function(f"{step.name()}_carrying", [state, u, y, h], [ca.vertcat(x_next, u[c]), q],
+                       ["x", "u", "y", "h"], ["x_next", "q"])
+    terminal = ca.Function("phi", [state, y], [P.terminal_cost(x, held, y)], ["x", "y"], ["phi"])
+    return step, terminal, np.hstack([P.x0_samples, np.zeros((P.n_samples, len(c)))])
 
 
 class _NumpyFunction(ca.Callback):
@@ -184,19 +211,23 @@ class ReducedSpace:
     def __init__(self, problem: Problem, steps: int, method: str = "rk4"):
         self.problem, self.steps, self.method = problem, steps, method
         P = problem
-        self.nu, self.nx, self.N = P.nu, P.nx, P.n_samples
         self.split = P.split_control
         self.n_v = 2 * P.nu if self.split else P.nu
+        # The columns of V holding copies of a constant control (u⁺ and u⁻ copies with the L1 split).
+        constant = np.array(P.constant_controls, dtype=int)
+        self._constant = np.concatenate([constant, constant + P.nu]) if self.split else constant
 
-        # One sample, one interval (SX). Its first and second derivatives (the dense Hessian's stage
-        # functions) are built on first use: only the dense second-order mode needs them.
-        one = stage_function(P, method)
-        x, y = ca.SX.sym("x", P.nx), ca.SX.sym("y", P.ny)
-        self._one, self._lanes, self._maps = one, None, {}
+        # One sample, one interval (SX), with the constant controls that φ reads carried in the state (see
+        # recursion_stage). Its first and second derivatives (the dense Hessian's stage functions)
+        # are built on first use: only the dense second-order mode needs them.
+        one, phi_fn, self._x0 = recursion_stage(P, stage_function(P, method))
+        self.nu, self.nx, self.N = P.nu, one.size1_in(0), P.n_samples
+        x, y = ca.SX.sym("x", self.nx), ca.SX.sym("y", P.ny)
+        self._one, self._phi, self._lanes, self._maps = one, phi_fn, None, {}
         self.second_order = second_order_mode(P, steps)
         fast_one = compiled(one)
         fast_one = one if fast_one is None else fast_one
-        self._gradient = ensemble_gradient(one, P.terminal_cost)  # J and ∇J, one C call
+        self._gradient = ensemble_gradient(one, phi_fn)  # J and ∇J, one C call
         self.compiled = fast_one is not one and self._gradient is not None
         self._objective = None  # the ensemble objective with Hessian-vector products, on first use
         self._product = None  # the compiled Hessian-vector product, on first use
@@ -204,13 +235,13 @@ class ReducedSpace:
         self.gradient_method = ("compiled adjoint, stage Jacobians kept" if getattr(self._gradient, "stored", False)
                                 else "compiled adjoint, stage reverse mode") + f" ({self._gradient.build})" \
             if self._gradient is not None else None
-        phi = P.terminal_cost(x, y)
+        phi = phi_fn(x, y)
         terminal = [phi, ca.gradient(phi, x), ca.vec(ca.hessian(phi, x)[0])]
         self._terminal = ca.Function("terminal", [x, y], [ca.densify(e) for e in terminal])
 
         # The ensemble forward simulation (the stage mapped over the samples, accumulated over
         # stages): compiled for numbers, SX in the NLP (which CasADi may have to differentiate).
-        X, Y = ca.MX.sym("X", P.nx, self.N), ca.MX.sym("Y", P.ny, self.N)
+        X, Y = ca.MX.sym("X", self.nx, self.N), ca.MX.sym("Y", P.ny, self.N)
         um, hm = ca.MX.sym("u", P.nu), ca.MX.sym("h")
         self._forward, forward = (
             ca.Function("ensemble_step", [X, um, Y, hm], stage.map(self.N)(X, um, Y, hm)).mapaccum(steps)
@@ -220,13 +251,14 @@ class ReducedSpace:
         # The NLP for nlpsol: f is the simulated cost (MX), g the L1-bound rows.
         w = ca.MX.sym("w", self.n_v * steps)
         p = ca.MX.sym("p", 1 + P.ny * self.N)
-        Vm = ca.reshape(w, self.n_v, steps)
+        copies = ca.reshape(w, self.n_v, steps)
+        Vm, deviation = self._tie_symbolic(copies)
         um = Vm[: P.nu, :] - Vm[P.nu :, :] if self.split else Vm
         Ym = ca.reshape(p[1:], P.ny, self.N)
-        Xs, Qm = forward(P.x0_samples.T, um, Ym, p[0])
-        phis = P.terminal_cost.map(self.N)(Xs[:, -(self.N) :], Ym)
+        Xs, Qm = forward(self._x0.T, um, Ym, p[0])
+        phis = phi_fn.map(self.N)(Xs[:, -(self.N) :], Ym)
         J = ca.sum2(ca.sum1(Qm)) / self.N + ca.sum2(phis) / self.N
-        J += p[0] * (P.l2 * ca.sumsqr(um) + P.l1 * ca.sum1(ca.sum2(Vm)))
+        J += p[0] * (P.l2 * ca.sumsqr(um) + P.l1 * ca.sum1(ca.sum2(Vm)) + ca.sumsqr(deviation) / 2)
         g = ca.sum1(Vm).T if P.l1_bound is not None else ca.MX(0, 1)
         self.nlp = {"x": w, "p": p, "f": J, "g": g}
         self.equality = [False] * g.numel()
@@ -291,10 +323,11 @@ class ReducedSpace:
         if samples is None:
             J, g = self.ensemble_cost(u, p)
         else:
-            J, g = self._gradient(self.problem.x0_samples[samples], u, self._data(p).T[samples], p[0])
+            J, g = self._gradient(self._x0[samples], u, self._data(p).T[samples], p[0])
         g = g + 2 * self.problem.l2 * p[0] * u
         if self.split:
             g = np.hstack([g, -g]) + self.problem.l1 * p[0]
+        g = self._untie(g, np.asarray(w, dtype=float).reshape(self.steps, self.n_v), p[0])
         return J + self._control_cost(w, p), g.reshape(-1)
 
     @property
@@ -309,28 +342,68 @@ class ReducedSpace:
         return self._evaluate_gradient(np.asarray(w, dtype=float).reshape(-1), p, samples)
 
     def controls(self, w: np.ndarray) -> np.ndarray:
-        """Controls (steps, nu) from the NLP vector."""
-        V = np.asarray(w, dtype=float).reshape(self.steps, self.n_v)
+        """Controls (steps, nu) from the NLP vector (see :meth:`stage_controls`)."""
+        return self.stage_controls(np.asarray(w, dtype=float).reshape(self.steps, self.n_v))
+
+    def stage_controls(self, V: np.ndarray) -> np.ndarray:
+        """Controls (steps, nu) from the control variables V (steps, n_v): a constant control is the mean of its
+        copies, then ``u = u⁺ - u⁻`` with the L1 split."""
+        V = self._tie(V)
         return V[:, : self.nu] - V[:, self.nu :] if self.split else V
+
+    # -- constant controls ----------------------------------------------------------------------
+    # A constant control θ_a keeps one copy per interval in V (the layout of every other control, so that the
+    # presolves and IPOPT see the same (steps, n_v) variables); the cost reads their mean θ_a = mean_k V_{k,a},
+    # and charges their spread (h/2) Σ_k (V_{k,a} - θ_a)², zero once they agree. J(V) is then J(θ) of the
+    # problem with θ constant, plus a term of the deviations alone: in (mean, deviation) coordinates the
+    # Hessian is block diagonal, the constant problem's block and h·I, so stationary points, minimisers and
+    # the Hessian's definiteness are those of the problem with θ constant, and its copies agree there.
+
+    def _tie(self, V: np.ndarray) -> np.ndarray:
+        """V (steps, n_v) with each constant control's copies replaced by their mean (a new array)."""
+        V = np.array(V, dtype=float)
+        if self._constant.size:
+            V[:, self._constant] = V[:, self._constant].mean(axis=0)
+        return V
+
+    def _tie_symbolic(self, copies: ca.MX) -> tuple[ca.MX, ca.MX]:
+        """The tied V (n_v, steps) and the deviations of the copies from their means (MX)."""
+        if not self._constant.size:
+            return copies, ca.MX(0, 1)
+        c = self._constant.tolist()
+        mean = ca.sum2(copies[c, :]) / self.steps
+        deviation = copies[c, :] - ca.repmat(mean, 1, self.steps)
+        tied = ca.MX(copies)
+        tied[c, :] = ca.repmat(mean, 1, self.steps)
+        return tied, deviation
+
+    def _untie(self, g: np.ndarray, V: np.ndarray, h: float) -> np.ndarray:
+        """The gradient (steps, n_v) in the copies from the gradient ``g`` in the tied V: each copy gets the mean
+        of the column's gradient (the chain rule through the mean), plus ``h`` times its deviation."""
+        if self._constant.size:
+            c = self._constant
+            g = np.array(g, dtype=float)
+            g[:, c] = g[:, c].mean(axis=0) + h * (V[:, c] - V[:, c].mean(axis=0))
+        return g
 
     def simulate(self, u: np.ndarray, T: float) -> np.ndarray:
         """States (steps+1, N, nx) reached from x0 under controls ``u`` (steps, nu)."""
-        return self._trajectory(np.asarray(u, dtype=float), self.parameters(T))[0]
+        return self._trajectory(np.asarray(u, dtype=float), self.parameters(T))[0][..., : self.problem.nx]
 
     def arrays(self, w: np.ndarray, lam_g: np.ndarray, T: float):
         """``(x, u, adjoint)`` of the NLP solution ``w``: simulated states (steps+1, N, nx),
         controls (steps, nu) and the discrete adjoint ``p_{k+1}/N`` (steps, N, nx), the same
         costate as multiple shooting's ``-ν_k``."""
-        u, p = self.controls(w), self.parameters(T)
+        u, p, nx = self.controls(w), self.parameters(T), self.problem.nx
         if self.second_order == "dense":
             d = self._first_order(u, p)
-            return d["x"], u, d["p"][1:] / self.N
-        return self._trajectory(u, p)[0], u, self.objective.adjoint(u, self._data(p).T, p[0])
+            return d["x"][..., :nx], u, d["p"][1:, :, :nx] / self.N
+        return self._trajectory(u, p)[0][..., :nx], u, self.objective.adjoint(u, self._data(p).T, p[0])
 
     def cost_terms(self, w: np.ndarray, T: float) -> dict[str, float]:
         """The objective split into ``running``, ``l2``, ``l1`` and ``terminal`` parts."""
         P, p = self.problem, self.parameters(T)
-        V = np.asarray(w, dtype=float).reshape(self.steps, self.n_v)
+        V = self._tie(np.asarray(w, dtype=float).reshape(self.steps, self.n_v))
         x, q = self._trajectory(self.controls(w), p)
         phi = self._mapped("_terminal", self.N)(x[-1].T, self._data(p))[0]
         return {"running": float(q.sum() / self.N), "l2": float(P.l2 * p[0] * np.sum(self.controls(w) ** 2)),
@@ -346,14 +419,14 @@ class ReducedSpace:
         operation the lane code does not write, and then CasADi maps them, compiled where possible)."""
         if self._lanes is not None:
             return self._lanes
-        P, one = self.problem, self._one
-        x, u, y, h = (ca.SX.sym(n, k) for n, k in (("x", P.nx), ("u", P.nu), ("y", P.ny), ("h", 1)))
-        lam = ca.SX.sym("lam", P.nx)
+        P, one, nx = self.problem, self._one, self.nx
+        x, u, y, h = (ca.SX.sym(n, k) for n, k in (("x", nx), ("u", P.nu), ("y", P.ny), ("h", 1)))
+        lam = ca.SX.sym("lam", nx)
         x_next, q = one(x, u, y, h)
         ell = q + ca.dot(lam, x_next)
         H = ca.hessian(ell, ca.vertcat(x, u))[0]
         first = [ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x), ca.gradient(q, u)]
-        second = [ca.vec(H[: P.nx, : P.nx]), ca.vec(H[P.nx :, : P.nx]), ca.vec(H[P.nx :, P.nx :])]
+        second = [ca.vec(H[:nx, :nx]), ca.vec(H[nx:, :nx]), ca.vec(H[nx:, nx:])]
         # Dense outputs: they are read as flat arrays (see _Batch).
         self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
         self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
@@ -376,19 +449,22 @@ class ReducedSpace:
         return self._objective
 
     def hessian_vector(self, u: np.ndarray, p: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """``∇²_u J v`` (steps, nu), exact (forward over reverse mode), with the control cost's ``2 λ2 h v``.
+        """``∇²J v`` (steps, nu) in the NLP variables ``u`` (steps, nu; the problem has no L1 split), exact (forward
+        over reverse mode), with the control cost's ``2 λ2 h v`` and the ties of the constant controls.
 
         Compiled sample by sample when possible (:func:`~turnpike.hessian_vector.ensemble_hessian_vector`,
         15x faster than CasADi's VM on the width-16 bottleneck), else :attr:`objective`'s; which one is
         :attr:`hessian_vector_method`.
         """
         if self._product is None:
-            self._product = ensemble_hessian_vector(self._one, self.problem.terminal_cost) or False
+            self._product = ensemble_hessian_vector(self._one, self._phi) or False
+        copies, v = np.asarray(v, dtype=float), self._tie(v)
+        u = self.controls(u)
         if self._product:
-            Hv = self._product(self.problem.x0_samples, u, self._data(p).T, p[0], v)[2]
+            Hv = self._product(self._x0, u, self._data(p).T, p[0], v)[2]
         else:
             Hv = self.objective.hessian_vector(u, self._data(p).T, p[0], v)
-        return Hv + 2 * self.problem.l2 * p[0] * np.asarray(v, dtype=float)
+        return self._untie(Hv + 2 * self.problem.l2 * p[0] * v, copies, p[0])
 
     @property
     def hessian_vector_method(self) -> str | None:
@@ -416,9 +492,9 @@ class ReducedSpace:
 
     def _trajectory(self, u: np.ndarray, p: np.ndarray):
         """States (steps+1, N, nx) and running costs (steps, N) of controls ``u``."""
-        X, Q = self._mapped("_forward", 1)(self.problem.x0_samples.T, u.T, np.tile(self._data(p), self.steps), p[0])
+        X, Q = self._mapped("_forward", 1)(self._x0.T, u.T, np.tile(self._data(p), self.steps), p[0])
         X = X.reshape(self.nx, self.N, self.steps, order="F").transpose(2, 1, 0)
-        x = np.concatenate([self.problem.x0_samples[None], X])
+        x = np.concatenate([self._x0[None], X])
         return x, Q.reshape(self.steps, self.N)
 
     def _first_order(self, u: np.ndarray, p: np.ndarray) -> dict:
@@ -464,9 +540,33 @@ class ReducedSpace:
             return d["J"], d["grad"]
         if self._gradient is None:
             return self.objective.value_and_gradient(u, self._data(p).T, p[0])
-        return self._gradient(self.problem.x0_samples, u, p[1:].reshape(self.N, self.problem.ny), p[0])
+        return self._gradient(self._x0, u, p[1:].reshape(self.N, self.problem.ny), p[0])
 
-    def hessian(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
+    def hessian(self, w: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """The exact reduced Hessian in the NLP variables ``w`` (steps, n_v): ``∇²_u J`` (:meth:`_control_hessian`)
+        mapped by the L1 split ``u = E V``, ``E = (I, -I)`` (``Eᵀ ∇²_u J E``) and by the ties of the constant
+        controls (each copy's row and column the mean of the column's, plus ``h (I - 11ᵀ/steps)`` on its copies).
+
+        Without split and constant controls only the upper triangle is filled; else the whole matrix.
+        """
+        n, nu, n_v = self.steps, self.nu, self.n_v
+        H = self._control_hessian(self.controls(w), p)
+        if not (self.split or self._constant.size):
+            return H
+        H = np.triu(H) + np.triu(H, 1).T
+        if self.split:
+            sign = np.array([1.0, -1.0])
+            H = (H.reshape(n, 1, nu, n, 1, nu) * sign[None, :, None, None, None, None] * sign[:, None]).reshape(
+                n * n_v, n * n_v)
+        if self._constant.size:
+            H4, c = H.reshape(n, n_v, n, n_v), self._constant
+            H4[:, :, :, c] = H4[:, :, :, c].mean(axis=2, keepdims=True)
+            H4[:, c, :, :] = H4[:, c, :, :].mean(axis=0, keepdims=True)
+            for a in c:
+                H4[:, a, :, a] += p[0] * (np.eye(n) - 1.0 / n)
+        return H
+
+    def _control_hessian(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
         """The exact reduced Hessian ``∇²_u J`` (steps·nu, steps·nu), condensed sample by sample.
 
         Only the diagonal blocks and the blocks above them are filled (the matrix is symmetric).
@@ -540,11 +640,12 @@ class ReducedSpace:
         :func:`~turnpike.solvers.built_solver` puts in the NLP in place of its symbolic ``f``).
 
         With the L1 split ``u = u⁺ - u⁻`` the derivatives in ``V = (u⁺, u⁻)`` are those in u
-        mapped by ``E = (I, -I)``: ``∇_V J = Eᵀ ∇_u J + λ1 h``, ``∇²_V J = Eᵀ ∇²_u J E``.
+        mapped by ``E = (I, -I)``: ``∇_V J = Eᵀ ∇_u J + λ1 h``, ``∇²_V J = Eᵀ ∇²_u J E``; the copies of constant
+        controls are mapped likewise (see :meth:`stage_controls` and :meth:`hessian`).
         """
         if self._derivatives is not None:
             return self._derivatives
-        n, nu, n_w = self.steps, self.nu, self.n_v * self.steps
+        n, n_w = self.steps, self.n_v * self.steps
         n_p, n_g = 1 + self.problem.ny * self.N, self.nlp["g"].numel()
         dense = ca.Sparsity.dense
 
@@ -563,14 +664,10 @@ class ReducedSpace:
                                                     gradient=self._derivatives["grad_f"])
         if self.second_order != "dense":  # IPOPT then runs with a limited-memory Hessian (turnpike.solve)
             return self._derivatives
-        sign = np.array([1.0, -1.0])
         cols, rows = np.tril_indices(n_w)  # the upper triangle, column by column
 
         def hess_lag(w, p, lam_f, lam_g):
-            H = self.hessian(self.controls(w), p.reshape(-1))
-            if self.split:
-                H = H.reshape(n, 1, nu, n, 1, nu) * sign[None, :, None, None, None, None] * sign[:, None]
-                H = H.reshape(n_w, n_w)
+            H = self.hessian(w.reshape(n, self.n_v), p.reshape(-1))
             return [lam_f[0] * H[rows, cols]]
 
         self._derivatives["hess_lag"] = _NumpyFunction(
@@ -579,6 +676,10 @@ class ReducedSpace:
         return self._derivatives
 
     def _control_cost(self, w: np.ndarray, p: np.ndarray) -> float:
-        """``h (λ2 |u|² + λ1 Σ V)`` summed over the stages."""
-        P, V = self.problem, np.asarray(w, dtype=float).reshape(-1)
-        return float(p[0] * (P.l2 * np.sum(self.controls(V) ** 2) + (P.l1 * V.sum() if self.split else 0.0)))
+        """``h (λ2 |u|² + λ1 Σ V)`` summed over the stages, V tied, plus the spread of the constant controls'
+        copies ``(h/2) Σ (V_{k,a} - θ_a)²``."""
+        P, copies = self.problem, np.asarray(w, dtype=float).reshape(self.steps, self.n_v)
+        V = self._tie(copies)
+        spread = np.sum((copies - V)[:, self._constant] ** 2) / 2
+        return float(p[0] * (P.l2 * np.sum(self.stage_controls(V) ** 2) + (P.l1 * V.sum() if self.split else 0.0)
+                             + spread))

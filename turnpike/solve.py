@@ -121,6 +121,11 @@ def _formulation(problem: Problem, formulation: str, solver: str, steps: int, me
     width-50 bottleneck on 300 samples took 11 GB in the symbolic Jacobian of its multiple-shooting NLP.
     """
     check_choice("formulation", formulation, FORMULATIONS)
+    if problem.constant_controls:  # one value for all intervals: only the reduced NLP has it
+        if formulation == "multiple-shooting" or solver != "ipopt":
+            raise InputError(f"constant_controls {list(problem.constant_controls)} are solved by the reduced "
+                             f"formulation with IPOPT only, got formulation={formulation!r}, solver={solver!r}")
+        return "reduced", "asked for" if formulation == "reduced" else "the problem has constant controls"
     if formulation == "reduced":
         if solver != "ipopt":
             raise InputError(f"formulation='reduced' is solved with IPOPT only, got solver={solver!r}")
@@ -464,8 +469,7 @@ class _Progress:
             self.show(name, k, J)
             if self.callback is not None:
                 V = np.array(intermediate_result.x).reshape(self.transcription.steps, -1)
-                nu = self.transcription.problem.nu
-                self._tell(name, k, J, V[:, :nu] - V[:, nu:] if V.shape[1] > nu else V)
+                self._tell(name, k, J, self.transcription.stage_controls(V))
 
         return report
 
@@ -479,7 +483,8 @@ class _Progress:
             self.show(name, k, float(J))
             if self.callback is None:
                 return
-            self._tell(name, k, float(J), np.array(u).reshape(self.transcription.steps, -1))
+            steps = self.transcription.steps
+            self._tell(name, k, float(J), self.transcription.stage_controls(np.array(u).reshape(steps, -1)))
 
         return report
 

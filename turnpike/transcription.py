@@ -48,7 +48,7 @@ import casadi as ca
 import numpy as np
 
 from .derivatives import stagewise_derivatives
-from .errors import check_choice
+from .errors import InputError, check_choice
 from .problem import Problem
 
 __all__ = ["BUILD_BYTES_PER_UNIT", "INTEGRATORS", "MultipleShooting", "build_bytes", "integrator_step",
@@ -157,6 +157,9 @@ class MultipleShooting:
     formulation = "multiple-shooting"
 
     def __init__(self, problem: Problem, steps: int, method: str = "rk4"):
+        if problem.constant_controls:
+            raise InputError(f"multiple shooting keeps one control per interval; problem {problem.name!r} has "
+                             f"constant_controls {list(problem.constant_controls)}: use formulation='reduced'")
         self.problem, self.steps, self.method = problem, steps, method
         P = problem
         lay = self.layout = _Layout(P.nx, P.n_samples, P.nu, P.split_control, steps)
@@ -174,7 +177,8 @@ class MultipleShooting:
         self._stage = ca.Function(
             "ensemble_stage", [X, V, Y, h], [ca.vec(x_next), terms], ["X", "V", "Y", "h"], ["X_next", "q"]
         )
-        phi = ca.sum2(P.terminal_cost.map(N)(ca.reshape(X, P.nx, N), ca.reshape(Y, P.ny, N))) / N
+        # φ depends on u through constant controls only, which multiple shooting refuses: u = 0 here.
+        phi = ca.sum2(P.terminal_cost.map(N)(ca.reshape(X, P.nx, N), 0, ca.reshape(Y, P.ny, N))) / N
         self._terminal = ca.Function("ensemble_terminal", [X, Y], [phi], ["X", "Y"], ["phi"])
 
         # The NLP: one MX vector w, sliced stage-wise; the stage mapped over all intervals.
@@ -310,6 +314,11 @@ class MultipleShooting:
     def controls(self, w: np.ndarray) -> np.ndarray:
         """Controls (steps, nu) from the NLP vector w."""
         return self.unpack(w)[1]
+
+    def stage_controls(self, V: np.ndarray) -> np.ndarray:
+        """Controls (steps, nu) from the control variables V (steps, n_v): V, or ``u⁺ - u⁻`` with the L1 split."""
+        V, nu = np.asarray(V, dtype=float), self.problem.nu
+        return V[:, :nu] - V[:, nu:] if self.layout.split else V
 
     def arrays(self, w: np.ndarray, lam_g: np.ndarray, T: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(x, u, adjoint)`` of the NLP's primal-dual solution (see :meth:`unpack`, :meth:`adjoint`)."""

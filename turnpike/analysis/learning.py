@@ -101,7 +101,7 @@ def switching_function(problem: Problem, solution: Solution) -> np.ndarray:
     for k in range(steps):
         X, q = step(X, U[:, k], Y, h)
         J += ca.sum2(q) / N
-    J += ca.sum2(problem.terminal_cost.map(N)(X, Y)) / N
+    J += ca.sum2(problem.terminal_cost.map(N, [False, True, False], [False])(X, U[:, -1], Y)) / N
     gradient = ca.Function("switching", [U, h], [ca.gradient(J, U)])
     return np.asarray(gradient(solution.u.T, solution.h)).T / solution.h
 
@@ -134,7 +134,7 @@ def switching_at_rest(problem: Problem, x, remaining: float) -> np.ndarray:
     xs, u, y = ca.SX.sym("x", nx), ca.SX.sym("u", nu), ca.SX.sym("y", problem.ny)
     f = problem.dynamics(xs, u, y)
     c_L = ca.jtimes(f, u, ca.gradient(problem.running_cost(xs, u, y), xs), True)
-    c_phi = ca.jtimes(f, u, ca.gradient(problem.terminal_cost(xs, y), xs), True)
+    c_phi = ca.jtimes(f, u, ca.gradient(problem.terminal_cost(xs, u, y), xs), True)
     at_rest = ca.Function("at_rest", [xs, u, y], [f, c_L, c_phi]).map(N)
     f0, cL, cphi = (np.asarray(a) for a in at_rest(x.T, np.zeros(nu), problem.data_values.T))
     if np.abs(f0).max() > 1e-12 * (1 + np.abs(x).max()):
