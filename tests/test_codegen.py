@@ -185,3 +185,31 @@ def test_functions_over_the_size_limit_are_not_compiled(monkeypatch):
     monkeypatch.setattr(compiled_module, "MAX_INSTRUCTIONS", fn.n_instructions() - 1)
     assert lanes_function(fn, "big") is None
     assert compiled(fn) is None
+
+
+def test_a_cached_library_is_found_from_its_symbolic_functions_without_writing_source(monkeypatch, tmp_path):
+    """The cache key is the functions' serialisation (and the writer's version, the compiler command and the
+    machine): the second request finds the library without generating C; a changed function is a new one."""
+    if compiler() is None:
+        pytest.skip("no C compiler")
+    import turnpike.codegen as codegen_module
+    import turnpike.compiled as compiled_module
+
+    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path))
+    x = ca.SX.sym("x", 2)
+    first = [compiled(ca.Function("twice", [x], [2 * x])),
+             lanes_library("tp_waves", [lanes_function(ca.Function("waves", [x], [ca.sin(x)]), "waves")])]
+    assert all(f is not None for f in first)
+    libraries = sorted(tmp_path.glob("*.so"))
+
+    def no_source(*args, **kwargs):
+        raise AssertionError("source written for a cached library")
+
+    monkeypatch.setattr(compiled_module, "_casadi_source", no_source)
+    monkeypatch.setattr(codegen_module, "_write", no_source)
+    again = compiled(ca.Function("twice", [x], [2 * x]))
+    assert again is not None and np.allclose(np.asarray(again([1.0, 2.0])).ravel(), [2.0, 4.0])
+    assert lanes_library("tp_waves", [lanes_function(ca.Function("waves", [x], [ca.sin(x)]), "waves")]) == first[1]
+    assert sorted(tmp_path.glob("*.so")) == libraries
+    with pytest.raises(AssertionError, match="source written"):
+        compiled(ca.Function("twice", [x], [3 * x]))  # another function: compiled anew

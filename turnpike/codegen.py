@@ -20,11 +20,14 @@ Only elementwise scalar operations are written; a function with anything else (e
 
 from __future__ import annotations
 
+import hashlib
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import casadi as ca
 
-__all__ = ["LIBM_CALLS", "MAX_INSTRUCTIONS", "VECTOR_MATH", "lanes_function"]
+__all__ = ["LIBM_CALLS", "MAX_INSTRUCTIONS", "VECTOR_MATH", "LaneFunction", "lanes_function", "symbolic_key"]
 
 #: The largest SX function (in CasADi instructions) that is written as C for the compiler. Measured with
 #: gcc 12 -O2 on the lane code of the bottleneck field's stage reverse mode (16 RK4 steps, D = 3): 10.7 k
@@ -65,17 +68,58 @@ def _literal(value: float) -> str:
     return repr(value)
 
 
-def lanes_function(fn: ca.Function, name: str, shared: set[int] = frozenset()) -> tuple[str, set[str]] | None:
-    """C source of ``static void name(const double* const* in, double* const* out)``: ``fn`` (an SX
-    function) on ``TP_LANES`` lanes, the inputs in ``shared`` the same for every lane.
+def symbolic_key(fn: ca.Function) -> str:
+    """What determines ``fn``'s generated code, without generating it: CasADi's serialisation of ``fn`` (its
+    instructions, constants and sparsity patterns) and the CasADi version (a cache key for compiled code)."""
+    return f"casadi {ca.__version__}\n{fn.serialize()}"
 
-    Returns the source and the libm functions it calls (so :data:`VECTOR_MATH` declarations can be
-    limited to them), or None if ``fn`` has an operation not written here or more than
-    :data:`MAX_INSTRUCTIONS` instructions.
+
+# The source of this module: a compiled library's cache key includes it, so a change in how code is written
+# is a new library.
+_WRITER = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LaneFunction:
+    """A function :func:`lanes_function` can write: its C source is produced on demand (:attr:`source`), and
+    :attr:`key` identifies it without producing it (a cached library needs no source)."""
+
+    fn: ca.Function
+    name: str
+    shared: frozenset[int]
+    calls: frozenset[str]  # the libm functions the code calls (VECTOR_MATH declarations are limited to them)
+
+    @property
+    def key(self) -> str:
+        return f"{_WRITER} {self.name} {sorted(self.shared)}\n{symbolic_key(self.fn)}"
+
+    @property
+    def source(self) -> str:
+        """C source of ``static void name(const double* const* in, double* const* out)``."""
+        return _write(self.fn, self.name, self.shared)
+
+
+def lanes_function(fn: ca.Function, name: str, shared: set[int] = frozenset()) -> LaneFunction | None:
+    """``fn`` (an SX function) as ``static void name(const double* const* in, double* const* out)`` on
+    ``TP_LANES`` lanes, the inputs in ``shared`` the same for every lane (source written on demand).
+
+    None if ``fn`` has an operation not written here or more than :data:`MAX_INSTRUCTIONS` instructions
+    (decided from its instruction codes, without writing code).
     """
     if not fn.is_a("SXFunction") or fn.n_instructions() > MAX_INSTRUCTIONS:
         return None
-    lines, calls = [], set()
+    calls = set()
+    for k in range(fn.n_instructions()):
+        op = fn.instruction_id(k)
+        if op in LIBM_CALLS:
+            calls.add(LIBM_CALLS[op])
+        elif op not in _TEMPLATES and op not in (ca.OP_INPUT, ca.OP_OUTPUT, ca.OP_CONST):
+            return None
+    return LaneFunction(fn, name, frozenset(shared), frozenset(calls))
+
+
+def _write(fn: ca.Function, name: str, shared: frozenset[int]) -> str:
+    lines = []
     for k in range(fn.n_instructions()):
         op, args, res = fn.instruction_id(k), fn.instruction_input(k), fn.instruction_output(k)
         if op == ca.OP_INPUT:
@@ -86,12 +130,8 @@ def lanes_function(fn: ca.Function, name: str, shared: set[int] = frozenset()) -
             lines.append(f"out{o}[{nz} * TP_LANES + l] = w{args[0]};")
         elif op == ca.OP_CONST:
             lines.append(f"w{res[0]} = {_literal(float(fn.instruction_constant(k)))};")
-        elif op in _TEMPLATES:
-            if op in LIBM_CALLS:
-                calls.add(LIBM_CALLS[op])
-            lines.append(f"w{res[0]} = {_TEMPLATES[op].format(*(f'w{i}' for i in args))};")
         else:
-            return None
+            lines.append(f"w{res[0]} = {_TEMPLATES[op].format(*(f'w{i}' for i in args))};")
     pointers = [f"const double* in{i} = in[{i}];" for i in range(fn.n_in())]
     pointers += [f"double* out{o} = out[{o}];" for o in range(fn.n_out())]
     work = ", ".join(f"w{i}" for i in range(fn.sz_w())) or "w0"
@@ -99,4 +139,4 @@ def lanes_function(fn: ca.Function, name: str, shared: set[int] = frozenset()) -
     source = (f"static void {name}(const double* const* in, double* const* out) {{\n  " + "\n  ".join(pointers)
               + "\n#pragma omp simd\n  for (int l = 0; l < TP_LANES; ++l) {\n"
               + f"    double {work};\n    {body}\n  }}\n}}\n")
-    return source, calls
+    return source

@@ -50,12 +50,13 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import casadi as ca
 import numpy as np
 
-from .codegen import LIBM_CALLS, MAX_INSTRUCTIONS, VECTOR_MATH, lanes_function
+from .codegen import LIBM_CALLS, MAX_INSTRUCTIONS, VECTOR_MATH, LaneFunction, lanes_function, symbolic_key
 
 __all__ = ["COMPILE_SECONDS", "LANES", "UNUSED_DAYS", "cache_dir", "compiled", "compiler", "ensemble_gradient",
            "lanes_library", "lanes_map", "prune_cache", "threads"]
@@ -128,13 +129,17 @@ def _casadi_source(functions: list[ca.Function]) -> str:
         return Path(gen.generate(tmp + os.sep)).read_text()
 
 
-def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path | None:
-    """``source`` compiled with ``flags`` (after :data:`_FLAGS`) into a cached shared library, or None."""
+def _shared_library(name: str, key: str, source: Callable[[], str], flags: tuple[str, ...] = ()) -> Path | None:
+    """``source()`` compiled with ``flags`` (after :data:`_FLAGS`) into a cached shared library, or None.
+
+    The cache is keyed by ``key`` (what determines the source: the symbolic functions, see
+    :func:`~turnpike.codegen.symbolic_key`), the compiler command and the machine: a cached library is found
+    without writing its source."""
     cc = compiler()
     if cc is None or os.environ.get("TURNPIKE_COMPILE", "1") == "0":
         return None
     command = (cc, *_FLAGS, *flags)
-    digest = hashlib.sha256((source + " ".join(command) + _machine()).encode()).hexdigest()[:20]
+    digest = hashlib.sha256((key + " ".join(command) + _machine()).encode()).hexdigest()[:20]
     target = cache_dir() / f"{name}_{digest}.so"
     failed = target.with_suffix(".failed")
     if target.exists():
@@ -149,7 +154,7 @@ def _shared_library(name: str, source: str, flags: tuple[str, ...] = ()) -> Path
         return None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.c"
-        path.write_text(source)
+        path.write_text(source())
         partial = target.with_suffix(f".{os.getpid()}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +207,7 @@ def compiled(fn: ca.Function) -> ca.Function | None:
     if fn.n_instructions() > MAX_INSTRUCTIONS:
         return None
     try:
-        target = _shared_library(f"turnpike_{fn.name()}", _casadi_source([fn]))
+        target = _shared_library(f"turnpike_{fn.name()}", symbolic_key(fn), lambda: _casadi_source([fn]))
     except CompileTimeout:
         return None
     if target is None:
@@ -532,7 +537,7 @@ static void tp_parallel(void* (*run)(void*), void* tasks, long long n, size_t si
 """
 
 
-def lanes_library(name: str, written: list[tuple[str, set[str]]], header: str = "",
+def lanes_library(name: str, written: list[LaneFunction], header: str = "",
                   code: str = "") -> tuple[Path, str] | None:
     """Lane functions (:func:`turnpike.codegen.lanes_function`'s results) and ``code`` after them,
     compiled with ``TP_LANES`` = :data:`LANES` and ``header`` first: the library and how it was built
@@ -542,21 +547,23 @@ def lanes_library(name: str, written: list[tuple[str, set[str]]], header: str = 
     versions of the transcendentals called (where the C library has them), then without libmvec,
     then each again for the generic processor.
     """
-    calls = set().union(*(c for _, c in written))
+    calls = set().union(*(w.calls for w in written))
     header = (f"#define TP_LANES {LANES}\n{header}"
               + "".join(f"#include <{h}.h>\n" for h in ("math", "pthread", "stdlib", "string")) + _PARALLEL)
-    body = "".join(src for src, _ in written) + code
+    key = "\n".join([header, code, *(w.key for w in written)])
     # With these declarations GCC calls libmvec's _ZGV<isa>N<lanes>v_<c> on vectors of lanes. sin and cos are
     # made non-builtin (and declared const), else GCC merges them into a sincos with no vector version.
     vector_math = "".join(f"#pragma omp declare simd notinbranch\ndouble {c}({', '.join(['double'] * _ARITY[c])})"
                           " __attribute__((const));\n" for c in sorted(calls))
-    attempts = [(header + body, ("-lm",))]
+    attempts = [("", ("-lm",))]
     if vector_math:
-        attempts.insert(0, (header + vector_math + body, ("-fno-builtin-sin", "-fno-builtin-cos", "-lmvec", "-lm")))
-    attempts = [(src, ("-march=native", *libs)) for src, libs in attempts] + attempts
-    for source, flags in attempts:
+        attempts.insert(0, (vector_math, ("-fno-builtin-sin", "-fno-builtin-cos", "-lmvec", "-lm")))
+    attempts = [(decl, ("-march=native", *libs)) for decl, libs in attempts] + attempts
+    for declarations, flags in attempts:
+        def source(declarations=declarations):
+            return header + declarations + "".join(w.source for w in written) + code
         try:
-            target = _shared_library(name, source, flags)
+            target = _shared_library(name, key + declarations, source, flags)
         except CompileTimeout:
             return None
         if target is not None:
