@@ -327,11 +327,10 @@ def test_a_killed_worker_does_not_stop_the_sweep(tmp_path):
 def test_a_worker_that_dies_while_sending_its_result_does_not_hang_the_pool(monkeypatch):
     # Its half-sent message blocks the pool's own detection of dead workers (CPython reads the rest forever),
     # so run_pool has to notice the death itself; then the task alone kills its worker again: WorkerLost.
-    monkeypatch.setattr(executors, "run_task", dies_sending_its_result)
     results = {}
 
     def consume():
-        for task, result in executors.run_pool(["a", "die", "b", "c"], 2):
+        for task, result in executors.run_pool(["a", "die", "b", "c"], 2, run=dies_sending_its_result):
             results[task] = result
 
     thread = threading.Thread(target=consume, daemon=True)

@@ -232,11 +232,12 @@ _GRADIENT_LOOP = r"""
 #define TP_KEPT TP_NX /* kept per stage and lane: the state */
 #endif
 
-/* The blocks of TP_LANES samples [first, last) of one thread, and its partial sums. */
+/* The chunks [first, last) of one thread (chunk c: the blocks of TP_LANES samples [c chunk, (c + 1) chunk) of
+   the `blocks`), and the partial sums of every chunk, J[c] and grad + c n nu. */
 typedef struct {
-  long long first, last, n, N;
+  long long first, last, chunk, blocks, n, N;
   const double *x0, *u, *y;
-  double h, J, *grad;
+  double h, *J, *grad;
   int failed;
 } tp_task;
 
@@ -247,14 +248,16 @@ static void* tp_run(void* data) {
   tp_task* t = (tp_task*) data;
   const long long nx = TP_NX, nu = TP_NU, ny = TP_NY, L = TP_LANES, n = t->n;
   double* memory = malloc(sizeof(double) * L * ((n + 1) * TP_KEPT + 4 * nx + ny + nu + 2));
-  memset(t->grad, 0, sizeof(double) * n * nu);
-  t->J = 0;
   t->failed = !memory;
   if (!memory) return NULL;
   double *kept = memory, *x = kept + (n + 1) * TP_KEPT * L, *x_next = x + nx * L, *p = x_next + nx * L;
   double *p_prev = p + nx * L, *y = p_prev + nx * L, *g_u = y + ny * L, *q = g_u + nu * L, *phi = q + L;
-  double total = 0, h = t->h;
-  for (long long b = t->first; b < t->last; ++b) {
+  double h = t->h;
+  for (long long c = t->first; c < t->last; ++c) {
+  double total = 0, *grad = t->grad + c * n * nu;
+  memset(grad, 0, sizeof(double) * n * nu);
+  const long long b_end = (c + 1) * t->chunk < t->blocks ? (c + 1) * t->chunk : t->blocks;
+  for (long long b = c * t->chunk; b < b_end; ++b) {
     const long long first = b * L, valid = t->N - first < L ? t->N - first : L;
     for (long long l = 0; l < L; ++l) {
       const long long i = first + (l < valid ? l : valid - 1);
@@ -308,42 +311,47 @@ static void* tp_run(void* data) {
       for (long long j = 0; j < nu; ++j) {
         double s = 0;
         for (long long l = 0; l < valid; ++l) s += g_u[j * L + l];
-        t->grad[k * nu + j] += s;
+        grad[k * nu + j] += s;
       }
       double* swap = p; p = p_prev; p_prev = swap;
     }
   }
+  t->J[c] = total;
+  }
   free(memory);
-  t->J = total;
   return NULL;
 }
 
-/* J = (1/N) sum_i (sum_k q_ik + phi_i) and its gradient in u (n, nu), the blocks of TP_LANES samples
-   split into `threads` contiguous parts, one per thread. The parts are summed in order, so the result
-   depends on `threads` only through the order of the additions. Returns 0, or 1 if memory could not be
-   had. */
+/* J = (1/N) sum_i (sum_k q_ik + phi_i) and its gradient in u (n, nu). The blocks of TP_LANES samples are
+   grouped in chunks (TP_CHUNK_BLOCKS blocks, more when there would be over TP_MAX_CHUNKS chunks), summed
+   chunk by chunk, then the chunks in order: the numbers do not depend on `threads`, which split the chunks
+   into contiguous parts. Returns 0, or 1 if memory could not be had. */
 int tp_ensemble_gradient(long long N, long long n, const double* x0, const double* u, const double* y, double h,
                          long long threads, double* J, double* grad) {
   const long long nu = TP_NU, blocks = (N + TP_LANES - 1) / TP_LANES;
-  threads = threads < 1 ? 1 : (threads > blocks ? (blocks > 0 ? blocks : 1) : threads);
+  long long chunk = TP_CHUNK_BLOCKS;
+  if (blocks > chunk * TP_MAX_CHUNKS) chunk = (blocks + TP_MAX_CHUNKS - 1) / TP_MAX_CHUNKS;
+  const long long chunks = blocks > 0 ? (blocks + chunk - 1) / chunk : 0;
+  threads = threads < 1 ? 1 : (threads > chunks ? (chunks > 0 ? chunks : 1) : threads);
   tp_task* tasks = calloc(threads, sizeof(tp_task));
-  double* partial = malloc(sizeof(double) * (threads * n * nu + 1));
+  double* partial = malloc(sizeof(double) * (chunks * (n * nu + 1) + 1));
   if (!tasks || !partial) {
     free(tasks); free(partial);
     return 1;
   }
   for (long long t = 0; t < threads; ++t) {
-    tp_task task = {blocks * t / threads, blocks * (t + 1) / threads, n, N, x0, u, y, h, 0, partial + t * n * nu, 0};
+    tp_task task = {chunks * t / threads, chunks * (t + 1) / threads, chunk, blocks, n, N, x0, u, y, h,
+                    partial + chunks * n * nu, partial, 0};
     tasks[t] = task;
   }
   tp_parallel(tp_run, tasks, threads, sizeof(tp_task));
   int failed = 0;
+  for (long long t = 0; t < threads; ++t) failed = failed || tasks[t].failed;
   double total = 0;
   memset(grad, 0, sizeof(double) * n * nu);
-  for (long long t = 0; t < threads; ++t) {
-    failed = failed || tasks[t].failed;
-    total += tasks[t].J;
-    for (long long j = 0; j < n * nu; ++j) grad[j] += tasks[t].grad[j];
+  for (long long c = 0; c < chunks && !failed; ++c) {
+    total += partial[chunks * n * nu + c];
+    for (long long j = 0; j < n * nu; ++j) grad[j] += partial[c * n * nu + j];
   }
   *J = total / N;
   for (long long j = 0; j < n * nu; ++j) grad[j] /= N;
@@ -537,6 +545,13 @@ static void tp_parallel(void* (*run)(void*), void* tasks, long long n, size_t si
 """
 
 
+#: The ensemble loops sum their samples in chunks of this many blocks of LANES samples (more blocks per chunk
+#: when there would be over MAX_CHUNKS chunks), then the chunks in order: the threads split the chunks, so the
+#: numbers do not depend on the number of threads (L-BFGS-B's thousands of steps amplify round-off differences
+#: into other local minima: a multistart's table must not depend on where a start ran).
+CHUNK_BLOCKS, MAX_CHUNKS = 4, 64
+
+
 def lanes_library(name: str, written: list[LaneFunction], header: str = "",
                   code: str = "") -> tuple[Path, str] | None:
     """Lane functions (:func:`turnpike.codegen.lanes_function`'s results) and ``code`` after them,
@@ -548,7 +563,8 @@ def lanes_library(name: str, written: list[LaneFunction], header: str = "",
     then each again for the generic processor.
     """
     calls = set().union(*(w.calls for w in written))
-    header = (f"#define TP_LANES {LANES}\n{header}"
+    header = (f"#define TP_LANES {LANES}\n#define TP_CHUNK_BLOCKS {CHUNK_BLOCKS}\n#define TP_MAX_CHUNKS {MAX_CHUNKS}\n"
+              f"{header}"
               + "".join(f"#include <{h}.h>\n" for h in ("math", "pthread", "stdlib", "string")) + _PARALLEL)
     key = "\n".join([header, code, *(w.key for w in written)])
     # With these declarations GCC calls libmvec's _ZGV<isa>N<lanes>v_<c> on vectors of lanes. sin and cos are

@@ -39,10 +39,12 @@ __all__ = ["ensemble_hessian_vector"]
 # u, h and the direction's du are the same for every lane. Arrays passed in are row-major numpy: x0 (N, nx),
 # u and v (n, nu), y (N, ny).
 _LOOP = r"""
+/* The chunks [first, last) of one thread, and every chunk's partial sums J[c], grad + c n nu, hv + c n nu (as in
+   turnpike.compiled's gradient loop). */
 typedef struct {
-  long long first, last, n, N;
+  long long first, last, chunk, blocks, n, N;
   const double *x0, *u, *y, *v;
-  double h, J, *grad, *hv;
+  double h, *J, *grad, *hv;
   int failed;
 } tp_task;
 
@@ -50,16 +52,18 @@ static void* tp_run(void* data) {
   tp_task* t = (tp_task*) data;
   const long long nx = TP_NX, nu = TP_NU, ny = TP_NY, L = TP_LANES, n = t->n;
   double* memory = malloc(sizeof(double) * L * (2 * (n + 1) * nx + 4 * nx + ny + 2 * nu + 2));
-  memset(t->grad, 0, sizeof(double) * n * nu);
-  memset(t->hv, 0, sizeof(double) * n * nu);
-  t->J = 0;
   t->failed = !memory;
   if (!memory) return NULL;
   double *xs = memory, *dxs = xs + (n + 1) * nx * L, *p = dxs + (n + 1) * nx * L, *dp = p + nx * L;
   double *p_prev = dp + nx * L, *dp_prev = p_prev + nx * L, *y = dp_prev + nx * L, *g_u = y + ny * L;
   double *hv_u = g_u + nu * L, *q = hv_u + nu * L, *phi = q + L;
-  double total = 0, h = t->h;
-  for (long long b = t->first; b < t->last; ++b) {
+  double h = t->h;
+  for (long long c = t->first; c < t->last; ++c) {
+    double total = 0, *grad = t->grad + c * n * nu, *hv = t->hv + c * n * nu;
+    memset(grad, 0, sizeof(double) * n * nu);
+    memset(hv, 0, sizeof(double) * n * nu);
+    const long long b_end = (c + 1) * t->chunk < t->blocks ? (c + 1) * t->chunk : t->blocks;
+    for (long long b = c * t->chunk; b < b_end; ++b) {
     const long long first = b * L, valid = t->N - first < L ? t->N - first : L;
     for (long long l = 0; l < L; ++l) {
       const long long i = first + (l < valid ? l : valid - 1);
@@ -85,44 +89,49 @@ static void* tp_run(void* data) {
       for (long long j = 0; j < nu; ++j) {
         double s = 0, r = 0;
         for (long long l = 0; l < valid; ++l) { s += g_u[j * L + l]; r += hv_u[j * L + l]; }
-        t->grad[k * nu + j] += s;
-        t->hv[k * nu + j] += r;
+        grad[k * nu + j] += s;
+        hv[k * nu + j] += r;
       }
       double* swap = p; p = p_prev; p_prev = swap;
       swap = dp; dp = dp_prev; dp_prev = swap;
     }
+    }
+    t->J[c] = total;
   }
   free(memory);
-  t->J = total;
   return NULL;
 }
 
-/* J, its gradient and the product of its Hessian with v, all (1/N) sum_i, the blocks of TP_LANES samples
-   split into `threads` contiguous parts summed in order. Returns 0, or 1 if memory could not be had. */
+/* J, its gradient and the product of its Hessian with v, all (1/N) sum_i, summed chunk by chunk as the gradient
+   loop does (the numbers do not depend on `threads`). Returns 0, or 1 if memory could not be had. */
 int tp_ensemble_hessian_vector(long long N, long long n, const double* x0, const double* u, const double* y,
                                double h, const double* v, long long threads, double* J, double* grad, double* hv) {
   const long long nu = TP_NU, blocks = (N + TP_LANES - 1) / TP_LANES;
-  threads = threads < 1 ? 1 : (threads > blocks ? (blocks > 0 ? blocks : 1) : threads);
+  long long chunk = TP_CHUNK_BLOCKS;
+  if (blocks > chunk * TP_MAX_CHUNKS) chunk = (blocks + TP_MAX_CHUNKS - 1) / TP_MAX_CHUNKS;
+  const long long chunks = blocks > 0 ? (blocks + chunk - 1) / chunk : 0;
+  threads = threads < 1 ? 1 : (threads > chunks ? (chunks > 0 ? chunks : 1) : threads);
   tp_task* tasks = calloc(threads, sizeof(tp_task));
-  double* partial = malloc(sizeof(double) * (2 * threads * n * nu + 1));
+  double* partial = malloc(sizeof(double) * (chunks * (2 * n * nu + 1) + 1));
   if (!tasks || !partial) {
     free(tasks); free(partial);
     return 1;
   }
+  double *J_c = partial + 2 * chunks * n * nu, *hv_c = partial + chunks * n * nu;
   for (long long t = 0; t < threads; ++t) {
-    tp_task task = {blocks * t / threads, blocks * (t + 1) / threads, n, N, x0, u, y, v, h, 0,
-                    partial + 2 * t * n * nu, partial + (2 * t + 1) * n * nu, 0};
+    tp_task task = {chunks * t / threads, chunks * (t + 1) / threads, chunk, blocks, n, N, x0, u, y, v, h, J_c,
+                    partial, hv_c, 0};
     tasks[t] = task;
   }
   tp_parallel(tp_run, tasks, threads, sizeof(tp_task));
   int failed = 0;
+  for (long long t = 0; t < threads; ++t) failed = failed || tasks[t].failed;
   double total = 0;
   memset(grad, 0, sizeof(double) * n * nu);
   memset(hv, 0, sizeof(double) * n * nu);
-  for (long long t = 0; t < threads; ++t) {
-    failed = failed || tasks[t].failed;
-    total += tasks[t].J;
-    for (long long j = 0; j < n * nu; ++j) { grad[j] += tasks[t].grad[j]; hv[j] += tasks[t].hv[j]; }
+  for (long long c = 0; c < chunks && !failed; ++c) {
+    total += J_c[c];
+    for (long long j = 0; j < n * nu; ++j) { grad[j] += partial[c * n * nu + j]; hv[j] += hv_c[c * n * nu + j]; }
   }
   *J = total / N;
   for (long long j = 0; j < n * nu; ++j) { grad[j] /= N; hv[j] /= N; }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .static import StaticNLP
 from .stopping import Interrupted, Stop
 from .transcription import INTEGRATORS, MultipleShooting, build_bytes
 
-__all__ = ["FORMULATIONS", "solve", "solve_static", "grid_steps"]
+__all__ = ["FORMULATIONS", "FirstOrder", "first_order", "solve", "solve_static", "grid_steps"]
 
 FORMULATIONS = ("auto", "multiple-shooting", "reduced")
 
@@ -381,6 +381,80 @@ def solve(
         raise Interrupted(f"solve interrupted by {stop.signal.name}: its last iterate (not an optimum) is the "
                           "exception's .solution", stop.signal, sol)
     return sol
+
+
+@dataclass(frozen=True)
+class FirstOrder:
+    """The cheap phase of a solve from one seeded start (:func:`first_order`): controls ``u`` (steps, nu),
+    the objective ``cost`` there (NaN if not finite), the wall ``seconds``, and which phases ran."""
+
+    seed: int | None
+    u: np.ndarray
+    cost: float
+    seconds: float
+    phases: str
+
+
+def first_order(
+    problem: Problem,
+    T: float,
+    steps: int | None = None,
+    *,
+    dt: float | None = None,
+    method: str = "rk4",
+    solver: str = "ipopt",
+    options: dict | None = None,
+    seed: int | None = 0,
+    guess_scale: float = 0.1,
+    presolve: str = "auto",
+    derivatives: str = "auto",
+    formulation: str = "auto",
+    time_limit: float | None = None,
+) -> FirstOrder:
+    """The first-order phases of :func:`solve` from its seeded random start, without certification: minibatch
+    Adam (with ``presolve="adam"``), then L-BFGS-B on the reduced objective (none with ``presolve="none"``, or
+    for an L1 bound, which is not a box); no Newton step, no NLP solver. The arguments are :func:`solve`'s;
+    the NLP is built (and cached on the problem) as :func:`solve` builds it, so that certifying the returned
+    controls in the same process (``solve(..., initial_guess=result.u)``) reuses it.
+
+    A few hundred gradients against the certificate's Hessians: the cheap part of a solve, which
+    :func:`~turnpike.multistart.multistart` runs from every start to choose the ones it certifies.
+    """
+    start = time.perf_counter()
+    P = _check_problem(problem)
+    T = check_positive("T", T)
+    steps = grid_steps(T, steps, dt)
+    check_choice("method", method, INTEGRATORS)
+    check_choice("presolve", presolve, PRESOLVES)
+    check_choice("derivatives", derivatives, DERIVATIVES)
+    opts = solver_options(solver, options)
+    guess_scale = check_nonnegative("guess_scale", guess_scale)
+    _check_seed(seed)
+    stop = Stop(np.inf if time_limit is None else check_positive("time_limit", time_limit), start=start)
+    formulation, _ = _formulation(P, formulation, solver, steps, method)
+    second_order = second_order_mode(P, steps) if formulation == "reduced" else None
+    _check_memory(P, steps, formulation, second_order)
+    if second_order == "hessian-vector":
+        opts = _limited_memory(opts)
+    transcription = ReducedSpace if formulation == "reduced" else MultipleShooting
+    built, _ = built_solver(P, (formulation, steps, method), lambda: transcription(P, steps, method), solver, opts,
+                            derivatives=derivatives)
+    nlp, phases = built.nlp, []
+    u = _initial_guess(nlp, T, None, seed, guess_scale)[1]
+    if presolve == "adam":
+        adam = minibatch_descent(nlp, u, T, seed=seed, stop=stop)
+        if np.isfinite(adam.cost):
+            u = adam.u
+            phases.append("Adam")
+    if presolve != "none":
+        pre = reduced_space_descent(nlp, u, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
+                                    stop=stop)
+        if np.isfinite(pre.cost):
+            u = pre.u
+            phases.append("L-BFGS-B")
+    J = float(nlp.reduced_objective()(nlp.control_variables(u).T, nlp.parameters(T))[0])
+    return FirstOrder(seed, u, J if np.isfinite(J) else np.nan, time.perf_counter() - start,
+                      ", then ".join(phases) or "none (the random start)")
 
 
 def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verbose, report, stop):

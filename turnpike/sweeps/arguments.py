@@ -17,11 +17,10 @@ from ..analysis.study import COLUMNS
 from ..errors import InputError, UnknownNameError, check_positive
 from ..problem import Problem
 from ..solve import grid_steps
-from .executors import distributed_api
 from .tasks import build_problem, factory_name
 
 __all__ = ["claimed_directory", "writable_directory", "plain", "parameter_points", "horizon_grid", "check_seeds",
-           "point_problem", "local_workers", "parameter_column", "RESERVED"]
+           "point_problem", "parameter_column", "RESERVED"]
 
 
 def writable_directory(path, name: str = "out") -> Path:
@@ -149,15 +148,3 @@ def point_problem(factory, params: dict) -> Problem:
         raise InputError(f"{factory_name(factory)} with {given}: {exc}") from exc
 
 
-def local_workers(workers: int | None, scheduler: str | None) -> int | None:
-    """The number of local workers (None with a scheduler), after checking the two arguments."""
-    if scheduler is not None:
-        if workers is not None:
-            raise InputError(f"give workers or scheduler, not both (got workers={workers!r}, scheduler={scheduler!r})")
-        if not isinstance(scheduler, str) or not scheduler.strip():
-            raise InputError(f"scheduler must be the address of a Dask scheduler (tcp://host:port), got {scheduler!r}")
-        distributed_api()
-        return None
-    if workers is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return check_positive("workers", workers, integer=True)

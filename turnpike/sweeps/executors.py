@@ -1,8 +1,10 @@
-"""Where the tasks of a sweep run: in this process, on a local process pool, or on a Dask cluster.
+"""Where the tasks of a sweep or of a multistart run: in this process, on a local process pool, or on a Dask
+cluster.
 
-Each executor is a generator of ``(task, result)`` pairs in completion order; the caller checkpoints
-every pair as it arrives. Closing the generator (or an exception, Ctrl-C included, inside it) stops
-the work in flight: those solves are lost, every solve already yielded is kept.
+Each executor is a generator of ``(task, result)`` pairs in completion order, the result of ``run(task)``
+(``run`` a module-level function, which pickles by reference; :func:`~turnpike.sweeps.tasks.run_task` for
+a sweep); the sweep checkpoints every pair as it arrives. Closing the generator (or an exception, Ctrl-C
+included, inside it) stops the work in flight: those solves are lost, every solve already yielded is kept.
 
 Fault policy:
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -34,17 +37,18 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
 from .. import stopping
-from ..errors import InputError, SolverError
+from ..errors import InputError, SolverError, check_positive
 from .tasks import Task, WorkerLost, run_task
 
-__all__ = ["run_serial", "run_pool", "distributed_api", "dask_client", "run_dask", "end_rerun_script"]
+__all__ = ["run_serial", "run_pool", "distributed_api", "dask_client", "run_dask", "end_rerun_script", "executor",
+           "local_workers"]
 
 _POLL_SECONDS = 0.5  # how often run_pool looks for dead workers while it waits for results
 
@@ -74,11 +78,11 @@ def _sigint_noted():
         signal.signal(signal.SIGINT, previous)
 
 
-def run_serial(tasks: Iterable[Task]) -> Iterator[tuple[Task, object]]:
+def run_serial(tasks: Iterable[Task], run: Callable = run_task) -> Iterator[tuple[Task, object]]:
     """Run the tasks one after the other in this process."""
     for task in tasks:
         with _sigint_noted() as noted:
-            result = run_task(task)
+            result = run(task)
         if noted["interrupted"]:
             raise KeyboardInterrupt
         yield task, result
@@ -170,8 +174,27 @@ def _new_pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["turnpike"])  # workers fork from a server that has imported it
+        with _one_blas_thread():  # the server loads numpy's BLAS with it, and the workers inherit that
+            multiprocessing.forkserver.ensure_running()
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                                initargs=(os.getpid(),))
+
+
+@contextmanager
+def _one_blas_thread():
+    """Within: the environment asks BLAS libraries for one thread (where the user did not choose a number).
+
+    For the fork server, read when it imports numpy: the pool already uses the cores, and OpenBLAS threads
+    spin while they wait; two workers with two BLAS threads each on two cores ran the L-BFGS phase of the
+    two-circles problem 10x slower (7.7 s against 0.8 s per start)."""
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    unset = [name for name in names if name not in os.environ]
+    os.environ.update({name: "1" for name in unset})
+    try:
+        yield
+    finally:
+        for name in unset:
+            os.environ.pop(name, None)
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
@@ -209,7 +232,7 @@ def _lost(future: Future) -> bool:
     return not future.done() or future.cancelled() or isinstance(future.exception(), BrokenProcessPool)
 
 
-def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object]]:
+def run_pool(tasks: Iterable[Task], workers: int, run: Callable = run_task) -> Iterator[tuple[Task, object]]:
     """Run the tasks on ``workers`` local processes; see the module docstring for worker deaths."""
     queue: deque[Task] = deque(tasks)
     suspects: deque[Task] = deque()
@@ -223,7 +246,7 @@ def run_pool(tasks: Iterable[Task], workers: int) -> Iterator[tuple[Task, object
         meanwhile); with nothing running, no worker died, and an OSError is a real failure to start one.
         """
         try:
-            running[pool.submit(run_task, task)] = (task, alone)
+            running[pool.submit(run, task)] = (task, alone)
         except BrokenProcessPool:
             return False
         except OSError:
@@ -300,7 +323,7 @@ def dask_client(address: str, connect_timeout: float = 30.0):
         client.close()
 
 
-def run_dask(tasks: Iterable[Task], client) -> Iterator[tuple[Task, object]]:
+def run_dask(tasks: Iterable[Task], client, run: Callable = run_task) -> Iterator[tuple[Task, object]]:
     """Run the tasks on the Dask cluster of ``client`` (see :func:`dask_client`).
 
     The workers must have turnpike (and the factory's module) installed; the results come back to this
@@ -309,7 +332,7 @@ def run_dask(tasks: Iterable[Task], client) -> Iterator[tuple[Task, object]]:
     _, KilledWorker, as_completed = distributed_api()
     futures = {}
     try:
-        futures = {client.submit(run_task, task, pure=False): task for task in tasks}
+        futures = {client.submit(run, task, pure=False): task for task in tasks}
         for future in as_completed(futures):
             task = futures[future]
             if future.status == "error" and isinstance(future.exception(), KilledWorker):
@@ -318,3 +341,36 @@ def run_dask(tasks: Iterable[Task], client) -> Iterator[tuple[Task, object]]:
                 yield task, future.result()
     finally:
         client.cancel(list(futures))
+
+
+def local_workers(workers: int | None, scheduler) -> int | None:
+    """The number of local workers (None with a scheduler), after checking the two arguments: ``scheduler`` is
+    the address of a Dask scheduler or a ``distributed.Client``; ``workers`` defaults to the usable cores."""
+    if scheduler is not None:
+        if workers is not None:
+            raise InputError(f"give workers or scheduler, not both (got workers={workers!r}, scheduler={scheduler!r})")
+        Client = distributed_api()[0]
+        if not isinstance(scheduler, Client) and (not isinstance(scheduler, str) or not scheduler.strip()):
+            raise InputError("scheduler must be the address of a Dask scheduler (tcp://host:port) or a "
+                             f"distributed.Client, got {scheduler!r}")
+        return None
+    if workers is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return check_positive("workers", workers, integer=True)
+
+
+@contextmanager
+def executor(workers: int | None, scheduler=None, run: Callable = run_task):
+    """The function that runs a list of tasks with ``run`` (see the module docstring), connected and ready: on the
+    Dask cluster of ``scheduler`` (an address, connected here and closed on exit, or a ``Client``, left open),
+    else on ``workers`` local processes (in this process for 1)."""
+    if scheduler is not None:
+        if isinstance(scheduler, str):
+            with dask_client(scheduler) as client:
+                yield lambda tasks: run_dask(tasks, client, run)
+        else:
+            yield lambda tasks: run_dask(tasks, scheduler, run)
+    elif workers == 1:
+        yield lambda tasks: run_serial(tasks, run)
+    else:
+        yield lambda tasks: run_pool(tasks, workers, run)

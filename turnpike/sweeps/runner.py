@@ -36,14 +36,13 @@ from .arguments import (
     check_seeds,
     claimed_directory,
     horizon_grid,
-    local_workers,
     parameter_column,
     parameter_points,
     plain,
     point_problem,
     writable_directory,
 )
-from .executors import dask_client, end_rerun_script, run_dask, run_pool, run_serial
+from .executors import end_rerun_script, executor, local_workers
 from .tasks import Task, WorkerLost, check_factory, factory_name
 
 __all__ = ["sweep", "SweepResult", "SweepInterrupted", "CheckpointWarning"]
@@ -118,18 +117,6 @@ def _fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-@contextmanager
-def _executor(workers: int | None, scheduler: str | None):
-    """The function that runs a list of tasks (see :mod:`turnpike.sweeps.executors`), connected and ready."""
-    if scheduler is not None:
-        with dask_client(scheduler) as client:
-            yield lambda tasks: run_dask(tasks, client)
-    elif workers == 1:
-        yield run_serial
-    else:
-        yield lambda tasks: run_pool(tasks, workers)
 
 
 # -- the sweep --------------------------------------------------------------------------------------
@@ -277,7 +264,7 @@ def _solve(tasks: list[Task], results: dict, directory: Path, workers, scheduler
         return []
     solved, started = [], time.perf_counter()
     try:
-        with _terminate_as_interrupt(), _executor(workers, scheduler) as run, closing(run(todo)) as finished:
+        with _terminate_as_interrupt(), executor(workers, scheduler) as run, closing(run(todo)) as finished:
             if progress:
                 progress_bar(len(results), len(tasks), f"solves ({len(results)} read from checkpoints)")
             for task, result in finished:
