@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import turnpike as tp
-import turnpike.multistart as multistart_module
 from problems.neural_ode import NeuralODEClassification
 from turnpike.multistart import multistart
+
+multistart_module = sys.modules["turnpike.multistart"]  # the package's attribute of that name is the function
 
 T, STEPS = 3.0, 15
 
@@ -119,3 +120,38 @@ def test_a_start_that_raises_is_a_row(problem, monkeypatch):
 def test_bad_arguments_are_named(problem, kw, match):
     with pytest.raises(tp.InputError, match=match):
         multistart(problem, T, STEPS, **kw)
+
+
+def test_a_horizon_study_keeps_the_better_of_its_starts_and_its_continuation(problem):
+    """With starts > 1 each horizon is the best certified of the multistart and (after the first horizon) the
+    warm start from the previous one: never worse than either alone."""
+    study = tp.compare_horizons(problem, [2.0, 4.0], dt=0.2, starts=3, workers=1, progress=False)
+    plain = tp.compare_horizons(problem, [2.0, 4.0], dt=0.2, progress=False)
+    for best, one in zip(study.solutions, plain.solutions, strict=True):
+        assert best.success and best.cost <= one.cost + 1e-9
+        certified = [r["cost"] for r in best.stats["starts"] if r["certified"]]
+        assert best.cost <= min(certified) + 1e-12
+        assert best.stats["multistart"]["kept"] in ("continuation", f"start {best.stats['multistart']['best_seed']}")
+    assert study.settings["starts"] == 3
+    with pytest.raises(tp.InputError, match=r"certify must be between 1 and starts = 2, got 3"):
+        tp.compare_horizons(problem, [2.0], dt=0.2, starts=2, certify=3)
+
+
+def test_the_cli_solves_from_several_starts_and_draws_their_optima(tmp_path):
+    from turnpike.cli import main
+
+    code = main(["solve", "neural-ode", "--T", "3", "--steps", "15", "--starts", "3", "--workers", "1",
+                 "--out", str(tmp_path)])
+    assert code in (0, 3)  # 3: converged with a step warning (15 RK4 steps are coarse for this field)
+    assert (tmp_path / "starts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = tp.Solution.load(tmp_path / "neural-ode_T3.npz")
+    assert [r["seed"] for r in saved.stats["starts"]] == [0, 1, 2]
+    assert main(["solve", "neural-ode", "--T", "3", "--steps", "15", "--starts", "2", "--certify", "3",
+                 "--out", str(tmp_path)]) == 2
+
+
+def test_a_sweep_solve_from_several_starts_is_another_checkpoint(tmp_path):
+    """``starts`` is part of a sweep solve's identity: the same grid with more starts is solved anew."""
+    one = tp.sweep("neural-ode", [2.0], tmp_path, steps=10, workers=1, figures=False, progress=False)
+    three = tp.sweep("neural-ode", [2.0], tmp_path, steps=10, workers=1, figures=False, progress=False, starts=3)
+    assert len(three.solved) == 1 and three.rows[0]["cost"] <= one.rows[0]["cost"] + 1e-9

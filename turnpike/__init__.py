@@ -21,6 +21,7 @@ from .errors import InputError as InputError
 from .errors import SolverError as SolverError
 from .errors import TurnpikeError as TurnpikeError
 from .errors import UnknownNameError as UnknownNameError
+from .multistart import multistart as multistart
 from .problem import Problem as Problem
 from .solution import Solution as Solution
 from .solution import StaticSolution as StaticSolution

@@ -18,7 +18,8 @@ from pathlib import Path
 from . import catalogue
 from .analysis import DEFAULT_EPSILON, StudyInterrupted, compare_horizons
 from .errors import InputError, SolverError
-from .plots import plot_solution
+from .multistart import multistart
+from .plots import plot_solution, plot_starts
 from .report import study_report, sweep_report
 from .solve import grid_steps, solve, solve_static
 from .solvers import SOLVERS
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("solve", help="solve a catalogue problem on one horizon")
     s.add_argument("--T", type=float, required=True, help="horizon T > 0")
     _common(s, "out")
+    _starts(s)
 
     c = sub.add_parser("compare", help="solve a catalogue problem for several horizons and compare their turnpikes")
     c.add_argument("--horizons", type=float, nargs="+", required=True, metavar="T", help="horizons T > 0")
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-continuation", action="store_true", help="solve every horizon from a cold start")
     c.add_argument("--report", action="store_true", help="also write OUT/report.html (table, figures, settings)")
     _common(c, "out/compare")
+    _starts(c)
 
     w = sub.add_parser("sweep", help="a horizon comparison for every point of a parameter grid and every seed, "
                                      "in parallel, checkpointed")
@@ -59,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--horizons", type=float, nargs="+", required=True, metavar="T", help="horizons T > 0")
     w.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
                    help="seeds of the random initial controls, one solve each (default 0)")
+    w.add_argument("--starts", type=int, default=1, metavar="K",
+                   help="each solve the best of K starts from its seed (in its worker; default 1)")
     where = w.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="local processes (default: all cores; 1: in this process)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster instead (tcp://host:port)")
@@ -85,6 +90,22 @@ def _common(p: argparse.ArgumentParser, out: str, seed: bool = True) -> None:
         p.add_argument("--verbose", action="store_true", help="print the solver's iterations")
 
 
+def _starts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--starts", type=int, default=1, metavar="K",
+                   help="the best of K seeded starts (turnpike.multistart; writes starts.png; default 1)")
+    p.add_argument("--certify", type=int, default=1, metavar="M", help="certify the M best starts (default 1)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="local processes for the starts (default: all cores)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run the starts on a Dask cluster (tcp://host:port)")
+
+
+def _many(args) -> dict:
+    """The multistart arguments of solve and compare (none for one start)."""
+    if args.starts == 1 and args.certify == 1 and args.workers is None and args.scheduler is None:
+        return {}
+    return {"starts": args.starts, "certify": args.certify, "workers": args.workers, "scheduler": args.scheduler}
+
+
 def _out_dir(path: Path) -> Path:
     return writable_directory(path, "--out")
 
@@ -105,21 +126,29 @@ def _solve(args) -> int:
     grid_steps(args.T, args.steps, args.dt)  # bad grids are reported before any work
     out = _out_dir(args.out)
     print(f"solving {problem!r} on [0, {args.T:g}] ({args.method}, {args.solver}) ...", flush=True)
-    sol = solve(problem, args.T, args.steps, dt=args.dt, method=args.method, solver=args.solver,
-                seed=args.seed, verbose=args.verbose, progress=sys.stderr.isatty() and not args.verbose)
+    if _many(args):
+        sol = multistart(problem, args.T, args.steps, dt=args.dt, method=args.method, solver=args.solver,
+                         seed=args.seed, progress=sys.stderr.isatty(), **_many(args))
+    else:
+        sol = solve(problem, args.T, args.steps, dt=args.dt, method=args.method, solver=args.solver,
+                    seed=args.seed, verbose=args.verbose, progress=sys.stderr.isatty() and not args.verbose)
     static = solve_static(problem, starts=args.static_starts)
     stem = f"{args.name}_T{args.T:g}"
     npz = sol.save(out / f"{stem}.npz")
     static.save(out / f"{stem}_static.npz")
-    png = out / f"{stem}.png"
-    plot_solution(sol, png, static=static if static.success else None,
+    figures = [out / f"{stem}.png"]
+    plot_solution(sol, figures[0], static=static if static.success else None,
                   state_names=problem.state_names, control_names=problem.control_names)
+    if "starts" in sol.stats:
+        figures.append(out / "starts.png")
+        plot_starts(sol, figures[-1])
+        print(_starts_line(sol))
     stats = sol.stats
     presolve, its = stats.get("presolve", {}).get("seconds", 0.0), stats["iterations"]
     print(f"{sol.message}; {stats['total_seconds']:.2f} s (build {stats['build_seconds']:.2f} s, presolve "
           f"{presolve:.2f} s, {its} NLP iteration{'' if its == 1 else 's'} in {stats['solve_seconds']:.2f} s)")
     print(f"static problem: {static.message}")
-    print(f"wrote {npz}, {png}")
+    print(f"wrote {npz}, " + ", ".join(str(f) for f in figures))
     for warning in sol.warnings:
         print(f"turnpike: warning: {warning}", file=sys.stderr)
     return 1 if not sol.success else 3 if sol.warnings else 0
@@ -134,7 +163,7 @@ def _compare(args) -> int:
         study = compare_horizons(
             problem, args.horizons, dt=args.dt, steps=args.steps, continuation=not args.no_continuation,
             epsilon=args.epsilon, one_sided=args.one_sided, method=args.method, solver=args.solver, seed=args.seed,
-            verbose=args.verbose, static_starts=args.static_starts,
+            verbose=args.verbose, static_starts=args.static_starts, **_many(args),
         )
     except StudyInterrupted as exc:  # keep the finished horizons
         if exc.study is not None:
@@ -145,6 +174,11 @@ def _compare(args) -> int:
         return 128 + exc.signal
     study.save(out)
     figures = study.plot(out)
+    if any("starts" in s.stats for s in study.solutions):
+        plot_starts(study.solutions, out / "starts.png")
+        figures.append(out / "starts.png")
+        for sol in study.solutions:
+            print(f"T = {sol.T:g}: {_starts_line(sol)}")
     print(study.table())
     report = [study_report(study, figures, out / "report.html").name] if args.report else []
     print(f"wrote {out / 'summary.json'}, {out / 'summary.csv'}, {len(study.solutions)} solutions, "
@@ -219,7 +253,8 @@ def _params(specs: list[str]) -> dict[str, list]:
 def _sweep(args) -> int:
     result = sweep(
         args.name, args.horizons, args.out, params=_params(args.param), steps=args.steps, dt=args.dt,
-        seeds=args.seeds, workers=args.workers, scheduler=args.scheduler, method=args.method, solver=args.solver,
+        seeds=args.seeds, starts=args.starts, workers=args.workers, scheduler=args.scheduler, method=args.method,
+        solver=args.solver,
         epsilon=args.epsilon, one_sided=args.one_sided, figures=not args.no_figures, static_starts=args.static_starts,
     )
     print(result.table())
@@ -230,6 +265,16 @@ def _sweep(args) -> int:
     if not result.success:
         print("turnpike: some solves did not converge or failed (marked NO above)", file=sys.stderr)
     return 0 if result.success else 1
+
+
+def _starts_line(sol) -> str:
+    """One line on a multistart: how many starts were certified, the spread of their costs, the one kept."""
+    summary = sol.stats["multistart"]
+    costs = [r["cost"] for r in sol.stats["starts"] if r["certified"]]
+    spread = f", certified costs {min(costs):.6g} to {max(costs):.6g}" if len(costs) > 1 else ""
+    kept = summary.get("kept", f"start {summary['best_seed']}")
+    return (f"{summary['certified']} of {summary['starts']} starts certified{spread}; kept {kept} "
+            f"({summary['where']}, {summary['seconds']:.1f} s)")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .solution import Solution, StaticSolution
 
-__all__ = ["plot_solution", "plot_study"]
+__all__ = ["plot_solution", "plot_starts", "plot_study"]
 
 _MAX_SAMPLES = 50  # ensemble samples drawn per panel; more only clutter the figure
 _MAX_PANELS = 12  # state and control panels drawn per figure (the first states, then the first controls)
@@ -162,3 +163,32 @@ def plot_study(study, directory: Path) -> list[Path]:
     paths.append(directory / "value_and_rate.png")
     fig.savefig(paths[-1], dpi=110)
     return paths
+
+
+def plot_starts(solutions, path=None) -> Figure:
+    """The local optima of a multistart (:func:`~turnpike.multistart`): cost against start, one colour per
+    solution (a horizon). Hollow circles: each start's cost after its first-order phase; filled: its certified
+    cost (a cross where the certification did not converge); a line at the cost returned.
+
+    ``solutions``: one :class:`~turnpike.Solution` or several, each with ``stats["starts"]``.
+    """
+    solutions = [solutions] if isinstance(solutions, Solution) else list(solutions)
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for k, sol in enumerate(s for s in solutions if "starts" in s.stats):
+        rows, colour = sol.stats["starts"], f"C{k % 10}"
+        seeds = [r["seed"] for r in rows]
+        first = [np.nan if r["first_order_cost"] is None else r["first_order_cost"] for r in rows]
+        ax.plot(seeds, first, "o", mfc="none", color=colour, label=f"T = {sol.T:g}: first-order phase")
+        for r in rows:
+            if r["cost"] is not None:
+                ax.plot(r["seed"], r["cost"], "o" if r["certified"] else "x", color=colour, ms=7)
+        ax.axhline(sol.cost, color=colour, lw=0.8, ls=":", label=f"T = {sol.T:g}: best, {sol.cost:.6g}")
+    ax.plot([], [], "ko", label="certified")
+    ax.plot([], [], "kx", label="certification not converged")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="start (seed)", ylabel="cost J", title="local optima of the starts")
+    ax.legend(fontsize=7)
+    if path is not None:
+        fig.savefig(Path(path), dpi=110)
+    return fig

@@ -233,6 +233,10 @@ def compare_horizons(
     progress: bool = True,
     static_starts: int = 1,
     static_guess: StaticSolution | None = None,
+    starts: int = 1,
+    certify: int = 1,
+    workers: int | None = None,
+    scheduler=None,
     **solve_options,
 ) -> HorizonStudy:
     """Solve ``problem`` for every horizon in ``horizons`` and report the turnpike of each.
@@ -248,6 +252,11 @@ def compare_horizons(
             :func:`~turnpike.solve`'s ``progress``).
         static_starts, static_guess: the static problem's ``starts`` and ``initial_guess`` for
             :func:`~turnpike.solve_static` (its optimum may be only local: see :attr:`HorizonStudy.warnings`).
+        starts, certify, workers, scheduler: with ``starts > 1`` every horizon is solved by
+            :func:`~turnpike.multistart` (``starts`` seeded starts from ``seed``, the ``certify`` best certified, on
+            ``workers`` processes or a Dask ``scheduler``), and with continuation also from the previous horizon;
+            the better certified solution is kept, with the starts' table in its ``stats["starts"]`` and where it
+            came from in ``stats["multistart"]["kept"]``. ``J_T`` is then less hostage to one basin.
         **solve_options: ``method``, ``solver``, ``options``, ``seed`` ... for :func:`~turnpike.solve`.
 
     Returns:
@@ -264,6 +273,10 @@ def compare_horizons(
         if key in solve_options:
             raise InputError(f"{key} cannot be passed to compare_horizons (it is set per horizon)")
 
+    starts, certify = check_positive("starts", starts, integer=True), check_positive("certify", certify, integer=True)
+    if certify > starts:
+        raise InputError(f"certify must be between 1 and starts = {starts}, got {certify!r}")
+    recorded = {**solve_options, **({"starts": starts, "certify": certify} if starts > 1 else {})}
     static = solve_static(problem, starts=static_starts, initial_guess=static_guess)
     predicted = predicted_rate(problem, static)
     solutions, reports = [], []
@@ -275,8 +288,11 @@ def compare_horizons(
             guess = None
             if continuation and previous is not None and static.success:
                 guess = stretched_guess(previous, static, T, n)
-            sol = solve(problem, T, n, initial_guess=guess,
-                        **{"progress": progress and sys.stderr.isatty(), **solve_options})
+            if starts > 1:
+                sol = _best_of_starts(problem, T, n, guess, starts, certify, workers, scheduler, solve_options)
+            else:
+                sol = solve(problem, T, n, initial_guess=guess,
+                            **{"progress": progress and sys.stderr.isatty(), **solve_options})
             solutions.append(sol)
             reports.append(turnpike_report(sol, static, predicted=predicted, epsilon=epsilon, one_sided=one_sided,
                                            floor=floor))
@@ -284,12 +300,28 @@ def compare_horizons(
                 previous = sol
     except KeyboardInterrupt as exc:  # Ctrl-C, or turnpike.Interrupted (SIGTERM too): keep what is finished
         finished = HorizonStudy(problem.name, static, tuple(solutions), tuple(reports),
-                                _settings(problem, dt, steps, continuation, epsilon, one_sided, floor, solve_options))
+                                _settings(problem, dt, steps, continuation, epsilon, one_sided, floor, recorded))
         raise StudyInterrupted(finished if solutions else None, len(Ts), getattr(exc, "signal", 2)) from exc
     if progress:
         progress_bar(len(Ts), len(Ts), "done")
-    settings = _settings(problem, dt, steps, continuation, epsilon, one_sided, floor, solve_options)
+    settings = _settings(problem, dt, steps, continuation, epsilon, one_sided, floor, recorded)
     return HorizonStudy(problem.name, static, tuple(solutions), tuple(reports), settings)
+
+
+def _best_of_starts(problem, T, n, guess, starts, certify, workers, scheduler, solve_options) -> Solution:
+    """The better certified of :func:`~turnpike.multistart` and the continuation from ``guess`` (if any)."""
+    from ..multistart import SOLVE_OPTIONS, multistart
+
+    passed = {k: v for k, v in solve_options.items() if k in SOLVE_OPTIONS}
+    best = multistart(problem, T, n, starts=starts, certify=certify, seed=solve_options.get("seed", 0),
+                      workers=workers, scheduler=scheduler, **passed)
+    kept = f"start {best.stats['multistart']['best_seed']}"
+    if guess is not None:
+        warm = solve(problem, T, n, initial_guess=guess, **passed)
+        if warm.success and (not best.success or warm.cost < best.cost):
+            best, kept = replace(warm, stats={**warm.stats, "starts": best.stats["starts"],
+                                              "multistart": best.stats["multistart"]}), "continuation"
+    return replace(best, stats={**best.stats, "multistart": {**best.stats["multistart"], "kept": kept}})
 
 
 def _settings(problem, dt, steps, continuation, epsilon, one_sided, floor, solve_options) -> dict:

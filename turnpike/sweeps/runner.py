@@ -140,6 +140,7 @@ def sweep(
     figures: bool = True,
     progress: bool = True,
     static_starts: int = 1,
+    starts: int = 1,
 ) -> SweepResult:
     """Solve a family of problems on a grid of parameters x horizons x seeds, and compare their turnpikes.
 
@@ -165,6 +166,8 @@ def sweep(
         epsilon, one_sided, floor: for :func:`~turnpike.turnpike_report`.
         figures: draw each point's horizon-comparison figures (:func:`~turnpike.plots.plot_study`).
         static_starts: starts of each point's static problem (:func:`~turnpike.solve_static`'s ``starts``).
+        starts: each solve is the best of ``starts`` seeded starts from its seed (:func:`~turnpike.multistart`,
+            run in the solve's worker; one certified), its table in the solution's ``stats["starts"]``.
         progress: print a progress line on stderr, counting finished solves.
 
     Checkpoints: each finished solve (converged, not converged, or raised) is written at once and atomically.
@@ -188,6 +191,7 @@ def sweep(
     Ts, grids = horizon_grid(horizons, steps, dt)
     seeds = check_seeds(seeds)
     static_starts = check_positive("static_starts", static_starts, integer=True)
+    starts = check_positive("starts", starts, integer=True)
     check_choice("method", method, INTEGRATORS)
     check_choice("solver", solver, SOLVERS)
     check_positive("epsilon", epsilon)
@@ -201,14 +205,14 @@ def sweep(
     with claimed_directory(out, factory_name(factory)):
         directory = writable_directory(out / "checkpoints", "checkpoint directory")
         tasks = [Task(factory, p, i, "static", static_starts=static_starts) for i, p in enumerate(points)]
-        tasks += [Task(factory, p, i, "horizon", T, n, s, method, solver, options)
+        tasks += [Task(factory, p, i, "horizon", T, n, s, method, solver, options, starts=starts)
                   for i, p in enumerate(points) for T, n in zip(Ts, grids, strict=True) for s in seeds]
         results, corrupted = _read_checkpoints(tasks, directory)
         reused = [t.label for t in tasks if t.key in results]
         solved = _solve(tasks, results, directory, workers, scheduler, progress)
 
         settings = {"dt": dt, "steps": steps, "continuation": False, "epsilon": epsilon, "one_sided": one_sided,
-                    "floor": floor, "method": method, "solver": solver}
+                    "floor": floor, "method": method, "solver": solver, "starts": starts}
         rows, point_info, studies = [], [], []
         for i, (p, problem) in enumerate(zip(points, problems, strict=True)):
             point_rows, study = _point_rows(tasks, results, i, problem, Ts, seeds, settings)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from .. import catalogue
 from ..errors import InputError
+from ..multistart import multistart
 from ..problem import Problem
 from ..solve import solve, solve_static
 
@@ -47,6 +48,7 @@ class Task:
     solver: str = "ipopt"
     options: dict = field(default_factory=dict)
     static_starts: int = 1
+    starts: int = 1  # a horizon solve: the best of this many seeded starts from ``seed``
 
     def identity(self) -> dict:
         """What determines the result: the factory's name, the parameters and the solve settings."""
@@ -56,6 +58,8 @@ class Task:
         if self.kind == "horizon":
             ident.update(T=self.T, steps=self.steps, seed=self.seed, method=self.method, solver=self.solver,
                          options=self.options)
+            if self.starts != 1:
+                ident["starts"] = self.starts
         return ident
 
     @property
@@ -157,6 +161,9 @@ def run_task(task: Task):
         problem = _cached_problem(task)
         if task.kind == "static":
             return solve_static(problem, starts=task.static_starts)
+        if task.starts > 1:
+            return multistart(problem, task.T, task.steps, starts=task.starts, seed=task.seed, workers=1,
+                              method=task.method, solver=task.solver, options=task.options or None)
         return solve(problem, task.T, task.steps, method=task.method, solver=task.solver,
                      options=task.options or None, seed=task.seed)
     except Exception as exc:  # a failed solve is a row of the table, not the end of the sweep
