@@ -410,10 +410,13 @@ def first_order(
     derivatives: str = "auto",
     formulation: str = "auto",
     time_limit: float | None = None,
+    rel_decrease: float = 1e-9,
 ) -> FirstOrder:
     """The first-order phases of :func:`solve` from its seeded random start, without certification: minibatch
     Adam (with ``presolve="adam"``), then L-BFGS-B on the reduced objective (none with ``presolve="none"``, or
-    for an L1 bound, which is not a box); no Newton step, no NLP solver. The arguments are :func:`solve`'s;
+    for an L1 bound, which is not a box); no Newton step, no NLP solver. L-BFGS-B stops when a step decreases
+    J by less than ``rel_decrease`` relative (:func:`solve`'s presolve: 1e-9; 0 in the Hessian-vector mode, as
+    there). The other arguments are :func:`solve`'s;
     the NLP is built (and cached on the problem) as :func:`solve` builds it, so that certifying the returned
     controls in the same process (``solve(..., initial_guess=result.u)``) reuses it.
 
@@ -447,7 +450,7 @@ def first_order(
             u = adam.u
             phases.append("Adam")
     if presolve != "none":
-        pre = reduced_space_descent(nlp, u, T, rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
+        pre = reduced_space_descent(nlp, u, T, rel_decrease=0.0 if second_order == "hessian-vector" else rel_decrease,
                                     stop=stop)
         if np.isfinite(pre.cost):
             u = pre.u
