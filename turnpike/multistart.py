@@ -68,9 +68,11 @@ _local = threading.local()
 
 
 def _problem(job: _Start) -> Problem:
-    """The job's problem, one object per worker thread and problem (its built NLPs are cached on it)."""
-    cache = _local.__dict__.setdefault("problems", {})
-    return cache.setdefault(job.key, job.problem)
+    """The job's problem: the object of the previous job of this thread if it was the same problem (its built
+    NLPs are cached on it: a worker builds once), else this job's (and only that one is kept)."""
+    if getattr(_local, "problem", (None,))[0] != job.key:
+        _local.problem = (job.key, job.problem)
+    return _local.problem[1]
 
 
 def _run(job: _Start):
