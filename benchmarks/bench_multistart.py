@@ -103,8 +103,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(names) - set(WORKLOADS))
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; known: {sorted(WORKLOADS)}")
-    results = {}
     out = Path(__file__).resolve().parent / "results" / "multistart.json"
+    results = {}
     for name in names:
         results[name] = measure(name, not args.no_torch)
         write_json(out, results)
