@@ -100,7 +100,9 @@ def test_constant_controls_are_refused_where_they_cannot_be_kept():
     with pytest.raises(tp.InputError, match="solver='fatrop'"):
         tp.solve(prob, 1.0, steps=5, solver="fatrop")
     x, u = ca.SX.sym("x"), ca.SX.sym("u", 2)
-    for bad in ([2], [0, 0], [0.5], "a", 1):
+    assert tp.Problem(state=x, control=u, dynamics=-x + u[0], x0=[0.0],
+                      constant_controls=(j for j in [1])).constant_controls == (1,)
+    for bad in ([2], [0, 0], [0.5], [True], "a", "1", 1):
         with pytest.raises(tp.InputError, match=r"constant_controls must be distinct indices of the control's "
                                                 r"components, 0 to 1, got"):
             tp.Problem(state=x, control=u, dynamics=-x + u[0], x0=[0.0], constant_controls=bad)

@@ -120,8 +120,11 @@ def _machine() -> str:
     return " ".join((platform.machine(), *platform.libc_ver(), flags))
 
 
+_CASADI_SOURCE = 'ca.CodeGenerator("source.c", {"with_header": False})'  # part of the cache key of its code
+
+
 def _casadi_source(functions: list[ca.Function]) -> str:
-    """The C code of ``functions`` by CasADi's code generator."""
+    """The C code of ``functions`` by CasADi's code generator (:data:`_CASADI_SOURCE`)."""
     with tempfile.TemporaryDirectory() as tmp:
         gen = ca.CodeGenerator("source.c", {"with_header": False})
         for fn in functions:
@@ -207,7 +210,8 @@ def compiled(fn: ca.Function) -> ca.Function | None:
     if fn.n_instructions() > MAX_INSTRUCTIONS:
         return None
     try:
-        target = _shared_library(f"turnpike_{fn.name()}", symbolic_key(fn), lambda: _casadi_source([fn]))
+        target = _shared_library(f"turnpike_{fn.name()}", f"{_CASADI_SOURCE}\n{symbolic_key(fn)}",
+                                 lambda: _casadi_source([fn]))
     except CompileTimeout:
         return None
     if target is None:
@@ -329,8 +333,9 @@ static void* tp_run(void* data) {
 int tp_ensemble_gradient(long long N, long long n, const double* x0, const double* u, const double* y, double h,
                          long long threads, double* J, double* grad) {
   const long long nu = TP_NU, blocks = (N + TP_LANES - 1) / TP_LANES;
-  long long chunk = TP_CHUNK_BLOCKS;
-  if (blocks > chunk * TP_MAX_CHUNKS) chunk = (blocks + TP_MAX_CHUNKS - 1) / TP_MAX_CHUNKS;
+  long long chunk = TP_CHUNK_BLOCKS, most = TP_PARTIAL_NUMBERS / (n * nu + 1);  /* chunks whose sums fit */
+  most = most < 1 ? 1 : (most > TP_MAX_CHUNKS ? TP_MAX_CHUNKS : most);
+  if (blocks > chunk * most) chunk = (blocks + most - 1) / most;
   const long long chunks = blocks > 0 ? (blocks + chunk - 1) / chunk : 0;
   threads = threads < 1 ? 1 : (threads > chunks ? (chunks > 0 ? chunks : 1) : threads);
   tp_task* tasks = calloc(threads, sizeof(tp_task));
@@ -546,10 +551,11 @@ static void tp_parallel(void* (*run)(void*), void* tasks, long long n, size_t si
 
 
 #: The ensemble loops sum their samples in chunks of this many blocks of LANES samples (more blocks per chunk
-#: when there would be over MAX_CHUNKS chunks), then the chunks in order: the threads split the chunks, so the
-#: numbers do not depend on the number of threads (L-BFGS-B's thousands of steps amplify round-off differences
-#: into other local minima: a multistart's table must not depend on where a start ran).
-CHUNK_BLOCKS, MAX_CHUNKS = 4, 64
+#: when there would be over MAX_CHUNKS chunks, or when the chunks' partial sums, steps·nu numbers each, would be
+#: over PARTIAL_NUMBERS numbers), then the chunks in order: the threads split the chunks, so the numbers do not
+#: depend on the number of threads (L-BFGS-B's thousands of steps amplify round-off differences into other
+#: local minima: a multistart's table must not depend on where a start ran).
+CHUNK_BLOCKS, MAX_CHUNKS, PARTIAL_NUMBERS = 4, 64, 4_000_000
 
 
 def lanes_library(name: str, written: list[LaneFunction], header: str = "",
@@ -564,7 +570,7 @@ def lanes_library(name: str, written: list[LaneFunction], header: str = "",
     """
     calls = set().union(*(w.calls for w in written))
     header = (f"#define TP_LANES {LANES}\n#define TP_CHUNK_BLOCKS {CHUNK_BLOCKS}\n#define TP_MAX_CHUNKS {MAX_CHUNKS}\n"
-              f"{header}"
+              f"#define TP_PARTIAL_NUMBERS {PARTIAL_NUMBERS}LL\n{header}"
               + "".join(f"#include <{h}.h>\n" for h in ("math", "pthread", "stdlib", "string")) + _PARALLEL)
     key = "\n".join([header, code, *(w.key for w in written)])
     # With these declarations GCC calls libmvec's _ZGV<isa>N<lanes>v_<c> on vectors of lanes. sin and cos are

@@ -107,8 +107,9 @@ static void* tp_run(void* data) {
 int tp_ensemble_hessian_vector(long long N, long long n, const double* x0, const double* u, const double* y,
                                double h, const double* v, long long threads, double* J, double* grad, double* hv) {
   const long long nu = TP_NU, blocks = (N + TP_LANES - 1) / TP_LANES;
-  long long chunk = TP_CHUNK_BLOCKS;
-  if (blocks > chunk * TP_MAX_CHUNKS) chunk = (blocks + TP_MAX_CHUNKS - 1) / TP_MAX_CHUNKS;
+  long long chunk = TP_CHUNK_BLOCKS, most = TP_PARTIAL_NUMBERS / (2 * n * nu + 1);  /* chunks whose sums fit */
+  most = most < 1 ? 1 : (most > TP_MAX_CHUNKS ? TP_MAX_CHUNKS : most);
+  if (blocks > chunk * most) chunk = (blocks + most - 1) / most;
   const long long chunks = blocks > 0 ? (blocks + chunk - 1) / chunk : 0;
   threads = threads < 1 ? 1 : (threads > chunks ? (chunks > 0 ? chunks : 1) : threads);
   tp_task* tasks = calloc(threads, sizeof(tp_task));

@@ -11,7 +11,8 @@ local worker processes, or on a Dask cluster. The problem is sent to the workers
 serialise) and built into an NLP once per worker.
 
 A start's numbers do not depend on where it ran when the arithmetic is the same: the compiled loops sum in an
-order that does not depend on their threads, and the workers run BLAS on one thread. In this process BLAS
+order that does not depend on their threads, and local pool workers run BLAS on one thread (give Dask workers
+``OPENBLAS_NUM_THREADS=1`` in their environment for the same). In this process BLAS
 runs on as many threads as it was started with (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``), and
 L-BFGS-B's matrix-vector products round differently with more than one; over thousands of steps that can
 take a start to another local minimum. Start Python with ``OPENBLAS_NUM_THREADS=1`` for the workers' numbers.
@@ -159,9 +160,13 @@ def multistart(
         first = {job.seed: result for job, result in _each(run, jobs, progress)}
         rows = {seed: _first_order_row(seed, result) for seed, result in first.items()}
         finite = sorted((r["first_order_cost"], r["seed"]) for r in rows.values() if np.isfinite(r["first_order_cost"]))
-        ranked = all(r["ranked"] for r in rows.values())
+        # Ranked by the first-order phase where it runs (a start whose descent failed has no finite cost and
+        # is left out); without it, every start with a finite cost is certified.
+        ranked = solve_options.get("presolve", "auto") != "none" and problem.l1_bound is None
         chosen = {seed for _, seed in (finite[:certify] if ranked else finite)}
-        again = [replace(job, guess=first[job.seed].u) for job in jobs if job.seed in chosen]
+        # The certification goes on from the ranked controls (Adam would leave their basin, and has run).
+        settings = {**solve_options, "presolve": "auto"} if solve_options.get("presolve") == "adam" else solve_options
+        again = [replace(job, guess=first[job.seed].u, settings=settings) for job in jobs if job.seed in chosen]
         certified = {job.seed: result for job, result in _each(run, again, progress)}
     solutions = {}
     for seed, result in certified.items():
@@ -171,7 +176,7 @@ def multistart(
             solutions[seed] = result
         else:
             rows[seed].update(certified=False, status=_word(result))
-    table = [{k: v for k, v in rows[seed].items() if k != "ranked"} for seed in sorted(rows)]
+    table = [rows[seed] for seed in sorted(rows)]
     if not solutions:
         raise SolverError(f"no start of {starts} gave a solution: " + "; ".join(
             f"seed {r['seed']}: {r['status']}" for r in table))
@@ -204,7 +209,6 @@ def _first_order_row(seed: int, result) -> dict:
     """The table row of one start after its first-order phase."""
     if isinstance(result, FirstOrder):
         return {"seed": seed, "first_order_cost": result.cost, "first_order_seconds": result.seconds,
-                "certified": None, "cost": None, "status": "not certified", "seconds": None,
-                "ranked": result.phases.startswith(("L-BFGS", "Adam"))}
+                "certified": None, "cost": None, "status": "not certified", "seconds": None}
     return {"seed": seed, "first_order_cost": np.nan, "first_order_seconds": None, "certified": None, "cost": None,
-            "status": _word(result), "seconds": None, "ranked": True}
+            "status": _word(result), "seconds": None}

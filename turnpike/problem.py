@@ -342,9 +342,10 @@ def _only_declared(name: str, expression, declared: dict) -> None:
 def _constant_controls(value, nu: int) -> tuple[int, ...]:
     """Sorted distinct indices in ``range(nu)``."""
     try:
-        indices = [int(j) for j in value if float(j) == int(j) and not isinstance(j, bool)]
-        complete = len(indices) == len(list(value))
-    except (TypeError, ValueError):
+        given = list(value) if not isinstance(value, (str, bytes)) else None
+        indices = [int(j) for j in given if isinstance(j, (int, np.integer)) and not isinstance(j, (bool, np.bool_))]
+        complete = len(indices) == len(given)
+    except TypeError:
         complete = False
     if not complete or len(set(indices)) != len(indices) or any(not 0 <= j < nu for j in indices):
         raise InputError(f"constant_controls must be distinct indices of the control's components, 0 to {nu - 1}, "

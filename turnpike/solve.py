@@ -50,9 +50,13 @@ def grid_steps(T: float, steps: int | None = None, dt: float | None = None) -> i
 
 
 def _random_controls(problem: Problem, n: int, seed, scale: float) -> np.ndarray:
-    """Seeded ``scale * N(0, 1)`` controls (n, nu), moved inside the bounds and the L1 ball."""
+    """Seeded ``scale * N(0, 1)`` controls (n, nu), moved inside the bounds and the L1 ball; a constant control
+    takes its first interval's draw on every interval (independent draws would start it at their mean, of
+    spread ``scale/√n``)."""
     rng = np.random.default_rng(seed)
     u = scale * rng.standard_normal((n, problem.nu))
+    constant = list(problem.constant_controls)
+    u[:, constant] = u[0, constant]
     u = np.clip(u, problem.control_lower, problem.control_upper)
     if problem.l1_bound is not None:
         norms = np.abs(u).sum(axis=1, keepdims=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, check_positive
+from ..errors import InputError, SolverError, check_positive
 from ..files import write_json
 from ..problem import Problem
 from ..solution import Solution, StaticSolution
@@ -55,8 +55,10 @@ COLUMNS = (
 )
 
 
-def stretched_guess(previous: Solution, static: StaticSolution, T: float, steps: int) -> Solution:
-    """``previous`` stretched to horizon ``T`` (>= previous.T) around the static optimum in the middle.
+def stretched_guess(previous: Solution, static: StaticSolution, T: float, steps: int,
+                    constant: tuple[int, ...] = ()) -> Solution:
+    """``previous`` stretched to horizon ``T`` (>= previous.T) around the static optimum in the middle; the
+    ``constant`` controls (indices) keep the value they have in ``previous``.
 
     Returned as a (non-converged) :class:`Solution` to be used as ``initial_guess``.
     """
@@ -78,6 +80,7 @@ def stretched_guess(previous: Solution, static: StaticSolution, T: float, steps:
     early, late = t_mid <= half, t_mid >= T - half
     u[early] = sample(t_mid[early], previous.u, prev_mid)
     u[late] = sample(t_mid[late] - shift, previous.u, prev_mid)
+    u[:, list(constant)] = previous.u[0, list(constant)]
     return Solution(
         success=False, status="initial guess", cost=np.nan, cost_terms={}, stats={}, problem=previous.problem,
         T=T, steps=steps, t=t, x=x.reshape(steps + 1, *previous.x.shape[1:]), u=u,
@@ -287,7 +290,7 @@ def compare_horizons(
                 progress_bar(i, len(Ts), f"solving T = {T:g} ({n} steps)")
             guess = None
             if continuation and previous is not None and static.success:
-                guess = stretched_guess(previous, static, T, n)
+                guess = stretched_guess(previous, static, T, n, problem.constant_controls)
             if starts > 1:
                 sol = _best_of_starts(problem, T, n, guess, starts, certify, workers, scheduler, solve_options)
             else:
@@ -313,14 +316,18 @@ def _best_of_starts(problem, T, n, guess, starts, certify, workers, scheduler, s
     from ..multistart import SOLVE_OPTIONS, multistart
 
     passed = {k: v for k, v in solve_options.items() if k in SOLVE_OPTIONS}
-    best = multistart(problem, T, n, starts=starts, certify=certify, seed=solve_options.get("seed", 0),
-                      workers=workers, scheduler=scheduler, **passed)
+    warm = None if guess is None else solve(problem, T, n, initial_guess=guess, **passed)
+    try:
+        best = multistart(problem, T, n, starts=starts, certify=certify, seed=solve_options.get("seed") or 0,
+                          workers=workers, scheduler=scheduler, **passed)
+    except SolverError:  # no start gave a solution: the continuation's, if there is one, is the row
+        if warm is None:
+            raise
+        return replace(warm, stats={**warm.stats, "multistart": {"kept": "continuation (every start failed)"}})
     kept = f"start {best.stats['multistart']['best_seed']}"
-    if guess is not None:
-        warm = solve(problem, T, n, initial_guess=guess, **passed)
-        if warm.success and (not best.success or warm.cost < best.cost):
-            best, kept = replace(warm, stats={**warm.stats, "starts": best.stats["starts"],
-                                              "multistart": best.stats["multistart"]}), "continuation"
+    if warm is not None and warm.success and (not best.success or warm.cost < best.cost):
+        best, kept = replace(warm, stats={**warm.stats, "starts": best.stats["starts"],
+                                          "multistart": best.stats["multistart"]}), "continuation"
     return replace(best, stats={**best.stats, "multistart": {**best.stats["multistart"], "kept": kept}})
 
 
