@@ -67,7 +67,8 @@ class Problem:
         control: CasADi symbol ``u`` of the control, shape (nu, 1).
         dynamics: expression of ``f(x, u[, y])``, nx entries.
         running_cost: expression of ``L(x, u[, y])`` (scalar), default 0.
-        terminal_cost: expression of ``φ(x[, y])`` (scalar), default 0; must not depend on u.
+        terminal_cost: expression of ``φ(x[, y])`` (scalar), default 0; must not depend on u, except on its
+            ``constant_controls`` (the property :attr:`terminal_cost` is the function ``φ(x, u, y)``).
         x0: initial state, shape (nx,), or (N, nx) for an ensemble of N samples.
         data: optional CasADi symbol ``y`` of per-sample data (labels, targets), shape (ny, 1).
         data_values: values of ``y`` per sample, shape (N, ny) (or (ny,) when N = 1).
