@@ -299,30 +299,17 @@ def solve(
         Interrupted: SIGINT or SIGTERM.
     """
     start = time.perf_counter()
-    P = _check_problem(problem)
-    T = check_positive("T", T)
-    steps = grid_steps(T, steps, dt)
-    check_choice("method", method, INTEGRATORS)
-    check_choice("presolve", presolve, PRESOLVES)
-    check_choice("derivatives", derivatives, DERIVATIVES)
+    P, T, steps, guess_scale = _arguments(problem, T, steps, dt, method, presolve, derivatives, guess_scale, seed)
     opts = solver_options(solver, options, verbose=verbose)
-    guess_scale = check_nonnegative("guess_scale", guess_scale)
-    _check_seed(seed)
     limit = np.inf if time_limit is None else check_positive("time_limit", time_limit)
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be callable as callback(phase, iteration, cost, u), got {callback!r}")
     formulation, why = _formulation(P, formulation, solver, steps, method)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     _check_memory(P, steps, formulation, second_order)
-    if second_order == "hessian-vector":
-        opts = _limited_memory(opts)
-    transcription = ReducedSpace if formulation == "reduced" else MultipleShooting
     stop = Stop(limit, start=start)
     with stop.signals():
-        built, fresh = built_solver(
-            P, (formulation, steps, method), lambda: transcription(P, steps, method), solver, opts,
-            derivatives=derivatives,
-        )
+        built, fresh = _built(P, steps, method, solver, opts, formulation, second_order, derivatives)
         nlp = built.nlp
         x_guess, u_guess = _initial_guess(nlp, T, initial_guess, seed, guess_scale)
         # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
@@ -428,24 +415,13 @@ def first_order(
     :func:`~turnpike.multistart.multistart` runs from every start to choose the ones it certifies.
     """
     start = time.perf_counter()
-    P = _check_problem(problem)
-    T = check_positive("T", T)
-    steps = grid_steps(T, steps, dt)
-    check_choice("method", method, INTEGRATORS)
-    check_choice("presolve", presolve, PRESOLVES)
-    check_choice("derivatives", derivatives, DERIVATIVES)
-    opts = solver_options(solver, options)
-    guess_scale = check_nonnegative("guess_scale", guess_scale)
-    _check_seed(seed)
+    P, T, steps, guess_scale = _arguments(problem, T, steps, dt, method, presolve, derivatives, guess_scale, seed)
     stop = Stop(np.inf if time_limit is None else check_positive("time_limit", time_limit), start=start)
     formulation, _ = _formulation(P, formulation, solver, steps, method)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     _check_memory(P, steps, formulation, second_order)
-    if second_order == "hessian-vector":
-        opts = _limited_memory(opts)
-    transcription = ReducedSpace if formulation == "reduced" else MultipleShooting
-    built, _ = built_solver(P, (formulation, steps, method), lambda: transcription(P, steps, method), solver, opts,
-                            derivatives=derivatives)
+    built, _ = _built(P, steps, method, solver, solver_options(solver, options), formulation, second_order,
+                      derivatives)
     nlp, phases = built.nlp, []
     u = _initial_guess(nlp, T, None, seed, guess_scale)[1]
     if presolve == "adam":
@@ -462,6 +438,28 @@ def first_order(
     J = float(nlp.reduced_objective()(nlp.control_variables(u).T, nlp.parameters(T))[0])
     return FirstOrder(seed, u, J if np.isfinite(J) else np.nan, time.perf_counter() - start,
                       ", then ".join(phases) or "none (the random start)")
+
+
+def _arguments(problem, T, steps, dt, method, presolve, derivatives, guess_scale, seed):
+    """The checked arguments that :func:`solve` and :func:`first_order` share: ``(problem, T, steps, guess_scale)``."""
+    P = _check_problem(problem)
+    T = check_positive("T", T)
+    steps = grid_steps(T, steps, dt)
+    check_choice("method", method, INTEGRATORS)
+    check_choice("presolve", presolve, PRESOLVES)
+    check_choice("derivatives", derivatives, DERIVATIVES)
+    _check_seed(seed)
+    return P, T, steps, check_nonnegative("guess_scale", guess_scale)
+
+
+def _built(P, steps, method, solver, opts, formulation, second_order, derivatives):
+    """The NLP of ``formulation`` and its solver, cached on the problem (:func:`~turnpike.solvers.built_solver`),
+    and whether it was built now; in the Hessian-vector mode IPOPT runs with a limited-memory Hessian."""
+    if second_order == "hessian-vector":
+        opts = _limited_memory(opts)
+    transcription = ReducedSpace if formulation == "reduced" else MultipleShooting
+    return built_solver(P, (formulation, steps, method), lambda: transcription(P, steps, method), solver, opts,
+                        derivatives=derivatives)
 
 
 def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verbose, report, stop):
