@@ -78,7 +78,7 @@ def main() -> None:
         sol = tp.solve(problem, T=T, steps=steps, time_limit=args.time_limit, presolve=args.presolve)
         solutions.append(sol)
         order2 = sol.stats.get("second_order", {})
-        held_out = np.mean(np.sign(problem.outputs(problem.flow(sol, points[test])[-1])) == labels[test])
+        held_out = problem.network(sol).accuracy(points[test], labels[test])
         error = problem.training_error(sol.x)
         below = np.flatnonzero(error < 1e-2)
         row = {"T": T, "steps": steps, "certified": bool(sol.success), "status": sol.status, "cost": sol.cost,

@@ -53,7 +53,7 @@ import turnpike as tp
 from turnpike.errors import InputError, check_choice, check_finite, check_nonnegative, check_positive
 from turnpike.transcription import stage_function
 
-__all__ = ["NeuralODEClassification", "ACTIVATIONS", "FIELDS", "COSTS", "LOSSES"]
+__all__ = ["NeuralODEClassification", "TrainedNetwork", "ACTIVATIONS", "FIELDS", "COSTS", "LOSSES"]
 
 ACTIVATIONS = {
     "tanh": ca.tanh,
@@ -396,6 +396,7 @@ class NeuralODEClassification(tp.Problem):
         points = check_finite("points", points)
         if points.ndim != 2 or points.shape[1] != self.d:
             raise InputError(f"points must have shape (M, {self.d}), got shape {points.shape}")
+        self._check_solution(solution)
         method = method or solution.stats.get("method", "rk4")
         M = points.shape[0]
         step = stage_function(self, method).map(M)
@@ -406,6 +407,44 @@ class NeuralODEClassification(tp.Problem):
             X = np.asarray(step(X, solution.u[k], y, solution.h)[0])
             out.append(X.T)
         return np.array(out)
+
+
+    def network(self, solution: tp.Solution) -> TrainedNetwork:
+        """The trained network of ``solution``: predictions and accuracy on new points (:class:`TrainedNetwork`)."""
+        self._check_solution(solution)
+        return TrainedNetwork(self, solution)
+
+    def _check_solution(self, solution) -> None:
+        if not isinstance(solution, tp.Solution):
+            raise InputError(f"solution must be a turnpike.Solution of this problem, got {type(solution).__name__}")
+        if solution.u.ndim != 2 or solution.u.shape[1] != self.nu:
+            raise InputError(f"solution has controls of shape {solution.u.shape}, this problem {self.nu} per layer: "
+                             "a solution of another problem")
+
+
+class TrainedNetwork:
+    """The network of a solution: new points flow through its layers (the integrator and steps it was trained
+    with) and are classified by the sign of the output ``z = P x(T) + b`` (clipped with ``clip``; ``z = 0`` is
+    read as +1).
+
+    Made by :meth:`NeuralODEClassification.network`; ``problem`` and ``solution`` are kept as given.
+    """
+
+    def __init__(self, problem: NeuralODEClassification, solution: tp.Solution):
+        self.problem, self.solution = problem, solution
+
+    def scores(self, points) -> np.ndarray:
+        """The outputs ``z`` (M,) of the last layer for points (M, d)."""
+        return self.problem.outputs(self.problem.flow(self.solution, points)[-1], self.solution.u)
+
+    def predict(self, points) -> np.ndarray:
+        """Labels ±1 (M,) for points (M, d)."""
+        return np.where(self.scores(points) >= 0, 1.0, -1.0)
+
+    def accuracy(self, points, labels) -> float:
+        """The share of points (M, d) whose predicted label is ``labels`` (M,) or (M, 1), ±1 or 0/1."""
+        predicted = self.predict(points)
+        return float(np.mean(predicted == _binary_labels(labels, predicted.shape[0])))
 
 
 def _binary_labels(labels, n: int) -> np.ndarray:

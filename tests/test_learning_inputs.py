@@ -9,6 +9,7 @@ from problems.datasets import concentric_spheres
 from problems.neural_ode import NeuralODEClassification
 from turnpike.ensemble import EnsembleObjective
 from turnpike.reduced import ReducedSpace
+from turnpike.transcription import MultipleShooting
 
 rng = np.random.default_rng(0)
 POINTS = rng.uniform(-1, 1, (12, 2))
@@ -169,3 +170,32 @@ def test_a_trainable_output_map_is_refused_where_it_does_not_apply(kw, match):
     points, labels = concentric_spheres(6, 2, seed=0)
     with pytest.raises(tp.InputError, match=match):
         NeuralODEClassification(points, labels, **{"output": "trainable", **kw})
+
+
+def test_a_trained_network_classifies_new_points():
+    """On the training points the network's scores are the solution's last-layer outputs (the same flow, the same
+    integrator); on fresh points of the same two circles (another seed's phases) a trained network generalises;
+    labels are read in the training forms; inputs of the wrong shape or a solution of another problem are
+    named errors."""
+    prob = NeuralODEClassification.example(n_points=40, field="inner")
+    sol = tp.solve(prob, 5.0, steps=50, method="midpoint")
+    net = prob.network(sol)
+    points = prob.x0_samples[:, : prob.d]
+    np.testing.assert_allclose(net.scores(points), prob.outputs(sol.x[-1]), rtol=0, atol=1e-12)
+    assert net.accuracy(points, prob.labels) == prob.accuracy(sol.x[-1]) == 1.0
+    fresh, labels = concentric_spheres(200, 2, radii=(1.0, 2.0), seed=7)
+    # the same network as the NLP of a problem posed on the fresh points simulates it (mapaccum of its stage)
+    posed = NeuralODEClassification(fresh, labels, field="inner")
+    states = MultipleShooting(posed, 50, "midpoint").simulate(sol.u, 5.0)
+    np.testing.assert_allclose(prob.flow(sol, fresh), states, rtol=0, atol=1e-12)
+    assert net.accuracy(fresh, labels) == posed.accuracy(states[-1])
+    assert net.accuracy(fresh, labels) >= 0.9  # generalisation from 40 points to 200 (measured 0.93)
+    assert net.accuracy(fresh, (labels + 1) / 2) == net.accuracy(fresh, labels[:, None])
+    assert set(np.unique(net.predict(fresh))) <= {-1.0, 1.0}
+    with pytest.raises(tp.InputError, match=r"points must have shape \(M, 2\), got shape \(5, 3\)"):
+        net.predict(np.zeros((5, 3)))
+    with pytest.raises(tp.InputError, match=r"labels must have shape \(200,\) or \(200, 1\)"):
+        net.accuracy(fresh, labels[:10])
+    other = NeuralODEClassification.example(n_points=40, field="outer")
+    with pytest.raises(tp.InputError, match="a solution of another problem"):
+        other.network(sol)
