@@ -4,6 +4,7 @@ Run::
 
     python benchmarks/bench_build_memory.py            # nine neural-ODE builds, up to about 4 GB and 40 s each
     python benchmarks/bench_build_memory.py --quick    # the four smallest
+    python benchmarks/bench_build_memory.py --case outer 0 40 400   # one build: field, width (0: none), N, steps
 
 Each build runs in a fresh process: the growth of its peak resident set (``VmHWM``) while ``built_solver``
 builds ``MultipleShooting`` with IPOPT and the stage-wise derivatives (RK4), against ``build_bytes``. Two
@@ -48,15 +49,17 @@ print(json.dumps({"estimate_mb": estimate, "measured_mb": peak_mb() - before, "s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the four smallest builds only")
+    parser.add_argument("--case", nargs=4, metavar=("FIELD", "WIDTH", "N", "STEPS"), help="this build only")
     args = parser.parse_args()
+    cases = [tuple(args.case)] if args.case else CASES[:4] if args.quick else CASES
     print(f"{'field':>10} {'width':>5} {'N':>4} {'steps':>5} {'estimate MB':>11} {'measured MB':>11} {'ratio':>6} "
           f"{'build s':>7}")
-    for field, hidden, n, steps in CASES[:4] if args.quick else CASES:
+    for field, hidden, n, steps in cases:
         out = subprocess.run([sys.executable, "-c", JOB, field, str(hidden), str(n), str(steps)], capture_output=True,
                              text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{field:>10} {hidden or '-':>5} {n:>4} {steps:>5} {r['estimate_mb']:>11.1f} {r['measured_mb']:>11.1f} "
-              f"{r['measured_mb'] / r['estimate_mb']:>6.2f} {r['seconds']:>7.1f}", flush=True)
+        print(f"{field:>10} {int(hidden) or '-':>5} {n:>4} {steps:>5} {r['estimate_mb']:>11.1f} "
+              f"{r['measured_mb']:>11.1f} {r['measured_mb'] / r['estimate_mb']:>6.2f} {r['seconds']:>7.1f}", flush=True)
 
 
 if __name__ == "__main__":
