@@ -1,6 +1,7 @@
 """Seeded synthetic datasets for classification, generated on the spot (no downloads).
 
-Every generator returns ``(points, labels)``: points ``(N, d)`` float, labels ``(N,)`` in {-1, +1}.
+Every generator returns ``(points, labels)``: points ``(N, d)`` float, labels ``(N,)`` in {-1, +1} for two
+classes, integers 0..K-1 for :func:`rings` with K >= 3 classes.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import numpy as np
 
 from turnpike.errors import InputError, check_positive
 
-__all__ = ["DATASETS", "chessboard", "concentric_spheres", "spirals", "two_moons", "xor"]
+__all__ = ["DATASETS", "chessboard", "concentric_spheres", "rings", "spirals", "two_moons", "xor"]
 
 
 def concentric_spheres(n: int = 40, d: int = 2, radii=(1.0, 2.0), noise: float = 0.0, seed: int | None = 0):
@@ -108,5 +109,24 @@ def chessboard(n: int = 2997, squares: int = 3, gap: float = 0.09, extent: float
     return points, np.concatenate(labels)
 
 
+def rings(n: int = 60, classes: int = 3, noise: float = 0.0, seed: int | None = 0):
+    """``n`` points on ``classes`` concentric circles of radii 1, 2, ..., K in d = 2; the points of circle k
+    (label k - 1, integers 0..K-1) evenly spaced in angle with a seeded random phase, ``N(0, noise²)`` jitter.
+    No linear map separates them: the K-class analogue of the two circles."""
+    n = check_positive("n", n, integer=True)
+    classes = check_positive("classes", classes, integer=True)
+    if classes < 2 or n < classes:
+        raise InputError(f"rings needs classes >= 2 and n >= classes (a point per class), got n={n}, "
+                         f"classes={classes}")
+    rng = np.random.default_rng(seed)
+    sizes = np.full(classes, n // classes) + (np.arange(classes) < n % classes)
+    blocks, labels = [], []
+    for k, size in enumerate(sizes):
+        angle = rng.uniform(0, 2 * np.pi) + np.linspace(0, 2 * np.pi, size, endpoint=False)
+        blocks.append((k + 1) * np.column_stack([np.cos(angle), np.sin(angle)]))
+        labels.append(np.full(size, k))
+    return np.vstack(blocks) + noise * rng.standard_normal((n, 2)), np.concatenate(labels)
+
+
 DATASETS = {"circles": concentric_spheres, "moons": two_moons, "xor": xor, "spirals": spirals,
-            "chessboard": chessboard}
+            "chessboard": chessboard, "rings": rings}

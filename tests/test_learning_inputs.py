@@ -30,8 +30,9 @@ def test_every_label_form_gives_the_same_problem(form):
     [
         (np.ones((12, 2)), r"labels must have shape \(12,\) or \(12, 1\), one per point, got shape \(12, 2\)"),
         (np.ones(11), r"got shape \(11,\)"),
-        (np.arange(12) % 3, r"labels must be -1/\+1 or 0/1 \(two classes\), got values \[0.0, 1.0, 2.0\]"),
-        (np.arange(12) % 3 - 1, r"got values \[-1.0, 0.0, 1.0\]"),
+        (np.arange(12) % 3 + 0.5, r"labels must be -1/\+1, 0/1, or the integers 0..K-1, got values \[0.5, 1.5, 2.5\]"),
+        (np.arange(12) % 3 - 1, r"got values \[-1.0\]"),
+        (np.full(12, 1.0), r"labels have one class only"),
         (np.where(SIGNS > 0, np.nan, 1.0), "labels must be finite"),
     ],
 )
@@ -164,7 +165,7 @@ def test_a_trainable_output_map_is_the_ridge_regression_of_the_last_layer():
 @pytest.mark.parametrize("kw, match", [
     ({"cost": "tracking"}, r"output='trainable' does not apply to cost='tracking': its target is set by a fixed P"),
     ({"cost": "sparse", "l1_bound": 1.0}, r"output='trainable' does not apply to cost='sparse'"),
-    ({"output": "learned"}, r"output must be a vector of shape \(2,\) or 'trainable', got 'learned'"),
+    ({"output": "learned"}, r"output must be an array of shape \(2,\) or 'trainable', got 'learned'"),
 ])
 def test_a_trainable_output_map_is_refused_where_it_does_not_apply(kw, match):
     points, labels = concentric_spheres(6, 2, seed=0)
