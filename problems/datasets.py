@@ -10,7 +10,7 @@ import numpy as np
 
 from turnpike.errors import InputError, check_positive
 
-__all__ = ["DATASETS", "chessboard", "concentric_spheres", "rings", "spirals", "two_moons", "xor"]
+__all__ = ["DATASETS", "chessboard", "concentric_spheres", "load", "rings", "spirals", "two_moons", "xor"]
 
 
 def concentric_spheres(n: int = 40, d: int = 2, radii=(1.0, 2.0), noise: float = 0.0, seed: int | None = 0):
@@ -130,3 +130,73 @@ def rings(n: int = 60, classes: int = 3, noise: float = 0.0, seed: int | None = 
 
 DATASETS = {"circles": concentric_spheres, "moons": two_moons, "xor": xor, "spirals": spirals,
             "chessboard": chessboard, "rings": rings}
+
+
+def load(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(points, labels)`` from a data file: a CSV (one point per line: its features, then its label; a first
+    line none of whose cells is a number is a header; blank lines are skipped) or an ``.npz`` holding arrays
+    ``points`` (N, d) and ``labels`` (N,). Nothing is rescaled. The labels are returned as read:
+    :func:`problems.neural_ode.class_labels` checks them (±1, 0/1, or 0..K-1).
+
+    Raises:
+        InputError: one line naming the file and what is wrong in it: missing or unreadable, ragged rows,
+            a cell that is not a number (with its line and column), a value that is not finite, no data,
+            fewer than two columns, a missing array in an ``.npz``.
+    """
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    where = str(path)
+    if path.suffix == ".npz":
+        try:
+            with np.load(path) as data:
+                missing = [key for key in ("points", "labels") if key not in data.files]
+                if missing:
+                    raise InputError(f"{where}: no array {missing[0]!r} (it has {', '.join(data.files) or 'none'}); "
+                                     "an .npz needs 'points' (N, d) and 'labels' (N,)")
+                points, labels = np.asarray(data["points"], dtype=float), np.asarray(data["labels"], dtype=float)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{where}: cannot read it as .npz ({exc})") from exc
+        if points.ndim != 2 or labels.shape not in ((len(points),), (len(points), 1)):
+            raise InputError(f"{where}: points must be (N, d) and labels (N,), got {points.shape} and {labels.shape}")
+        labels = labels.reshape(-1)
+    else:
+        try:
+            with open(path, newline="") as fh:
+                rows = [(n, row) for n, row in enumerate(csv.reader(fh), start=1) if any(c.strip() for c in row)]
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(f"{where}: cannot read it as CSV ({getattr(exc, 'strerror', None) or exc})") from exc
+        if rows and not any(_is_number(c) for c in rows[0][1]):
+            rows = rows[1:]  # a header line: no cell is a number
+        if not rows:
+            raise InputError(f"{where}: no data lines")
+        width = len(rows[0][1])
+        if width < 2:
+            raise InputError(f"{where}: line {rows[0][0]} has {width} column; each line needs features, then a label")
+        values = np.empty((len(rows), width))
+        for i, (line, row) in enumerate(rows):
+            if len(row) != width:
+                raise InputError(f"{where}: line {line} has {len(row)} columns, line {rows[0][0]} has {width} "
+                                 "(ragged rows)")
+            for j, cell in enumerate(row):
+                if not _is_number(cell):
+                    raise InputError(f"{where}: line {line}, column {j + 1}: {cell.strip()!r} is not a number")
+                values[i, j] = float(cell)
+        points, labels = values[:, :-1], values[:, -1]
+    bad = np.argwhere(~np.isfinite(np.column_stack([points, labels])))
+    if bad.size:
+        row, col = bad[0]
+        raise InputError(f"{where}: point {row + 1}, column {col + 1} is not finite "
+                         f"({np.column_stack([points, labels])[row, col]!r})")
+    if len(points) == 0:
+        raise InputError(f"{where}: no data")
+    return points, labels
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

@@ -9,19 +9,30 @@ from matplotlib.figure import Figure
 
 import turnpike as tp
 
-from .neural_ode import NeuralODEClassification
+from .neural_ode import NeuralODEClassification, class_labels
 
-__all__ = ["plot_layers", "plot_horizons", "plot_decay", "plot_sparse"]
+__all__ = ["class_colours", "plot_layers", "plot_depth", "plot_horizons", "plot_decay", "plot_sparse"]
 
 
-def plot_layers(problem: NeuralODEClassification, solution: tp.Solution, path=None, *, grid: int = 120) -> Figure:
+def class_colours(problem: NeuralODEClassification, labels=None) -> np.ndarray:
+    """A colour per label: C0 for +1 and C3 for -1 (two classes), C{k} for class k (K classes)."""
+    labels = problem.labels if labels is None else labels
+    if problem.classes == 2:
+        return np.where(np.asarray(labels) > 0, "C0", "C3")
+    return np.array([f"C{int(k) % 10}" for k in labels])
+
+
+def plot_layers(problem: NeuralODEClassification, solution: tp.Solution, path=None, *, grid: int = 120,
+                test=None) -> Figure:
     """Left: the samples' paths through the layers (first two coordinates, colour = label).
-    Right: decision regions at the final layer, ``sign(P x(T) + b)`` for a grid of inputs pushed through the
-    trained flow, with the training points on top."""
+    Right (inputs in d = 2 or more; the first two coordinates, the others 0): the decision regions at the final
+    layer, the predicted label of a grid of inputs pushed through the trained flow (sign of ``P x(T) + b`` for
+    two classes, the largest score for K), with the training points on top, and the held-out points
+    ``test = (points, labels)`` as crosses."""
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     ax_paths, ax_regions = fig.subplots(1, 2)
     x = solution.x
-    colours = np.where(problem.labels > 0, "C0", "C3")
+    colours = class_colours(problem)
     for i in range(x.shape[1]):
         ax_paths.plot(x[:, i, 0], x[:, i, 1], color=colours[i], lw=0.7, alpha=0.7)
     ax_paths.scatter(x[0, :, 0], x[0, :, 1], c=colours, s=12, marker="o", label="input")
@@ -30,17 +41,58 @@ def plot_layers(problem: NeuralODEClassification, solution: tp.Solution, path=No
     ax_paths.legend(fontsize=8)
 
     inputs = x[0, :, : problem.d]
-    lo, hi = inputs.min(axis=0) - 0.5, inputs.max(axis=0) + 0.5
-    g1, g2 = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
-    pts = np.column_stack([g1.ravel(), g2.ravel()])
-    if problem.d > 2:
-        pts = np.hstack([pts, np.zeros((pts.shape[0], problem.d - 2))])
-    out = problem.outputs(problem.flow(solution, pts)[-1], solution.u).reshape(grid, grid)
-    ax_regions.contourf(g1, g2, np.sign(out), levels=[-2, 0, 2], colors=["#f4c7c3", "#c6dbef"])
-    ax_regions.contour(g1, g2, out, levels=[0], colors="k", linewidths=0.8)
-    ax_regions.scatter(inputs[:, 0], inputs[:, 1], c=colours, s=14, edgecolors="k", linewidths=0.3)
-    acc = problem.accuracy(x[-1], solution.u)
-    ax_regions.set(title=f"decision regions, last layer (accuracy {acc:.0%})", xlabel="x1")
+    if problem.d < 2:
+        ax_regions.set_axis_off()
+    else:
+        lo, hi = inputs.min(axis=0) - 0.5, inputs.max(axis=0) + 0.5
+        g1, g2 = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+        pts = np.column_stack([g1.ravel(), g2.ravel(), np.zeros((grid * grid, problem.d - 2))])
+        net = problem.network(solution)
+        label = net.predict(pts).reshape(grid, grid)
+        index = (label > 0).astype(int) if problem.classes == 2 else label
+        palette = ["#f4c7c3", "#c6dbef"] if problem.classes == 2 else [
+            _light(f"C{k % 10}") for k in range(problem.classes)]
+        ax_regions.contourf(g1, g2, index, levels=np.arange(len(palette) + 1) - 0.5, colors=palette)
+        ax_regions.contour(g1, g2, index, levels=np.arange(len(palette)) + 0.5, colors="k", linewidths=0.8)
+        ax_regions.scatter(inputs[:, 0], inputs[:, 1], c=colours, s=14, edgecolors="k", linewidths=0.3)
+        title = f"decision regions (training accuracy {problem.accuracy(x[-1], solution.u):.0%}"
+        if test is not None:
+            points, labels = test
+            stored = class_labels(labels, len(points), problem.classes)[1]
+            ax_regions.scatter(points[:, 0], points[:, 1], c=class_colours(problem, stored), s=20, marker="x")
+            title += f", held out {net.accuracy(points, labels):.0%}"
+        ax_regions.set(title=title + ")", xlabel="x1")
+    if path is not None:
+        fig.savefig(Path(path), dpi=110)
+    return fig
+
+
+def _light(colour: str) -> tuple:
+    """``colour`` mixed with two parts of white, for filled regions under the points."""
+    from matplotlib.colors import to_rgb
+
+    return tuple((c + 2.0) / 3.0 for c in to_rgb(colour))
+
+
+def plot_depth(problem: NeuralODEClassification, solution: tp.Solution, path=None, *, test=None) -> Figure:
+    """Over depth t: the training error ``E(x(t))`` (log scale), the accuracy of the label read at each layer
+    (training points, and the held-out ``test = (points, labels)``), and ``|u(t)|`` (the weights' Euclidean norm
+    on each interval)."""
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    ax_err, ax_acc, ax_u = fig.subplots(1, 3)
+    ax_err.semilogy(solution.t, problem.training_error(solution.x, solution.u), color="C0")
+    ax_err.set(title="training error E(x(t))", xlabel="t (depth)")
+    ax_acc.plot(solution.t, problem.accuracy(solution.x, solution.u), color="C0", label="training")
+    if test is not None:
+        points, labels = test
+        stored = class_labels(labels, len(points), problem.classes)[1]
+        layers = problem.flow(solution, points)
+        ax_acc.plot(solution.t, (problem.predict_classes(layers, solution.u) == stored).mean(axis=-1), color="C1",
+                    label="held out")
+    ax_acc.set(title="accuracy of the label read at layer t", xlabel="t (depth)", ylim=(-0.02, 1.02))
+    ax_acc.legend(fontsize=8)
+    ax_u.stairs(tp.analysis.control_norm(solution), solution.t, color="C0", baseline=None)
+    ax_u.set(title="|u(t)|", xlabel="t (depth)")
     if path is not None:
         fig.savefig(Path(path), dpi=110)
     return fig
@@ -100,7 +152,7 @@ def plot_decay(problem: NeuralODEClassification, solutions, path=None, *, rate: 
     ax_u.set(title="|u(t)|", xlabel="t (depth)")
     ax_err.legend(fontsize=7, ncol=2 if failing is not None else 1, loc="lower left")
     long = solutions[-1]
-    colours = np.where(problem.labels > 0, "C0", "C3")
+    colours = class_colours(problem)
     for i, z in enumerate(problem.outputs(long.x, long.u).T):
         ax_out.plot(long.t, z, color=colours[i], lw=0.9)
     if failing is not None:

@@ -300,8 +300,8 @@ class NeuralODEClassification(tp.Problem):
         Every keyword changes one ingredient (the catalogue entry ``neural-ode`` passes its parameters
         here): ``dataset`` one of :data:`problems.datasets.DATASETS` (``"circles"`` and ``"xor"`` take
         any ``d``; ``"moons"``, ``"spirals"``, ``"chessboard"`` and ``"rings"`` (three classes) only ``d = 2``),
-        ``n_points``, ``noise`` and ``seed`` of the generator, and the model arguments of the class. ``l1_bound`` M defaults to 1 for
-        ``cost="sparse"``; the tracking target is :meth:`label_target`.
+        ``n_points``, ``noise`` and ``seed`` of the generator, and the model arguments of the class. ``l1_bound``
+        M defaults to 1 for ``cost="sparse"``; the tracking target is :meth:`label_target`.
 
         Raises:
             InputError: an unknown keyword (named, with the accepted ones), or a rejected value.

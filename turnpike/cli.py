@@ -1,5 +1,8 @@
 """The ``turnpike`` command.
 
+Installed packages add commands through the entry-point group ``turnpike.commands`` (:data:`COMMANDS`), as they
+add problems through ``turnpike.problems``: the project's ``problems`` package adds ``turnpike train``.
+
 Exit codes: 0 success, 1 a solve did not converge or failed, 2 a usage error (bad argument,
 unknown name, unwritable output), 3 converged with a warning (a step that does not resolve the ODE, see
 :func:`turnpike.checks.step_check`), 130 interrupted (Ctrl-C), 143 a solve stopped by SIGTERM. User errors
@@ -13,6 +16,7 @@ import json
 import math
 import sys
 import warnings
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from . import catalogue
@@ -27,6 +31,11 @@ from .stopping import Interrupted
 from .sweeps import SweepInterrupted, sweep
 from .sweeps.arguments import writable_directory
 from .transcription import INTEGRATORS
+
+COMMANDS = "turnpike.commands"
+"""Entry-point group of further commands: ``name = "module:register"``, where ``register(subparsers)`` adds the
+command's parser with a default ``run``: a function of the parsed arguments that returns the exit code (and
+raises :class:`~turnpike.errors.InputError` for a usage error, like the commands here)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--no-figures", action="store_true", help="write the table only")
     w.add_argument("--report", action="store_true", help="also write OUT/report.html (table, figures, settings)")
     _common(w, "out/sweep", seed=False)
+    for command in sorted(entry_points(group=COMMANDS), key=lambda ep: ep.name):
+        command.load()(sub)
     return parser
 
 
@@ -287,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
-            return commands[args.command](args)
+            return commands.get(args.command, getattr(args, "run", None))(args)
     except InputError as exc:
         print(f"turnpike: error: {exc}", file=sys.stderr)
         return 2
