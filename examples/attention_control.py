@@ -6,6 +6,12 @@ token 0.4 rad from its input token), solves it with tp.solve at T = 4, checks it
 (solve_ivp) and optimal-assignment W2, and compares horizons with tp.compare_horizons. Writes
 clouds.png (tokens moving to their targets), the horizon study's figures and table, and control.json.
 
+Posing θ(t) as an optimal control problem and looking for its turnpike is the toolbox's extension: no theorem
+gives a turnpike, a bound on J_T - T·J̄ or a rate here, and the linearisation at the static optimum predicts none
+(eigenvalues on the imaginary axis: no spectral gap). The study's value_and_rate.png therefore draws J_T - T·J̄
+without a claim and only the measured rates whose fit has R² >= 0.5 (one- or two-sided, chosen by
+turnpike.fit_rate from each curve), and says below the panels what it leaves out.
+
 Run time: about 6 minutes on a 2-core machine (measured on 2026-12-03 with the default arguments,
 while a test run shared the machine).
 """

@@ -18,17 +18,37 @@ pass (warm from the shorter horizon: its controls, then zeros), in a descending 
 truncated), and cold at T = 5 and 20; warm starts use a small initial barrier parameter so that IPOPT stays near
 the start. The lowest certified cost is kept, and J_T must be nondecreasing in T (the integrand is >= 0).
 
+The sparsity paper's bounds (turnpike.analysis.learning.sparsity_bounds; constants re-derived for the discrete cost,
+docs/mathematics.md §5). A minimiser costs at most J_ref, the cost of an admissible control u_ref that reaches zero
+training error at T0 and then stops. With L a lower bound of ∫E over admissible controls: λ∫|u|_1 <= J_ref - L, so
+T* <= (J_ref - L)/(λM) + h where u is saturated wherever it is nonzero, and E(x(T*)) <= J_ref/(T - T*) (the states
+rest after T*). Hypotheses, and why they hold here:
+(H1) f(x, 0) = 0: the outer field w tanh(x) + b is linear in u (checked at the final states);
+(H2) interpolation: a zero-error control within the L1 ball is exhibited (zero_error_control with l1_bound = M:
+     sequential linear programming from u = 0 on k layers, k = 6, 9, 12, ... until |r|_∞ <= 1e-12; 6 layers are the
+     fewest the speed limit allows: residuals up to 2.12 at speed <= M = 4);
+(H3) saturation: Pontryagin gives |u|_1 = M where |s|_∞ > λ, and a minimiser with no unsaturated or resting stretch
+     before T* exists (docs/mathematics.md §5); whether the solution found is one is measured on every horizon
+     (every active layer but the last saturated, none inactive before T*) and printed: where it is not, the bound
+     on T* is not implied (one run had 20 of 22 active layers saturated at T = 20).
+L is the speed limit: |d(P x_i)/dt| = |Σ_j w_Dj tanh(x_ij) + b_D| <= |u|_1 <= M (turnpike.analysis.learning.
+speed_limit_lower_bound, which holds stage by stage on the RK4 grid). The bounds hold for any control costing at
+most J_ref, so a solution that breaks them is not a global minimiser. They are loose here (L counts only the fastest
+conceivable descent of the residuals).
+
 Also: the scalar worked case of docs/mathematics.md §1 (dx/dt = u, x(0) - y = 2, M = 1, λ = 0.3): T* = 2 - r with
-r² + (T - 2) r - λ = 0 (re-derived: d/dT* of the cost vanishes when r (T - T*) = λ), against the solver.
+r² + (T - 2) r - λ = 0 (re-derived: d/dT* of the cost vanishes when r (T - T*) = λ), against the solver; with the
+explicit reference u = -M on (0, 2), L = ∫E of that reference and the bound is T* <= 2 + h, nearly attained.
 With --inner: the inner tanh field on the catalogue's two circles (N = 40), for which u = 0 is a strict local
 minimiser of (C): cold start against continuation from the solution of cost (B) (several minutes).
 
 Run:  python examples/neural_ode_sparse.py --out out/neural_ode/sparse [--inner]
 Writes sparse.json (rewritten after every solve: it holds what is finished so far), sparse.png (|u|_1/M and T*,
-active parameters, switching function), outputs.png.
+active parameters, switching function), outputs.png, bounds.png (measured T* and E(x(T*)) against the bounds).
 
 Run time: about 7 minutes on a 2-core machine (measured on 2026-12-03 with the default
-arguments, while a test run shared the machine).
+arguments, while a test run shared the machine), and about half a minute more for the zero-error reference of the
+bounds (31 s for its four attempts, measured while two other jobs shared the machine).
 """
 
 from __future__ import annotations
@@ -45,7 +65,15 @@ import turnpike as tp
 from problems.datasets import concentric_spheres
 from problems.learning_figures import plot_sparse
 from problems.neural_ode import NeuralODEClassification
-from turnpike.analysis.learning import bang_off, switching_at_rest, switching_function, zero_threshold
+from turnpike.analysis.learning import (
+    bang_off,
+    sparsity_bounds,
+    speed_limit_lower_bound,
+    switching_at_rest,
+    switching_function,
+    zero_error_control,
+    zero_threshold,
+)
 from turnpike.files import write_json
 
 HORIZONS = [5.0, 10.0, 20.0, 40.0]
@@ -90,6 +118,59 @@ def describe(prob, sol, seconds, start):
             "bang_off": structure.summary()}, s
 
 
+def reference_control(prob):
+    """(H2) exhibited: an admissible control (|u_k|_1 <= M on every layer) that brings every output to its label."""
+    def residual(X):  # states (D, N) at T -> P x_i - y_i
+        return ca.mtimes(X.T, ca.DM(prob.output)) - ca.DM(prob.labels)
+
+    fewest = int(np.ceil(np.abs(prob.outputs(prob.x0_samples) - prob.labels).max() / (BOUND * DT)))
+    for layers in range(fewest, 61, 3):
+        start = time.perf_counter()
+        ref = zero_error_control(prob, np.zeros((layers, prob.nu)), DT, residual, l1_bound=BOUND, max_iter=300)
+        print(f"zero-error reference on {layers} layers: {ref.message} ({time.perf_counter() - start:.1f} s)",
+              flush=True)
+        if ref.success:
+            return ref
+    raise SystemExit("no zero-error control within the L1 ball on up to 60 layers: (H2) not exhibited")
+
+
+def bounds(prob, sol, reference, zero):
+    """The sparsity bounds at the horizon of ``sol`` and its measured T*, E(x(T*)) and hypotheses."""
+    lower = speed_limit_lower_bound(prob.outputs(prob.x0_samples) - prob.labels, BOUND, DT, sol.steps)
+    found = sparsity_bounds(prob, reference.u, DT, sol.T, running_lower=lower)
+    return {**found.summary(), **found.check(prob, sol, zero)}
+
+
+def plot_bounds(rows, path):
+    T = [r["T"] for r in rows]
+    b = [r["sparsity_bounds"] for r in rows]
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax_t, ax_e = fig.subplots(1, 2)
+    ax_t.plot(T, [x["stopping_time"] for x in b], "o-", label="measured T*")
+    unmet = [(t, x["stopping_time"]) for t, x in zip(T, b, strict=True) if not (x["saturated"] and x["no_gap"])]
+    if unmet:
+        ax_t.plot(*zip(*unmet, strict=True), "o", mfc="w", color="C3", label="(H3) not met: bound not implied")
+    ax_t.plot(T, [x["stopping_time_bound"] for x in b], "kv--", label="bound (J_ref - L)/(λM) + h")
+    ax_t.set(xscale="log", xlabel="T", ylabel="t", ylim=(0, None), title="stopping time T*")
+    ax_e.loglog(T, [x["error_at_stop"] for x in b], "o-", label="measured E(x(T*))")
+    finite = [(t, x["error_at_stop_bound"]) for t, x in zip(T, b, strict=True)
+              if x["error_at_stop_bound"] is not None and np.isfinite(x["error_at_stop_bound"])]
+    if finite:
+        ax_e.loglog(*zip(*finite, strict=True), "kv--", label="bound J_ref/(T - bound on T*) (where T exceeds it)")
+    ax_e.loglog(T, [x["error_at_stop_bound_measured"] for x in b], "v:", color="0.5",
+                label="bound J_ref/(T - T*) with the measured T*")
+    ax_e.set(xlabel="T", title="training error at T*")
+    for ax in (ax_t, ax_e):
+        ax.set_xticks(T, [f"{t:g}" for t in T])
+        ax.minorticks_off()
+        ax.legend(fontsize=8, loc="center right")
+    ref = b[0]
+    fig.suptitle(f"cost (C): the sparsity bounds from a zero-error reference (T0 = {ref['reference_time']:g}, "
+                 f"J_ref = {ref['reference_cost']:.4g}, L = {ref['running_lower']:.3g}); they hold for any control "
+                 "costing at most J_ref", fontsize=9)
+    fig.savefig(path, dpi=110)
+
+
 def scalar_case() -> list[dict]:
     """The worked case of docs/mathematics.md §1, with the exact stopping time from r² + (T - 2) r - λ = 0."""
     lam = 0.3
@@ -102,11 +183,15 @@ def scalar_case() -> list[dict]:
         if not sol.success or tp.resimulation_error(prob, sol) > 1e-8:
             raise SystemExit(f"scalar case T = {T:g}: {sol.message}: no optimum to report")
         r = -(T - 2) / 2 + np.sqrt(((T - 2) / 2) ** 2 + lam)
-        t_star = tp.analysis.stopping_time(sol, zero_threshold(TOL, sol.h, lam))
+        zero = zero_threshold(TOL, sol.h, lam)
+        t_star = tp.analysis.stopping_time(sol, zero)
+        lower = speed_limit_lower_bound([2.0], 1.0, sol.h, sol.steps, loss=lambda z: 0.5 * z ** 2)
+        found = sparsity_bounds(prob, -np.ones((round(2.0 / sol.h), 1)), sol.h, T, running_lower=lower)
         rows.append({"T": T, "success": sol.success, "h": sol.h, "exact_stopping_time": 2 - r, "stopping_time": t_star,
-                     "exact_residual": r, "residual": float(sol.x[-1, 0] + 2.0)})
-        print(f"scalar T = {T:>4g}: T* = {t_star:.3f} (exact 2 - r = {2 - r:.4f}, h = {sol.h:g}), residual "
-              f"{sol.x[-1, 0] + 2:.4f} (exact r = {r:.4f}), {sol.message}")
+                     "exact_residual": r, "residual": float(sol.x[-1, 0] + 2.0),
+                     "sparsity_bounds": {**found.summary(), **found.check(prob, sol, zero)}})
+        print(f"scalar T = {T:>4g}: T* = {t_star:.3f} (exact 2 - r = {2 - r:.4f}, h = {sol.h:g}; bound "
+              f"{found.stopping_time:.3f}), residual {sol.x[-1, 0] + 2:.4f} (exact r = {r:.4f}), {sol.message}")
     return rows
 
 
@@ -183,11 +268,15 @@ def main() -> None:
     if missing:
         raise SystemExit(f"no start converged for T = {missing}: {tried}")
 
+    reference = reference_control(prob)
+    result["reference"] = {"layers": len(reference.u), "time": reference.T, "residual": reference.residual,
+                           "message": reference.message, "max_l1": float(np.abs(reference.u).sum(axis=1).max())}
     rows, solutions, switchings = [], [], []
     for T in HORIZONS:
         sol, seconds, start = best[T]
         row, s = describe(prob, sol, seconds, start)
         row["starts"] = tried[T]
+        row["sparsity_bounds"] = b = bounds(prob, sol, reference, row["zero_threshold"])
         rows.append(row)
         solutions.append(sol)
         switchings.append(s)
@@ -197,6 +286,12 @@ def main() -> None:
               f"active/saturated/one parameter: {row['bang_off']['active_intervals']}/"
               f"{row['bang_off']['saturated_intervals']}/{row['bang_off']['one_active_parameter']}; active counts "
               f"{row['bang_off']['active_counts']}")
+        holds = b["stopping_time_within"] and b["error_at_stop_within"] and b["cost_at_most_reference"]
+        implied = b["saturated"] and b["no_gap"] and b["at_rest"] and b["cost_at_most_reference"]
+        print(f"T = {T:>4g}: sparsity bounds {'hold' if holds else 'BROKEN'}: T* = {b['stopping_time']:.1f} <= "
+              f"{b['stopping_time_bound']:.2f}; E(x(T*)) = {b['error_at_stop']:.2e} <= {b['error_at_stop_bound']:.3g}; "
+              f"hypotheses: J_T <= J_ref {b['cost_at_most_reference']}, saturated {b['saturated']}, no gap "
+              f"{b['no_gap']}, at rest {b['at_rest']}" + ("" if implied else " (so the bound on T* is not implied)"))
     monotone = all(a["cost"] <= b["cost"] + 1e-9 for a, b in zip(rows, rows[1:], strict=False))
     print(f"J_T nondecreasing in T: {monotone}")
     moves = [(b["stopping_time"] - a["stopping_time"]) / DT for a, b in zip(rows, rows[1:], strict=False)]
@@ -206,6 +301,7 @@ def main() -> None:
 
     threshold = rows[-1]["zero_threshold"]
     plot_sparse(prob, solutions, args.out / "sparse.png", threshold=threshold, switching=switchings)
+    plot_bounds(rows, args.out / "bounds.png")
     fig = Figure(figsize=(5.5, 3.8), layout="constrained")
     ax = fig.subplots()
     long = solutions[-1]

@@ -79,7 +79,8 @@ def test_the_projected_descent_ends_at_a_first_order_point_of_the_convex_problem
     J, g = rs._value_and_gradient(V.reshape(-1), p)
     assert projected_gradient(V, g.reshape(V.shape), problem.l1_bound, rs.control_bounds()[1]) <= 1e-10
     assert np.all(np.abs(result.u).sum(axis=1) <= problem.l1_bound + 1e-12)
-    alone = tp.solve(problem, T, steps, presolve="none", formulation="reduced", options={"ipopt.tol": 1e-10, "ipopt.bound_relax_factor": 0.0})
+    alone = tp.solve(problem, T, steps, presolve="none", formulation="reduced",
+                     options={"ipopt.tol": 1e-10, "ipopt.bound_relax_factor": 0.0})
     assert alone.success
     assert J == pytest.approx(alone.cost, abs=1e-8)
     # u is not unique (a saturated stage may trade components of equal price), x is: |x - 1|² is strictly convex

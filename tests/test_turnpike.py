@@ -155,3 +155,29 @@ def test_study_saves_loads_and_replots(tmp_path):
 def test_compare_horizons_refuses_bad_arguments(kw, match):
     with pytest.raises(tp.InputError, match=match):
         tp.compare_horizons(Pendulum(), progress=False, **kw)
+
+
+def test_value_and_rate_figure_claims_nothing_without_a_theorem():
+    """The rate panel draws only rates whose fit has R² >= MIN_R2 (here a report is given one with R² = 0.1 and one
+    with R² = 0.9), J_T - T·J̄ is not called bounded when no spectral gap is predicted, and the notes are below
+    the panels (the figure's supxlabel), not on them."""
+    from dataclasses import replace
+
+    from turnpike.analysis.rates import MIN_R2, RateFit
+    from turnpike.plots import _value_and_rate
+
+    prob = LinearQuadratic(A=[[0, 1], [-1, 0.0]], B=[[0], [1.0]], C=np.zeros((1, 2)), x0=[1.0, 0.0])
+    study = tp.compare_horizons(prob, [10, 20], dt=0.1, progress=False)
+    bad = RateFit(True, "fitted", 0.3, 1.0, 0.1, 100, 1e-6, True)
+    good = RateFit(True, "fitted", 0.7, 1.0, 0.9, 100, 1e-6, False)
+    study = replace(study, reports=(replace(study.reports[0], fit=bad), replace(study.reports[1], fit=good)))
+    fig = _value_and_rate(study, "test")
+    ax1, ax2, ax3 = fig.axes
+    assert "bounded" not in ax2.get_title()
+    drawn = np.concatenate([line.get_ydata() for line in ax3.get_lines() if line.get_label().startswith("fitted")])
+    assert list(drawn) == [0.7] and MIN_R2 > 0.1
+    note = fig._supxlabel.get_text().replace("\n", " ")
+    assert "no bound is claimed" in note and "T = 10" in note
+    assert [t.get_text() for t in ax3.texts] == ["R² 0.90"]  # on the panel: only the drawn fit's R²
+    gap = tp.compare_horizons(LinearQuadratic.example(), [20], dt=0.1, progress=False)
+    assert "turnpike estimate holds" in _value_and_rate(gap, "lq")._supxlabel.get_text().replace("\n", " ")

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="solve a catalogue problem for several horizons and compare their turnpikes")
     c.add_argument("--horizons", type=float, nargs="+", required=True, metavar="T", help="horizons T > 0")
     c.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="radius of the ε-tube")
-    c.add_argument("--one-sided", action="store_true", help="fit K e^{-μt} (no boundary layer at T)")
+    _rate_model(c)
     c.add_argument("--no-continuation", action="store_true", help="solve every horizon from a cold start")
     c.add_argument("--report", action="store_true", help="also write OUT/report.html (table, figures, settings)")
     _common(c, "out/compare")
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--workers", type=int, help="local processes (default: all cores; 1: in this process)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster instead (tcp://host:port)")
     w.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="radius of the ε-tube")
-    w.add_argument("--one-sided", action="store_true", help="fit K e^{-μt} (no boundary layer at T)")
+    _rate_model(w)
     w.add_argument("--no-figures", action="store_true", help="write the table only")
     w.add_argument("--report", action="store_true", help="also write OUT/report.html (table, figures, settings)")
     _common(w, "out/sweep", seed=False)
@@ -99,6 +99,15 @@ def _common(p: argparse.ArgumentParser, out: str, seed: bool = True) -> None:
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed of the random initial controls")
         p.add_argument("--verbose", action="store_true", help="print the solver's iterations")
+
+
+def _rate_model(p: argparse.ArgumentParser) -> None:
+    """``--one-sided`` / ``--two-sided``: the rate fit's model; neither: chosen from each curve (fit_rate)."""
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--one-sided", dest="one_sided", action="store_const", const=True, default=None,
+                       help="fit K e^{-μt} (no boundary layer at T); default: the model is chosen from the data")
+    model.add_argument("--two-sided", dest="one_sided", action="store_const", const=False,
+                       help="fit K (e^{-μt} + e^{-μ(T-t)}) (a boundary layer at T)")
 
 
 def _starts(p: argparse.ArgumentParser) -> None:

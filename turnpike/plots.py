@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,9 @@ def plot_study(study, directory: Path) -> list[Path]:
     * ``distance.png``: total distance to the static optimum on a log scale, all horizons
       overlaid, against t and against t/T, with the ε-tube and the noise floor;
     * ``trajectories.png``: states and controls over time, static values dashed;
-    * ``value_and_rate.png``: J_T/T against T with J̄, J_T - T·J̄ against T, and the fitted rate
-      against the predicted one.
+    * ``value_and_rate.png``: J_T/T against T with J̄, J_T - T·J̄ against T, and the fitted rates (fits with
+      R² >= MIN_R2 only, marked one- or two-sided) against the predicted one; notes below the panels say what
+      is not drawn and why.
     """
     directory.mkdir(parents=True, exist_ok=True)
     colors = [f"C{i % 10}" for i in range(len(study.solutions))]
@@ -139,30 +141,59 @@ def plot_study(study, directory: Path) -> list[Path]:
     paths.append(directory / "trajectories.png")
     fig.savefig(paths[-1], dpi=110)
 
+    paths.append(directory / "value_and_rate.png")
+    _value_and_rate(study, title).savefig(paths[-1], dpi=110)
+    return paths
+
+
+def _value_and_rate(study, title: str) -> Figure:
+    """J_T/T with J̄, J_T - T·J̄, and the fitted rates (only fits with R² >= MIN_R2: a row has a rate only then)
+    against the predicted one. What is not drawn, and why, is said below the panels, never over them; the middle
+    panel claims boundedness only where a spectral gap is predicted, the hypothesis of the turnpike estimate."""
+    from .analysis.rates import MIN_R2
+
     rows = study.rows()
     T = np.array([r["T"] for r in rows])
-    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    fig = Figure(figsize=(12, 4.0), layout="constrained")
     ax1, ax2, ax3 = fig.subplots(1, 3)
-    ax1.plot(T, [r["cost_per_time"] for r in rows], "o-", label="J_T / T")
+    ax1.plot(T, [np.nan if r["cost_per_time"] is None else r["cost_per_time"] for r in rows], "o-", label="J_T / T")
     ax1.axhline(study.static.cost, color="k", ls="--", lw=0.8, label="static J̄")
     ax1.set(xlabel="T", title="cost per unit time")
     ax1.legend(fontsize=8)
-    ax2.plot(T, [r["cost_excess"] for r in rows], "o-")
-    ax2.set(xlabel="T", title="J_T - T·J̄ (bounded by the theory)")
-    fitted = [np.nan if r["rate"] is None else r["rate"] for r in rows]
-    ax3.plot(T, fitted, "o-", label="fitted μ")
-    predicted = rows[-1]["predicted_rate"]
+    ax2.plot(T, [np.nan if r["cost_excess"] is None else r["cost_excess"] for r in rows], "o-")
+    ax2.set(xlabel="T", title="J_T - T·J̄")
+    predicted, reason = rows[-1]["predicted_rate"], rows[-1]["predicted_reason"]
+    notes = []
+    if predicted is not None:
+        notes.append(f"J_T - T·J̄ is O(1) in T where the exponential turnpike estimate holds (it needs a spectral gap "
+                     f"of the linearisation at the static optimum: here μ = {predicted:.4g}).")
+    else:
+        notes.append(f"No predicted rate ({reason}): no bound is claimed for J_T - T·J̄, and the rate panel has no "
+                     "predicted line.")
+    fitted = [(r["T"], r["rate"], r["rate_r2"], r["rate_model"]) for r in rows
+              if r["rate"] is not None and r["rate_r2"] is not None and r["rate_r2"] >= MIN_R2]
+    for model, marker in (("two-sided", "o"), ("one-sided", "s")):
+        points = [(t, mu, r2) for t, mu, r2, m in fitted if m == model]
+        if points:
+            ax3.plot([p[0] for p in points], [p[1] for p in points], marker + "-", color="C0",
+                     label=f"fitted μ, {model} (R² >= {MIN_R2:g})")
+            for t, mu, r2 in points:
+                ax3.annotate(f"R² {r2:.2f}", (t, mu), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if predicted is not None:
         ax3.axhline(predicted, color="k", ls="--", lw=0.8, label="predicted (spectral gap)")
+    missing = [f"T = {r['T']:g}: {r['rate_message']}" for r in rows if not any(r["T"] == f[0] for f in fitted)]
+    if missing:
+        notes.append(f"No fitted rate (none is drawn below R² = {MIN_R2:g}) at {'; '.join(missing)}.")
+    ax3.set(xlabel="T", title="exponential rate μ", xlim=ax2.get_xlim())
+    ax3.margins(y=0.15)
+    if fitted or predicted is not None:
+        ax3.legend(fontsize=8)
     else:
-        ax3.text(0.5, 0.9, f"no predicted rate: {rows[-1]['predicted_reason']}", transform=ax3.transAxes,
-                 ha="center", fontsize=7, wrap=True)
-    ax3.set(xlabel="T", title="exponential rate μ")
-    ax3.legend(fontsize=8)
+        ax3.text(0.5, 0.5, "no rate to draw", transform=ax3.transAxes, ha="center", va="center", color="0.4")
+        ax3.set_yticks([])
     fig.suptitle(f"{title}: value and rate across horizons", fontsize=10)
-    paths.append(directory / "value_and_rate.png")
-    fig.savefig(paths[-1], dpi=110)
-    return paths
+    fig.supxlabel("\n".join(textwrap.fill(n, 150) for n in notes), fontsize=8)
+    return fig
 
 
 def plot_starts(solutions, path=None) -> Figure:

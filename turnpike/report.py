@@ -64,8 +64,8 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 """
 
 
-_STUDY_COLUMNS = ["T", "steps", "success", "status", "cost", "cost_per_time", "cost_excess", "rate", "rate_r2",
-                  "predicted_rate", "tube_entry", "tube_exit", "iterations", "total_seconds", "warnings"]
+_STUDY_COLUMNS = ["T", "steps", "success", "status", "cost", "cost_per_time", "cost_excess", "rate", "rate_model",
+                  "rate_r2", "predicted_rate", "tube_entry", "tube_exit", "iterations", "total_seconds", "warnings"]
 
 
 def study_report(study, figures: list[Path], path) -> Path:

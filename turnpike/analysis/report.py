@@ -51,7 +51,8 @@ class TurnpikeReport:
         return self.cost - self.T * self.static_cost
 
     def summary(self) -> dict:
-        """The report as one flat dict of numbers and words (None where there is no value)."""
+        """The report as one flat dict of numbers and words (None where there is no value); ``rate_model`` is the
+        model the rate was fitted with, ``"one-sided"`` or ``"two-sided"`` (None without a rate)."""
         pred, fit, ok = self.predicted, self.fit, self.success
 
         def valid(value):
@@ -70,6 +71,7 @@ class TurnpikeReport:
             "rate": valid(fit.rate) if fit.success else None,
             "rate_constant": valid(fit.constant) if fit.success else None,
             "rate_r2": valid(fit.r2) if fit.success else None,
+            "rate_model": fit.model if ok and fit.success else None,
             "rate_points": fit.points,
             "rate_message": fit.message if ok else "no rate for a failed solve",
             "predicted_rate": pred.rate if pred is not None else None,
@@ -88,7 +90,7 @@ def turnpike_report(
     problem: Problem | None = None,
     predicted: PredictedRate | None = None,
     epsilon: float = DEFAULT_EPSILON,
-    one_sided: bool = False,
+    one_sided: bool | None = None,
     floor: float = DEFAULT_FLOOR,
 ) -> TurnpikeReport:
     """Distances, fitted rate, ε-tube and (with ``problem``) the predicted rate of one solution.
@@ -96,6 +98,8 @@ def turnpike_report(
     ``predicted``: :func:`~turnpike.analysis.rates.predicted_rate` of ``problem`` at ``static``, if
     already computed. It does not depend on the horizon, so reports of several horizons against one
     static solution compute it once (an eigenvalue problem of size ``2 N nx``: 0.3 s at N = 200, d = 2).
+    ``one_sided``: the model of :func:`~turnpike.analysis.rates.fit_rate` (None: chosen from the curve; the
+    summary's ``rate_model`` says which was used).
 
     A non-converged solution is reported with ``success=False``; its figures describe the
     solver's last iterate, not an optimum.

@@ -50,7 +50,7 @@ class StudyInterrupted(KeyboardInterrupt):
 
 COLUMNS = (
     "T", "steps", "success", "status", "cost", "cost_per_time", "static_cost", "cost_excess",
-    "rate", "rate_constant", "rate_r2", "predicted_rate", "tube_entry", "tube_exit", "tube_fraction",
+    "rate", "rate_model", "rate_constant", "rate_r2", "predicted_rate", "tube_entry", "tube_exit", "tube_fraction",
     "total_seconds", "iterations",
 )
 
@@ -231,7 +231,7 @@ def compare_horizons(
     steps: int | None = None,
     continuation: bool = True,
     epsilon: float = DEFAULT_EPSILON,
-    one_sided: bool = False,
+    one_sided: bool | None = None,
     floor: float = DEFAULT_FLOOR,
     progress: bool = True,
     static_starts: int = 1,
@@ -250,7 +250,8 @@ def compare_horizons(
         dt / steps: exactly one: a fixed interval length or a fixed number of intervals.
         continuation: warm-start each horizon from the previous one (see the module docstring);
             otherwise every horizon starts from the seeded random guess of :func:`~turnpike.solve`.
-        epsilon, one_sided, floor: passed to :func:`~turnpike.turnpike_report`.
+        epsilon, one_sided, floor: passed to :func:`~turnpike.turnpike_report` (``one_sided=None``: each horizon's
+            rate model, one- or two-sided, is chosen from its curve by :func:`~turnpike.fit_rate`).
         progress: print a progress line per horizon on stderr (and, on a terminal, each solve's status line:
             :func:`~turnpike.solve`'s ``progress``).
         static_starts, static_guess: the static problem's ``starts`` and ``initial_guess`` for

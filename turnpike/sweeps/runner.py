@@ -135,7 +135,7 @@ def sweep(
     solver: str = "ipopt",
     options: dict | None = None,
     epsilon: float = DEFAULT_EPSILON,
-    one_sided: bool = False,
+    one_sided: bool | None = None,
     floor: float = DEFAULT_FLOOR,
     figures: bool = True,
     progress: bool = True,
@@ -163,7 +163,8 @@ def sweep(
         scheduler: address of a Dask distributed scheduler (``tcp://host:port``) to run on instead of the
             local processes; needs ``pip install 'turnpike[dask]'``.
         method, solver, options: for :func:`~turnpike.solve`.
-        epsilon, one_sided, floor: for :func:`~turnpike.turnpike_report`.
+        epsilon, one_sided, floor: for :func:`~turnpike.turnpike_report` (``one_sided=None``: the model is chosen
+            from each curve, :func:`~turnpike.fit_rate`).
         figures: draw each point's horizon-comparison figures (:func:`~turnpike.plots.plot_study`).
         static_starts: starts of each point's static problem (:func:`~turnpike.solve_static`'s ``starts``).
         starts: each solve is the best of ``starts`` seeded starts from its seed (:func:`~turnpike.multistart`,
