@@ -18,3 +18,16 @@ def test_figures_are_written(tmp_path):
     ta.plot_attention_matrix([np.eye(3)], [0.0], tmp_path / "attention.png")
     for name in ("circle", "sphere", "clusters", "phase", "attention"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_attention_matrix_ticks_are_token_indices():
+    """Ticks at integer positions only, labelled with the token shown there (the leaders figure had 2.5, 7.5...)."""
+    for n in (5, 20, 40):
+        order = np.random.default_rng(0).permutation(n)
+        fig = ta.plot_attention_matrix([np.eye(n)], [0.0], order=order)
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        for axis in (ax.xaxis, ax.yaxis):
+            shown = [(p, label.get_text()) for p, label in zip(axis.get_majorticklocs(), axis.get_ticklabels(),
+                                                              strict=True) if 0 <= p < n]
+            assert shown and all(p == int(p) and text == str(order[int(p)]) for p, text in shown)

@@ -83,9 +83,9 @@ def test_the_estimate_grows_with_the_samples_and_the_width():
     """Linear in N (the stage is the same per sample) and superlinear in the bottleneck width (n_f and n_z both
     grow with it)."""
     points, labels = concentric_spheres(20, 2, seed=0)
-    small = NeuralODEClassification(points[:10], labels[:10], field="bottleneck", hidden=8)
+    small = NeuralODEClassification(points[::2], labels[::2], field="bottleneck", hidden=8)
     assert build_bytes(NeuralODEClassification(points, labels, field="bottleneck", hidden=8), "rk4") == \
         pytest.approx(2 * build_bytes(small, "rk4"))
-    wide = NeuralODEClassification(points[:10], labels[:10], field="bottleneck", hidden=16)
+    wide = NeuralODEClassification(points[::2], labels[::2], field="bottleneck", hidden=16)
     assert build_bytes(wide, "rk4") > 3 * build_bytes(small, "rk4")
     assert np.isfinite(build_bytes(small, "euler"))

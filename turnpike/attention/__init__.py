@@ -3,7 +3,8 @@
 See ``docs/mathematics.md`` §3 and Geshkovski, Letrouit, Polyanskiy, Rigollet, *A mathematical
 perspective on Transformers* (arXiv 2312.10794). Modules: :mod:`.dynamics` (SA/USA on the sphere, the
 circle, the unnormalised R^d form), :mod:`.integrate` (RK4 with projection, DOP853, BDF),
-:mod:`.diagnostics` (energy, clusters, collapse, leaders, equiangular ODE), :mod:`.metastability`,
+:mod:`.diagnostics` (energy, clusters, collapse, leaders, equiangular ODE), :mod:`.geometry` (limit
+polytope and hyperplanes of the unnormalised form, by the spectrum of V), :mod:`.metastability`,
 :mod:`.phase` (probability of two tokens within a tolerance over (t, β)), :mod:`.control` (the
 measure-to-measure control problem as a :class:`turnpike.Problem`) and :mod:`.plots`.
 """
@@ -31,14 +32,25 @@ from .dynamics import SelfAttention as SelfAttention
 from .dynamics import Unnormalised as Unnormalised
 from .dynamics import random_sphere as random_sphere
 from .dynamics import sphere_project as sphere_project
+from .geometry import LimitHyperplanes as LimitHyperplanes
+from .geometry import LimitPolytope as LimitPolytope
+from .geometry import leading_eigenpair as leading_eigenpair
+from .geometry import limit_hyperplanes as limit_hyperplanes
+from .geometry import limit_polytope as limit_polytope
 from .integrate import Trajectory as Trajectory
 from .integrate import simulate as simulate
+from .metastability import ExponentFit as ExponentFit
 from .metastability import MetastableRun as MetastableRun
 from .metastability import Plateau as Plateau
+from .metastability import clustered_start as clustered_start
 from .metastability import fastest_mode as fastest_mode
+from .metastability import fit_exponent as fit_exponent
+from .metastability import max_energy as max_energy
 from .metastability import metastable_count as metastable_count
 from .metastability import metastable_run as metastable_run
+from .metastability import plateau_length as plateau_length
 from .metastability import plateaus as plateaus
+from .metastability import two_cluster_merge_time as two_cluster_merge_time
 from .phase import PhaseDiagram as PhaseDiagram
 from .phase import phase_diagram as phase_diagram
 

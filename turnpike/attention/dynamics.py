@@ -25,7 +25,9 @@ batch of independent prompts: ``x`` has shape ``(..., n, d)`` or ``(..., n)`` fo
 * :class:`Unnormalised`, tokens in R^d: ``dx_i/dt = Σ_j P_ij V x_j`` with
   ``P_ij = softmax_j(β <Q x_i, K x_j>)``, integrated in the rescaled variable ``z = e^{-tV} x``:
   ``dz_i/dt = V Σ_j P_ij (z_j - z_i)`` with P evaluated at ``x = e^{tV} z`` (``Σ_j P_ij = 1`` and V
-  commutes with ``e^{-tV}``), so ``z`` stays bounded while ``x`` grows like ``e^{tV}``.
+  commutes with ``e^{-tV}``). For symmetric positive semi-definite V, ``z`` stays bounded (each coordinate
+  along an eigenvector moves toward a convex combination of the tokens' coordinates) while ``x`` grows
+  like ``e^{tV}``; along a negative eigenvalue of V the rescaled tokens repel and ``z`` is unbounded.
 """
 
 from __future__ import annotations
@@ -212,6 +214,28 @@ class CircleAttention:
         num /= theta.shape[-1]
         return num if self.rescaled else num * np.exp(self.shift)
 
+    def jacobian(self, theta: np.ndarray) -> np.ndarray:
+        """``∂(dθ_i/dt)/∂θ_j``, shape (..., n, n), in closed form.
+
+        With ``s_ij = sin(θ_j - θ_i)``, ``c_ij = cos(θ_j - θ_i)``, the weights ``w_ij`` and the field ``F_i``:
+        SA ``J_ij = w_ij (c_ij - β s_ij (s_ij - F_i))``, USA ``J_ij = w_ij (c_ij - β s_ij²)`` for ``j ≠ i``;
+        ``J_ii = -Σ_{j≠i} J_ij`` (F depends on differences of angles only).
+        """
+        theta = np.asarray(theta, dtype=float)
+        diff = theta[..., None, :] - theta[..., :, None]  # θ_j - θ_i
+        S, C = np.sin(diff), np.cos(diff)
+        W = np.exp(self.beta * (C - 1.0))
+        if self.kind == "sa":
+            W /= W.sum(axis=-1, keepdims=True)
+            F = np.sum(W * S, axis=-1, keepdims=True)
+            J = W * (C - self.beta * S * (S - F))
+        else:
+            J = W * (C - self.beta * S * S) * ((1.0 if self.rescaled else np.exp(self.shift)) / theta.shape[-1])
+        idx = np.arange(theta.shape[-1])
+        J[..., idx, idx] = 0.0
+        J[..., idx, idx] = -J.sum(axis=-1)
+        return J
+
     def project(self, theta: np.ndarray) -> np.ndarray:
         return np.asarray(theta)
 
@@ -228,6 +252,10 @@ class Unnormalised:
 
     ``field(t, z)`` is ``dz/dt``; :meth:`tokens` gives back ``x = e^{tV} z`` and :meth:`attention` the
     attention matrix at time t (per-row max-shift: the logits grow like ``e^{2t|V|}``).
+
+    ``e^{tV}`` is ``R diag(e^{tλ}) R⁻¹`` from one eigendecomposition ``V = R diag(λ) R⁻¹`` when the
+    eigenvector matrix is well conditioned (``cond(R) <= 1e4``: error ~1e-12 relative), else
+    ``scipy.linalg.expm`` at every call (a defective V); ``e^t I`` for V = I.
     """
 
     d: int
@@ -236,6 +264,7 @@ class Unnormalised:
     K: np.ndarray | None = None
     V: np.ndarray | None = None
     time_factor: float = field(init=False, default=1.0)
+    _eig: tuple | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self):
         d = check_positive("d", self.d, integer=True)
@@ -243,10 +272,18 @@ class Unnormalised:
         object.__setattr__(self, "beta", check_nonnegative("beta", self.beta))
         for name in ("Q", "K", "V"):
             object.__setattr__(self, name, _matrix(name, getattr(self, name), d))
+        if self.V is not None:
+            lam, R = np.linalg.eig(self.V)
+            if np.linalg.cond(R) <= 1e4:
+                object.__setattr__(self, "_eig", (lam, R, np.linalg.inv(R)))
 
     def _expV(self, t: float) -> np.ndarray:
-        V = np.eye(self.d) if self.V is None else self.V
-        return expm(float(t) * V)
+        if self.V is None:
+            return np.exp(float(t)) * np.eye(self.d)
+        if self._eig is None:
+            return expm(float(t) * self.V)
+        lam, R, R_inv = self._eig
+        return ((R * np.exp(float(t) * lam)) @ R_inv).real
 
     def tokens(self, t: float, z: np.ndarray) -> np.ndarray:
         """``x = e^{tV} z`` (each token)."""

@@ -4,10 +4,13 @@
 (each output interval is split into equal steps), tokens projected back onto the sphere after every
 step (error ``O(dt^4)`` per unit time; the projection does not change the order). ``method="adaptive"``:
 ``scipy.integrate.solve_ivp`` with DOP853 (order 8, local error controlled by ``rtol``/``atol``),
-for long runs on log-spaced output times; ``method="stiff"``: BDF (orders 1-5, Jacobian by finite
-differences on the block-diagonal sparsity of independent prompts) for metastable phases, where the
-contraction inside clusters (rate ~1) is much faster than their drift (rate ~e^{-cβ}) and an explicit
-method would take steps of order 1 for an exponentially long time. In both adaptive methods the
+for long runs on log-spaced output times; ``method="stiff"``: BDF (orders 1-5; Jacobian in closed form
+on the circle, :meth:`CircleAttention.jacobian`, else by finite differences on the block-diagonal
+sparsity of independent prompts) for metastable phases, where the contraction inside clusters (rate
+~1) is much faster than their drift (rate ~e^{-cβ}) and an explicit method would take steps of order 1
+for an exponentially long time. The clock is t itself: a transition between plateaus (duration O(1))
+after ``t ≈ 1e13`` is below float64's resolution of t, and BDF stops there with a
+:class:`~turnpike.errors.SolverError`. In both adaptive methods the
 field is evaluated at the projected state and the outputs are projected; the largest drift
 ``max | |x_i| - 1 |`` before projection is recorded in ``stats["sphere_drift"]``.
 """
@@ -92,8 +95,16 @@ def _adaptive(system, x0, clock, rtol, atol, stiff):
         return system.field(s, proj(y.reshape(shape))).reshape(-1)
 
     options = {"method": "DOP853"}
-    if stiff:  # tokens of different prompts do not interact: block-diagonal Jacobian
-        block = int(np.prod(shape[-2:])) if x0.ndim >= 2 and not isinstance(system, CircleAttention) else shape[-1]
+    if stiff and isinstance(system, CircleAttention):  # closed-form Jacobian, one block per prompt
+        n = shape[-1]
+
+        def jac(s, y):
+            J = system.jacobian(y.reshape(shape)).reshape(-1, n, n)
+            return J[0] if len(J) == 1 else sparse.block_diag(list(J), format="csc")
+
+        options = {"method": "BDF", "jac": jac}
+    elif stiff:  # tokens of different prompts do not interact: block-diagonal Jacobian
+        block = int(np.prod(shape[-2:])) if x0.ndim >= 2 else shape[-1]
         blocks = x0.size // block
         options = {"method": "BDF", "jac_sparsity": sparse.kron(sparse.eye(blocks), np.ones((block, block)))}
     out = solve_ivp(rhs, (clock[0], clock[-1]), x0.reshape(-1), t_eval=clock, rtol=rtol, atol=atol, **options)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
 
 from .integrate import Trajectory
-from .metastability import MetastableRun
+from .metastability import MetastableRun, fastest_mode
 from .phase import PhaseDiagram
 
 __all__ = ["plot_circle_tokens", "plot_sphere_tokens", "plot_clusters_energy", "plot_phase_diagram",
@@ -81,20 +82,21 @@ def plot_sphere_tokens(traj: Trajectory, path=None, *, snapshots: int = 4, title
 
 
 def plot_clusters_energy(runs: list[MetastableRun], path=None) -> Figure:
-    """Cluster count (left, log time) and energy (right, log time) of several metastable runs."""
+    """Cluster count (left) and energy over its global maximum, ``E_β/(e^β/(2β))`` (right), of several
+    metastable runs against the rescaled time ``s = log(t)/β`` (t > 0)."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     for i, run in enumerate(runs):
-        t = run.trajectory.t
-        pos = t > 0
-        label = f"β = {run.beta:g} (k* = {run.summary()['fastest_mode']})"
-        ax1.step(t[pos], run.counts[pos], where="post", color=f"C{i}", label=label)
-        e = run.energy
-        ax2.plot(t[pos], (e[pos] - e[0]) / (e[-1] - e[0]), color=f"C{i}", label=label)
-    ax1.set(xscale="log", yscale="log", xlabel="t", ylabel="clusters",
+        pos = run.trajectory.t > 0
+        s = run.rescaled_time[pos]
+        label = f"β = {run.beta:g} (k* = {fastest_mode(run.beta)})"
+        ax1.step(s, run.counts[pos], where="post", color=f"C{i}", label=label)
+        ax2.plot(s, run.energy_ratio[pos], color=f"C{i}", label=label)
+    ax1.set(yscale="log", xlabel="s = log(t) / β", ylabel="clusters",
             title=f"cluster count (chord tol {runs[0].tol:g})")
     ax1.legend(fontsize=8)
-    ax2.set(xscale="log", xlabel="t", ylabel="(E(t) - E(0)) / (E(T) - E(0))", title="energy staircase")
+    ax2.axhline(1.0, ls=":", color="0.3", label="global maximum e^β/(2β)")
+    ax2.set(xlabel="s = log(t) / β", ylabel="E_β(t) / (e^β/(2β))", ylim=(0, 1.05), title="energy staircase")
     ax2.legend(fontsize=8)
     return _save(fig, path)
 
@@ -112,14 +114,27 @@ def plot_phase_diagram(diag: PhaseDiagram, path=None) -> Figure:
 
 
 def plot_attention_matrix(matrices: list[np.ndarray], times: list[float], path=None, *, order=None) -> Figure:
-    """Attention matrices side by side (rows: queries, columns: keys), tokens sorted by ``order``."""
+    """Attention matrices side by side (rows: queries, columns: keys), tokens sorted by ``order``.
+
+    Ticks are at integer positions (every token up to 24 tokens) and labelled with the token index shown
+    there (``order[p]`` at position p when sorted).
+    """
     fig = Figure(figsize=(3.3 * len(matrices), 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(matrices)))
+    index = None if order is None else np.asarray(order)
     for ax, P, t in zip(axes, matrices, times, strict=True):
         P = np.asarray(P)
-        if order is not None:
-            P = P[np.ix_(order, order)]
+        if index is not None:
+            P = P[np.ix_(index, index)]
         im = ax.imshow(P, vmin=0, vmax=1, cmap="Greys", interpolation="nearest")
-        ax.set(title=f"t = {t:g}", xlabel="key j", ylabel="query i")
+        sorted_ = "" if index is None else " (sorted)"
+        ax.set(title=f"t = {t:g}", xlabel=f"key j{sorted_}", ylabel=f"query i{sorted_}")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(MultipleLocator(1) if len(P) <= 24 else MaxNLocator(integer=True))
+            axis.set_tick_params(labelsize=7 if len(P) <= 24 else 10)
+            if index is not None:
+                axis.set_major_formatter(FuncFormatter(
+                    lambda p, _pos: f"{index[int(p)]}" if 0 <= p < len(index) and p == int(p) else ""))
+        ax.tick_params(axis="x", labelrotation=90 if len(P) <= 24 else 0)
     fig.colorbar(im, ax=axes[-1], shrink=0.8)
     return _save(fig, path)
