@@ -20,6 +20,7 @@ file or argument (one line), 3 converged with a warning.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export == "torch" and importlib.util.find_spec("torch") is None:
+        raise InputError("--export torch needs PyTorch: pip install -e '.[torch]' (the CPU build is enough)")
     points, raw = load(args.data)
     classes, labels = class_labels(raw, len(raw))
     check_positive("--steps", args.steps, integer=True)
