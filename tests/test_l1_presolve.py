@@ -1,13 +1,16 @@
-"""The projection onto the L1 balls of the split controls, and the spectral projected gradient on them."""
+"""The projection onto the L1 balls of the split controls, the descents on them (projected gradient, augmented
+Lagrangian), and the exact zeros of a solve."""
 
 import itertools
+import sys
 
 import casadi as ca
 import numpy as np
 import pytest
 
 import turnpike as tp
-from turnpike.presolve import project_l1_ball, projected_descent, projected_gradient
+from turnpike import solvers
+from turnpike.presolve import augmented_lagrangian_descent, project_l1_ball, projected_descent, projected_gradient
 from turnpike.reduced import ReducedSpace
 
 
@@ -65,6 +68,15 @@ def _convex_l1_problem(samples=3):
                       running_cost=ca.sumsqr(x - 1), l1=0.3, l1_bound=1.5, name="convex-l1")
 
 
+def _ipopt_alone(problem, T, steps):
+    """IPOPT from the random start, to 1e-10, with its bounds not relaxed (its bound_relax_factor, 1e-8 by default,
+    buys it a cost lower by about that factor times the multipliers)."""
+    alone = tp.solve(problem, T, steps, presolve="none", formulation="reduced",
+                     options={"ipopt.tol": 1e-10, "ipopt.bound_relax_factor": 0.0})
+    assert alone.success
+    return alone
+
+
 def test_the_projected_descent_ends_at_a_first_order_point_of_the_convex_problem():
     """Its end point satisfies the projected-gradient condition, and it is IPOPT's optimum (the problem is convex:
     one minimum), to 1e-8 in J once IPOPT does not relax the bounds (its bound_relax_factor, 1e-8 by default, buys
@@ -79,10 +91,82 @@ def test_the_projected_descent_ends_at_a_first_order_point_of_the_convex_problem
     J, g = rs._value_and_gradient(V.reshape(-1), p)
     assert projected_gradient(V, g.reshape(V.shape), problem.l1_bound, rs.control_bounds()[1]) <= 1e-10
     assert np.all(np.abs(result.u).sum(axis=1) <= problem.l1_bound + 1e-12)
-    alone = tp.solve(problem, T, steps, presolve="none", formulation="reduced",
-                     options={"ipopt.tol": 1e-10, "ipopt.bound_relax_factor": 0.0})
-    assert alone.success
+    alone = _ipopt_alone(problem, T, steps)
     assert J == pytest.approx(alone.cost, abs=1e-8)
     # u is not unique (a saturated stage may trade components of equal price), x is: |x - 1|² is strictly convex
     np.testing.assert_allclose(rs.simulate(result.u, T), alone.x, atol=1e-5)
     assert int(np.sum(V == 0)) > 0  # exact zeros, where IPOPT has small positive numbers
+
+
+def test_the_augmented_lagrangian_ends_at_the_optimum_of_the_convex_problem():
+    """L-BFGS-B on the augmented Lagrangian, then the projected gradient: a feasible first-order point with exact
+    zeros, and on this convex problem IPOPT's optimum (J to 1e-8, the states to 1e-5)."""
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    rs = ReducedSpace(problem, steps, "rk4")
+    start = 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu))
+    result = augmented_lagrangian_descent(rs, start, T, gtol=1e-10)
+    V = rs.control_variables(result.u)
+    J, g = rs._value_and_gradient(V.reshape(-1), rs.parameters(T))
+    assert projected_gradient(V, g.reshape(V.shape), problem.l1_bound, rs.control_bounds()[1]) <= 1e-10
+    assert np.all(np.abs(result.u).sum(axis=1) <= problem.l1_bound + 1e-12)
+    assert "augmented Lagrangian" in result.method and int(np.sum(V == 0)) > 0
+    alone = _ipopt_alone(problem, T, steps)
+    assert J == pytest.approx(alone.cost, abs=1e-8)
+    np.testing.assert_allclose(rs.simulate(result.u, T), alone.x, atol=1e-5)
+
+
+def test_a_solve_after_the_presolve_returns_exact_zeros_at_the_optimum():
+    """The zeros the presolve ended on, fixed and re-solved, confirmed by the projected gradient of the problem as
+    posed: exact zeros, the optimum of IPOPT alone (J to 1e-8), and no L1 component at IPOPT's size left."""
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    sol = tp.solve(problem, T, steps, options={"ipopt.tol": 1e-10, "ipopt.bound_relax_factor": 0.0})
+    zeros = sol.stats["zeros"]
+    assert sol.success and zeros["exact"] and zeros["candidates"] == "the presolve's exact zeros"
+    assert zeros["zeros"] == int(np.sum(sol.u == 0)) > 0
+    assert np.all((sol.u == 0) | (np.abs(sol.u) > 1e-6))
+    assert zeros["projected_gradient"] <= zeros["solver_projected_gradient"]
+    assert sol.cost == pytest.approx(_ipopt_alone(problem, T, steps).cost, abs=1e-8)
+    np.testing.assert_allclose(ReducedSpace(problem, steps, "rk4").simulate(sol.u, T), sol.x, atol=1e-9)
+
+
+def test_exact_zeros_after_the_stopping_time_of_the_scalar_case():
+    """dx/dt = u, L = ½(x - y)², λ|u|, |u| <= 1, x(0) - y = 2 (docs/mathematics.md §1): u = -1 until T* = 2 - r,
+    r² + (T - 2) r - λ = 0, then 0. No presolve runs (one sample): the candidates are the components below
+    zero_threshold at the solver's tolerance. After the re-solve every control after T* is exactly 0, and
+    stopping_time needs no threshold to find T* within one interval."""
+    lam, T, steps = 0.3, 8.0, 160
+    x, u, y = ca.SX.sym("x"), ca.SX.sym("u"), ca.SX.sym("y")
+    prob = tp.Problem(state=x, control=u, dynamics=u, running_cost=0.5 * (x - y) ** 2, data=y,
+                      data_values=[-2.0], x0=[0.0], l1=lam, l1_bound=1.0)
+    sol = tp.solve(prob, T=T, steps=steps, options={"ipopt.tol": 1e-10})
+    assert sol.success and sol.stats["zeros"]["exact"]
+    r = -(T - 2) / 2 + np.sqrt(((T - 2) / 2) ** 2 + lam)
+    t_star = tp.analysis.stopping_time(sol)
+    assert abs(t_star - (2 - r)) <= sol.h
+    after = sol.t[:-1] >= t_star
+    assert after.sum() > 100 and np.all(sol.u[after] == 0.0)
+    before = sol.t[1:] <= t_star - sol.h  # saturated, |u| = M, up to the interval containing T*
+    np.testing.assert_allclose(sol.u[before, 0], -1.0, atol=1e-8)
+    assert tp.analysis.stopping_time(sol, threshold=0.0) == t_star
+
+
+def test_zeros_that_should_be_active_are_refused():
+    """A candidate that is active at the optimum (here: every component of the first interval) fixed at 0 leaves a
+    negative reduced gradient, which the projected gradient of the problem as posed sees: the solver's first
+    solution is kept, and the report says why."""
+    solve_module = sys.modules["turnpike.solve"]
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    opts = solvers.solver_options("ipopt", {"ipopt.tol": 1e-10})
+    built, _ = solve_module._built(problem, steps, "rk4", "ipopt", opts, "reduced", "dense", "auto")
+    nlp = built.nlp
+    w0 = nlp.pack(None, 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu)))
+    first = solvers.run(built, w0=w0, p=nlp.parameters(T), bounds=nlp.bounds())
+    assert first.success and np.abs(nlp.controls(first.w)[0]).max() > 0.1
+    candidates = np.zeros((steps, problem.nu), dtype=bool)
+    candidates[0] = True
+    kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates)
+    assert kept is first and not report["exact"]
+    assert "rose" in report["rule"] and report["projected_gradient"] == report["solver_projected_gradient"]

@@ -33,9 +33,10 @@ from dataclasses import dataclass
 import casadi as ca
 import numpy as np
 
-from ..errors import InputError, check_finite, check_positive
+from ..errors import InputError, check_finite, check_nonnegative, check_positive
 from ..problem import Problem
 from ..solution import Solution
+from ..solve import zero_threshold
 from ..transcription import stage_function
 
 __all__ = ["control_norm", "stopping_time", "first_time_below", "rescaled_controls", "rescaled_distance",
@@ -48,14 +49,19 @@ def control_norm(solution: Solution, ord: float = 2) -> np.ndarray:
     return np.linalg.norm(solution.u, ord=ord, axis=1)
 
 
-def stopping_time(solution: Solution, threshold: float = 1e-5) -> float | None:
+def stopping_time(solution: Solution, threshold: float | None = None) -> float:
     """``T*``: the start of the final run of intervals on which ``|u_k|_∞ <= threshold``.
 
-    An interior-point solver returns controls at the level of its tolerance, not exact zeros:
-    ``threshold`` decides what counts as zero (see :func:`zero_threshold` for a value tied to the
-    tolerance). Returns ``T`` when the last interval is active, ``0`` when no interval is, never None.
+    An interior-point solver returns controls at the level of its tolerance, not exact zeros. Where
+    :func:`turnpike.solve` made them exact (``solution.stats["zeros"]["exact"]``, see
+    :func:`turnpike.solve.exact_zeros`), the default ``threshold=None`` counts exact zeros only, and T* depends on
+    no threshold; else it is 1e-5, and ``threshold`` decides what counts as zero (see :func:`zero_threshold` for
+    a value tied to the tolerance). Returns ``T`` when the last interval is active, ``0`` when no interval is.
     """
-    threshold = check_positive("threshold", threshold)
+    if threshold is None:
+        threshold = 0.0 if solution.stats.get("zeros", {}).get("exact") else 1e-5
+    else:
+        threshold = check_nonnegative("threshold", threshold)
     active = np.flatnonzero(np.abs(solution.u).max(axis=1) > threshold)
     if active.size == 0:
         return 0.0
@@ -171,18 +177,6 @@ def switching_at_rest(problem: Problem, x, remaining: float) -> np.ndarray:
     if np.abs(f0).max() > 1e-12 * (1 + np.abs(x).max()):
         raise InputError(f"the states are not at rest: |f(x, 0)|_∞ = {np.abs(f0).max():.3g} (needs f(x, 0) = 0)")
     return (remaining * cL.sum(axis=1) + cphi.sum(axis=1)) / N
-
-
-def zero_threshold(tol: float, h: float, weight: float, margin: float = 1e-3) -> float:
-    """``tol / (h λ1 δ)``: the size an interior-point solver leaves on an inactive L1 component (module docstring).
-
-    A component whose switching value is at least ``δ = margin`` (relative) below the price ``λ1 = weight``
-    comes back below this threshold; larger values are taken as active. Components within ``δ`` of
-    switching on are genuinely ambiguous at this tolerance.
-    """
-    tol, h, weight, margin = (check_positive(n, v) for n, v in
-                              (("tol", tol), ("h", h), ("weight", weight), ("margin", margin)))
-    return tol / (h * weight * margin)
 
 
 @dataclass(frozen=True)
