@@ -13,6 +13,7 @@ Every case runs in its own process (a fresh build, one core: OMP_NUM_THREADS=1) 
 ``max_wall_time`` (the run then reports "capped", with the iterations done) and a hard process timeout of the cap
 plus 300 s for the build and the presolve. A capped or failed run is reported as such, never as a time to optimum.
 "seconds" is build + presolve + solve, wall clock; the commit and the machine's load average are printed with it.
+"u = 0": the controls exactly 0 where the solve made its zeros exact (sol.stats["zeros"]), else "-".
 "resim" is max |x_k - x(t_k)| against the re-simulated flow (not timed): where the optimal weights are large in
 the first layers, RK4 with h = 0.1 is a coarse ODE solver and the optimum is that of the 100-layer network rather
 than of the ODE; the numbers time the workload the issue defines (steps = 100).
@@ -54,7 +55,8 @@ def run_case(n: int, cost: str, cap: float, formulation: str) -> dict:
             "solve_seconds": round(sol.stats["solve_seconds"], 2), "iterations": sol.stats["iterations"],
             "formulation": sol.stats["formulation"], "cost_value": sol.cost,
             "training_error": float(prob.training_error(sol.x[-1])), "accuracy": float(prob.accuracy(sol.x[-1])),
-            "resimulation_error": tp.resimulation_error(prob, sol)}
+            "resimulation_error": tp.resimulation_error(prob, sol),
+            "exact_zeros": sol.stats.get("zeros", {}).get("exact"), "zero_controls": int((sol.u == 0).sum())}
 
 
 def commit() -> str:
@@ -85,7 +87,7 @@ def main() -> None:
     print(f"commit {commit()}, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, formulation {args.formulation}")
     print(f"{'N':>5} {'cost':>9} {'ok':>4} {'seconds':>8} {'build':>6} {'presolve':>8} {'solve':>7} {'iter':>5} "
-          f"{'formulation':>18} {'J':>10} {'E(x(T))':>9} {'acc':>5} {'resim':>8}  status")
+          f"{'formulation':>18} {'J':>10} {'E(x(T))':>9} {'acc':>5} {'resim':>8} {'u = 0':>6}  status")
     rows = []
     for n, cost in CASES:
         cap = args.cap if n <= 100 else args.cap_large
@@ -104,7 +106,8 @@ def main() -> None:
             print(f"{n:>5} {cost:>9} {word:>4} {row['seconds']:>8.1f} {row['build_seconds']:>6.1f} "
                   f"{row['presolve_seconds']:>8.1f} {row['solve_seconds']:>7.1f} {row['iterations']:>5} "
                   f"{row['formulation']:>18} {row['cost_value']:>10.4g} {row['training_error']:>9.3g} "
-                  f"{row['accuracy']:>5.0%} {row['resimulation_error']:>8.1e}  {row['status']}", flush=True)
+                  f"{row['accuracy']:>5.0%} {row['resimulation_error']:>8.1e} "
+                  f"{row['zero_controls'] if row['exact_zeros'] else '-':>6}  {row['status']}", flush=True)
         else:
             print(f"{n:>5} {cost:>9}   no  {row['status']}", flush=True)
     if args.json:
