@@ -11,8 +11,10 @@ directly: u(t) minimises λ|u|_1 + s(t)ᵀu over the L1 ball, s the switching fu
 of the ball where several tie (singular arcs). After T* the states rest and s(t) = (T - t) c_L(x(T)), giving the
 stopping law (T - T*)|c_L|_∞ = λ: the final residual is O(λ/T) and T* converges like T*_∞ - O(1/T).
 
-"Zero" is |u_kj| <= tol/(h λ δ) with δ = 1e-3 (turnpike.analysis.learning.zero_threshold: the size IPOPT leaves on
-a component whose switching value is 0.1% below the price). Non-convexity: cold starts at T = 20, 40 stop at worse
+"Zero" is exactly 0: tp.solve re-solves with the components IPOPT left at its tolerance's size fixed at 0 and keeps
+that solution if the projected gradient of the problem as posed does not rise (sol.stats["zeros"]); where it does
+not keep it, |u_kj| <= tol/(h λ δ) with δ = 1e-3 (zero_threshold: the size IPOPT leaves on a component whose
+switching value is 0.1% below the price). Non-convexity: cold starts at T = 20, 40 stop at worse
 local optima (and so does a warm start from a T = 5 optimum at T = 10). Every horizon is solved in an ascending
 pass (warm from the shorter horizon: its controls, then zeros), in a descending pass (warm from the longer one,
 truncated), and cold at T = 5 and 20; warm starts use a small initial barrier parameter so that IPOPT stays near
@@ -87,6 +89,12 @@ WARM = {**COLD, "ipopt.mu_init": 1e-4, "ipopt.bound_push": 1e-6, "ipopt.bound_fr
 FORMULATION = "multiple-shooting"
 
 
+def zero_level(sol, weight):
+    """What counts as a zero control: exactly 0 where the solve made its zeros exact (sol.stats["zeros"]), else
+    the size IPOPT leaves on an inactive component (zero_threshold)."""
+    return 0.0 if sol.stats.get("zeros", {}).get("exact") else zero_threshold(TOL, sol.h, weight)
+
+
 def solve(prob, T, guess=None, options=COLD, steps=None):
     start = time.perf_counter()
     grid = {"steps": steps} if steps else {"dt": DT}
@@ -100,7 +108,7 @@ def describe(prob, sol, seconds, start):
     check = tp.resimulation_error(prob, sol)
     if not sol.success or check > 1e-3:
         raise SystemExit(f"T = {sol.T:g}: {sol.message}, re-simulation error {check:.1e}: no optimum to report")
-    zero = zero_threshold(TOL, sol.h, prob.weight)
+    zero = zero_level(sol, prob.weight)
     s = switching_function(prob, sol)
     t_star = tp.analysis.stopping_time(sol, zero)
     c = float(np.abs(switching_at_rest(prob, sol.x[-1], 1.0)).max())
@@ -183,7 +191,7 @@ def scalar_case() -> list[dict]:
         if not sol.success or tp.resimulation_error(prob, sol) > 1e-8:
             raise SystemExit(f"scalar case T = {T:g}: {sol.message}: no optimum to report")
         r = -(T - 2) / 2 + np.sqrt(((T - 2) / 2) ** 2 + lam)
-        zero = zero_threshold(TOL, sol.h, lam)
+        zero = zero_level(sol, lam)
         t_star = tp.analysis.stopping_time(sol, zero)
         lower = speed_limit_lower_bound([2.0], 1.0, sol.h, sol.steps, loss=lambda z: 0.5 * z ** 2)
         found = sparsity_bounds(prob, -np.ones((round(2.0 / sol.h), 1)), sol.h, T, running_lower=lower)
@@ -208,7 +216,7 @@ def inner_two_circles(T: float = 5.0, steps: int = 200) -> dict:
     warm, seconds_b = solve(turnpike, T, steps=steps)
     for name, guess in (("cold", None), ("from (B)", warm)):
         sol, seconds = solve(sparse, T, guess=guess, steps=steps)
-        zero = zero_threshold(TOL, sol.h, sparse.weight)
+        zero = zero_level(sol, sparse.weight)
         check = tp.resimulation_error(sparse, sol)
         out[name] = {"success": sol.success, "status": sol.status, "iterations": sol.stats["iterations"],
                      "seconds": round(seconds + (seconds_b if guess is not None else 0.0), 1), "cost": sol.cost,

@@ -219,11 +219,12 @@ def bang_off(solution: Solution, bound: float, threshold: float, switching: np.n
     """Count active, saturated and tied components of ``solution.u`` (see :class:`BangOff`).
 
     Arguments:
-        bound: ``M`` of ``|u|_1 <= M``; threshold: what counts as zero (e.g. :func:`zero_threshold`);
+        bound: ``M`` of ``|u|_1 <= M``; threshold: what counts as zero (0 where the solve made its zeros exact,
+        ``solution.stats["zeros"]["exact"]``; else e.g. :func:`zero_threshold`);
         switching: :func:`switching_function` of the solution; tie: relative tolerance of a tie.
     """
     bound = check_positive("bound", bound)
-    threshold = check_positive("threshold", threshold)
+    threshold = check_nonnegative("threshold", threshold)
     switching = np.asarray(switching, dtype=float)
     if switching.shape != solution.u.shape:
         raise InputError(f"switching must have the shape of the controls {solution.u.shape}, got {switching.shape}")
@@ -553,7 +554,7 @@ class SparsityBounds:
         if abs(solution.T - self.T) > 1e-9 * self.T or abs(solution.h - self.h) > 1e-9 * self.h:
             raise InputError(f"solution (T = {solution.T:g}, h = {solution.h:g}) is not on the grid of these bounds "
                              f"(T = {self.T:g}, h = {self.h:g})")
-        threshold = check_positive("threshold", threshold)
+        threshold = check_nonnegative("threshold", threshold)
         t_star = stopping_time(solution, threshold)
         active = np.abs(solution.u).max(axis=1) > threshold
         last = int(np.flatnonzero(active)[-1]) if active.any() else -1
