@@ -63,6 +63,23 @@ class ReducedSpaceResult:
                 "evaluations": self.evaluations, "seconds": self.seconds, "message": self.message}
 
 
+class _Watch:
+    """scipy's per-iteration callback for the descents: passes each iterate to ``callback``, and ends the
+    minimisation once ``stop`` gives a reason (kept in ``why``; StopIteration makes scipy return the current
+    iterate). ``wanted``: whether scipy needs to call it at all."""
+
+    def __init__(self, callback, stop):
+        self.callback, self.stop, self.why = callback, stop, None
+        self.wanted = callback is not None or stop is not None
+
+    def __call__(self, intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
+        if self.callback is not None:
+            self.callback(intermediate_result)
+        if self.stop is not None and (why := self.stop()):
+            self.why = why
+            raise StopIteration
+
+
 def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, rel_decrease: float = 1e-9,
                           memory: int = 20, callback=None, stop=None) -> ReducedSpaceResult:
     """L-BFGS-B on ``J(u)`` from controls ``u`` (steps, nu), at most ``max_iter`` iterations.
@@ -107,25 +124,18 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
         J, grad = fg(v.reshape(ms.steps, n_v).T, p)
         return float(J), np.asarray(grad).T.reshape(-1)
 
-    why = None
-
-    def watch(intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
-        nonlocal why
-        if callback is not None:
-            callback(intermediate_result)
-        if stop is not None and (why := stop()):
-            raise StopIteration  # scipy then returns the current iterate
+    watch = _Watch(callback, stop)
 
     v0 = np.clip(ms.control_variables(u).reshape(-1), *zip(*bounds, strict=True))
     res = minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": memory},
-                   callback=watch if callback is not None or stop is not None else None)
+                   callback=watch if watch.wanted else None)
     if not np.isfinite(res.fun):  # the descent left the region where the dynamics are defined
         return ReducedSpaceResult(u, np.nan, int(res.nit), int(res.nfev), time.perf_counter() - start,
                                   "discarded: non-finite cost")
     u_new = ms.stage_controls(res.x.reshape(ms.steps, n_v))
     seconds = time.perf_counter() - start
-    message = f"stopped: {why}" if why else str(res.message)
+    message = f"stopped: {watch.why}" if watch.why else str(res.message)
     return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), seconds, message)
 
 
@@ -283,12 +293,13 @@ def augmented_lagrangian_descent(ms, u: np.ndarray, T: float, *, penalty: float 
     violation had not fallen to a quarter of the last (the textbook rule) made the subproblems ill-conditioned,
     and seed 1 did not converge in 20 minimisations (76 s).
 
-    Measured (``python benchmarks/bench_neural_ode.py``: two circles, N = 100, inner tanh field, cost (C) with
-    λ = 1e-2, M = 10, T = 10, 100 RK4 steps) from seeds 0, 1, 2 with ρ = 10: 11.6-14.9 s to a projected gradient
-    below 1e-6 at J = 1.668, 1.938, 3.436, where the projected gradient alone stopped after 14877 iterations
-    (30 s) at J = 1.218 from seed 0 and had not converged after 20000 iterations (41-48 s, J = 3.53, 1.85) from
-    seeds 1 and 2: this landscape has many local minima, and which one a method reaches from a start is not
-    the method's merit. ρ = 0.1 took from 7 to 106 s over the same seeds.
+    Measured on the workload of ``benchmarks/bench_neural_ode.py`` (two circles, N = 100, inner tanh field, cost (C)
+    with λ = 1e-2, M = 10, T = 10, 100 RK4 steps) from seeds 0, 1, 2 with ρ = 10, calling this function: 9.1-20.4 s
+    to a projected gradient below 1e-6 at J = 1.668, 1.888, 3.436, where the projected gradient alone stopped after
+    14877 iterations (30 s) at J = 1.218 from seed 0 and had not converged after 20000 iterations (41-48 s, J =
+    3.53, 1.85) from seeds 1 and 2: this landscape has many local minima, and which one a method reaches from a
+    start is not the method's merit. ρ = 0.1 took from 7 to 106 s over the same seeds (in a first version, without
+    the box's upper bounds).
 
     ``callback`` and ``stop`` as for :func:`reduced_space_descent` (the callback sees the iterates of L-BFGS-B,
     which may lie outside the balls, then those of the projected gradient).
@@ -310,23 +321,16 @@ def augmented_lagrangian_descent(ms, u: np.ndarray, T: float, *, penalty: float 
         value = float(J) + float(a @ a - multipliers @ multipliers) / (2 * rho)
         return value, (np.asarray(g).T + a[:, None]).reshape(-1)
 
-    why = None
-
-    def watch(intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
-        nonlocal why
-        if callback is not None:
-            callback(intermediate_result)
-        if stop is not None and (why := stop()):
-            raise StopIteration
+    watch = _Watch(callback, stop)
 
     V = project_l1_ball(ms.control_variables(u), bound, upper)
     iterations = evaluations = outer = 0
     message = f"{max_outer} minimisations"
-    while outer < max_outer and why is None:
+    while outer < max_outer and watch.why is None:
         outer += 1
         res = minimize(lagrangian, V.reshape(-1), jac=True, method="L-BFGS-B", bounds=box,
                        options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": memory},
-                       callback=watch if callback is not None or stop is not None else None)
+                       callback=watch if watch.wanted else None)
         iterations, evaluations = iterations + int(res.nit), evaluations + int(res.nfev)
         if not np.isfinite(res.fun):
             return ReducedSpaceResult(u, np.nan, iterations, evaluations, time.perf_counter() - start,
@@ -339,9 +343,9 @@ def augmented_lagrangian_descent(ms, u: np.ndarray, T: float, *, penalty: float 
         if projected_gradient(V, np.asarray(g).T, bound, upper) <= gtol:
             message = f"projected gradient <= {gtol:g} after {outer} minimisations"
             break
-    if why is not None:
+    if watch.why is not None:
         return ReducedSpaceResult(ms.stage_controls(V), float(J), iterations, evaluations,
-                                  time.perf_counter() - start, f"stopped: {why}", method)
+                                  time.perf_counter() - start, f"stopped: {watch.why}", method)
     polish = projected_descent(ms, ms.stage_controls(V), T, gtol=gtol, callback=callback, stop=stop)
     V = ms.control_variables(polish.u)
     return ReducedSpaceResult(polish.u, polish.cost, iterations + polish.iterations,
