@@ -448,7 +448,7 @@ def exact_zeros(built, nlp, res, T: float, candidates: np.ndarray):
     report = {"exact": False, "zeros": int(np.sum(u == 0)), "largest_change": 0.0, "projected_gradient": before,
               "solver_projected_gradient": before, "iterations": 0, "seconds": 0.0}
     if not np.any(candidates & (u != 0)):
-        return res, {**report, "exact": True, "rule": "no candidate: the solver's zeros"}
+        return res, {**report, "rule": "no candidate: the solver's controls, inactive ones at its tolerance's size"}
     snapped = np.where(candidates, 0.0, u)
     x = nlp.simulate(snapped, T)
     marks = nlp.pack(np.zeros_like(x), candidates.astype(float)) + nlp.pack(np.zeros_like(x), -candidates.astype(float))
