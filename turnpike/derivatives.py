@@ -3,9 +3,15 @@
 CasADi's default is to differentiate the whole NLP graph (MX, stages ``map``-ped) when the
 solver is built: slow to build (the Lagrangian Hessian of the graph) and slow to evaluate.
 The NLP of :class:`~turnpike.transcription.MultipleShooting` is a sum of stage terms, so its
-derivatives are block-structured and each block is a derivative of one stage. Here the stage
-derivatives are taken once in SX, ``map``-ped over the stages, and their nonzeros placed into
-one global sparse matrix by index arithmetic (no Python loop over stages).
+derivatives are block-structured and each block is a derivative of one stage. Here the gradient and
+the constraint Jacobian are stage derivatives taken once in SX, ``map``-ped over the stages, their
+nonzeros placed into one global sparse matrix by index arithmetic (no Python loop over stages). The
+Lagrangian Hessian goes one level further down: the samples of an ensemble are independent given the
+controls, so its blocks are second derivatives of one sample's stage (:class:`SampleDerivatives`),
+evaluated over all sample-stages in one call (compiled where that pays, :data:`COMPILE_WORK`) and
+placed into the sparse upper triangle in numpy (:func:`lagrangian_hessian`). On the sparse example's
+instance (N = 8, 56 controls split in 112, RK4) that is 2.2x fewer SX instructions than the Hessian of
+the whole ensemble stage in ``(X, V)``, which differentiates the split's copies twice.
 
 With ``z_k = (X_k, V_k)``, ``p = (h, Y)``, the stage cost
 ``c(z_k) = q̄(X_k, u_k) + λ2 h|u_k|² + λ1 h Σ V_k`` (``q̄`` the sample mean of ``q``) and the
@@ -36,10 +42,176 @@ from typing import TYPE_CHECKING
 import casadi as ca
 import numpy as np
 
+from .compiled import compiled, lanes_map, threads
+
 if TYPE_CHECKING:
     from .transcription import MultipleShooting
 
-__all__ = ["stagewise_derivatives"]
+__all__ = ["COMPILE_WORK", "Batch", "NumpyFunction", "SampleDerivatives", "stagewise_derivatives"]
+
+
+class NumpyFunction(ca.Callback):
+    """A CasADi Function evaluated by a Python function on numpy arrays (for IPOPT's options).
+
+    ``fn`` receives the inputs' nonzeros as flat arrays and returns the outputs' nonzeros
+    (column-major); they are copied into CasADi's buffers, with no DM in between (a DM costs
+    about 100 ns per value: 60 ms for a 1000 x 1000 Hessian). With ``gradient`` (a Function
+    ``(x, p) -> (f, ∇_x f)`` of a scalar ``fn``) it has a reverse mode, which nlpsol needs to build.
+    """
+
+    def __init__(self, name: str, fn, names_in, sparsity_in, names_out, sparsity_out, gradient=None):
+        ca.Callback.__init__(self)
+        self._fn, self._gradient = fn, gradient
+        self._in, self._out = list(zip(names_in, sparsity_in, strict=True)), list(
+            zip(names_out, sparsity_out, strict=True)
+        )
+        self.construct(name, {})
+
+    def get_n_in(self):
+        return len(self._in)
+
+    def get_n_out(self):
+        return len(self._out)
+
+    def get_name_in(self, i):
+        return self._in[i][0]
+
+    def get_name_out(self, i):
+        return self._out[i][0]
+
+    def get_sparsity_in(self, i):
+        return self._in[i][1]
+
+    def get_sparsity_out(self, i):
+        return self._out[i][1]
+
+    def has_eval_buffer(self):
+        return True
+
+    def has_reverse(self, nadj):
+        return self._gradient is not None and nadj == 1
+
+    def get_reverse(self, nadj, name, inames, onames, opts):
+        """The reverse mode of a scalar function of ``(x, p)`` whose ``gradient(x, p) -> (f, ∇_x f)`` is known:
+        ``x̄ = f̄ ∇_x f``; ``p̄`` is not known and is NaN (IPOPT is built with ``calc_lam_p`` off)."""
+        x, p, f, f_bar = (ca.MX.sym(n, self.sparsity_in(i) if i < 2 else self.sparsity_out(0))
+                          for i, n in enumerate(inames))
+        return ca.Function(name, [x, p, f, f_bar], [f_bar * self._gradient(x, p)[1], ca.MX.nan(p.sparsity())],
+                           inames, onames, opts)
+
+    def eval_buffer(self, arg, res):
+        inputs = (np.zeros(self._in[i][1].nnz()) if a is None else np.frombuffer(a, dtype=np.float64)
+                  for i, a in enumerate(arg))  # None: an input not given, which is zero
+        values = self._fn(*inputs)
+        for buffer, value in zip(res, values, strict=True):
+            if buffer is not None:
+                np.frombuffer(buffer, dtype=np.float64)[:] = value
+        return 0
+
+
+class Batch:
+    """``fn`` evaluated on numpy arrays through CasADi's buffer interface (no DM conversions).
+
+    Inputs are broadcast to ``fn``'s input shapes; outputs are new Fortran-ordered arrays of
+    ``fn``'s output shapes.
+    """
+
+    def __init__(self, fn: ca.Function):
+        self.fn = fn
+        self.buffer, self.evaluate = fn.buffer()
+
+    def __call__(self, *args) -> list[np.ndarray]:
+        fn = self.fn
+        # CasADi reads and writes the column-major nonzeros as flat, C-contiguous buffers.
+        flat = [np.broadcast_to(np.asarray(a, dtype=float), fn.size_in(i)).ravel(order="F")
+                for i, a in enumerate(args)]
+        out = [np.empty(fn.nnz_out(i)) for i in range(fn.n_out())]
+        for i, a in enumerate(flat):
+            self.buffer.set_arg(i, memoryview(a))
+        for i, o in enumerate(out):
+            self.buffer.set_res(i, memoryview(o))
+        self.evaluate()
+        if self.buffer.ret() != 0:
+            raise RuntimeError(f"evaluation of {fn.name()} failed")
+        return [o.reshape(fn.size_out(i), order="F") for i, o in enumerate(out)]
+
+
+class SampleDerivatives:
+    """One sample's stage and terminal cost, differentiated once in SX and evaluated over many sample-stages.
+
+    ``step`` is ``(x, u, y, h) -> (F, q)``, one interval of one sample (``x_{k+1} = F(x_k, u_k)``, ``q`` the
+    running cost's quadrature), and ``terminal`` is ``(x, y) -> φ``. Three SX functions of one sample, dense
+    outputs (read as flat arrays):
+
+    * ``"first"``: ``(x, u, y, h) -> (vec ∂F/∂x, vec ∂F/∂u, ∇_x q, ∇_u q)``;
+    * ``"second"``: ``(x, u, y, h, σ, λ) -> (vec Q, vec S, vec R)``, the blocks of the Hessian of the stage
+      Lagrangian ``ℓ = σ q + λᵀ F`` in ``(x, u)``: ``Q = ∇²_{xx} ℓ`` (nx, nx), ``S = ∇²_{ux} ℓ`` (nu, nx),
+      ``R = ∇²_{uu} ℓ`` (nu, nu); ``R`` is summed over each group of consecutive items (the samples of a
+      stage, which share ``u``);
+    * ``"terminal"``: ``(x, y) -> (φ, ∇φ, vec ∇²φ)``.
+
+    :meth:`mapped` evaluates one of them over ``M`` items (sample-stages) in one call: as vectorised C when
+    asked to and a compiler is there (:func:`~turnpike.compiled.lanes_map`, compiled once per
+    machine), else by CasADi's ``map`` (its SX virtual machine, or a compiled external where possible).
+    The reduced Hessian (:mod:`turnpike.reduced`) and the multiple-shooting Hessian
+    (:func:`lagrangian_hessian`) are both assembled from these blocks.
+    """
+
+    def __init__(self, step: ca.Function, terminal: ca.Function):
+        self.nx, self.nu, self.ny = step.size1_in(0), step.size1_in(1), step.size1_in(2)
+        x, u, y, h = (ca.SX.sym(n, k) for n, k in (("x", self.nx), ("u", self.nu), ("y", self.ny), ("h", 1)))
+        self._symbols = (step, terminal, x, u, y, h)
+        self._functions: dict[str, ca.Function] = {}
+        self._lanes: dict[str, object] = {}
+        self._maps: dict[tuple, Batch] = {}
+
+    def function(self, name: str) -> ca.Function:
+        """The SX function ``name`` (``"first"``, ``"second"`` or ``"terminal"``), built on first use."""
+        if name not in self._functions:
+            step, terminal, x, u, y, h = self._symbols
+            x_next, q = step(x, u, y, h)
+            if name == "first":
+                out = [ca.jacobian(x_next, x), ca.jacobian(x_next, u), ca.gradient(q, x), ca.gradient(q, u)]
+                args = [x, u, y, h]
+            elif name == "second":
+                sigma, lam = ca.SX.sym("sigma"), ca.SX.sym("lam", self.nx)
+                H = ca.hessian(sigma * q + ca.dot(lam, x_next), ca.vertcat(x, u))[0]
+                out = [H[: self.nx, : self.nx], H[self.nx :, : self.nx], H[self.nx :, self.nx :]]
+                args = [x, u, y, h, sigma, lam]
+            elif name == "terminal":
+                phi = terminal(x, y)
+                out, args = [phi, ca.gradient(phi, x), ca.hessian(phi, x)[0]], [x, y]
+            else:
+                raise ValueError(f"no sample derivative {name!r}: 'first', 'second' or 'terminal'")
+            self._functions[name] = ca.Function(f"sample_{name}", args, [ca.densify(ca.vec(e)) for e in out])
+        return self._functions[name]
+
+    def lanes(self, name: str):
+        """The lane code of ``"first"`` or ``"second"`` (see :func:`~turnpike.compiled.lanes_map`), or None
+        (no compiler, or an operation the lane code does not write)."""
+        if name not in self._lanes:
+            shared, summed = ({3, 4}, {2}) if name == "second" else ({3}, set())
+            self._lanes[name] = lanes_map(self.function(name), shared=shared, summed=summed)
+        return self._lanes[name]
+
+    def mapped(self, name: str, copies: int, group: int = 1, *, compile: bool = True):
+        """``name`` evaluated over ``copies`` items: a call ``(*inputs) -> outputs``, each input ``(nnz, copies)``
+        or one column broadcast (``h`` and ``σ`` are scalars), each output ``(nnz, copies)``, except ``R`` of
+        ``"second"``, summed over each ``group`` of consecutive items: ``(nnz, copies / group)``. With ``compile``
+        false, CasADi's ``map`` of the SX function (no compilation)."""
+        lanes = self.lanes(name) if compile and name != "terminal" else None
+        if lanes is not None:
+            return lambda *args: lanes(copies, group, *args)
+        key = (name, copies, group, threads(), compile)
+        if key not in self._maps:
+            fn = fast = self.function(name)
+            if compile and name != "terminal":
+                fast = compiled(fn)
+            fn = fn if fast is None else fast
+            if group > 1:
+                fn = fn.map(f"{fn.name()}_group", "serial", group, [], [2] if name == "second" else [])
+            self._maps[key] = Batch(fn if copies == group else fn.map(copies // group, "thread", key[3]))
+        return self._maps[key]
 
 
 def _triplets(sp: ca.Sparsity) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +253,92 @@ def _nonzeros(mapped: ca.MX) -> ca.MX:
     return ca.vec(mapped.nz[:]) if mapped.nnz() > 0 else ca.MX(0, 1)  # nz of a row vector is a row
 
 
+#: The multiple-shooting Hessian compiles the sample-stage's second-order function (lane code, once per machine)
+#: when one evaluation runs at least this many of its SX instructions (``n_instructions · N · steps``); below, CasADi's
+#: virtual machine evaluates it (about 5 ns an instruction: 0.1 s here), which needs no compiler and no wait. The
+#: sparse example's instance (N = 8, nx = 7, nu = 56, RK4: 52 k instructions) passes at 50 steps and up; at 100
+#: steps one Hessian took 0.43 s from the ensemble's SX Hessian, 33 ms compiled (in 2026-12, a loaded 2-core
+#: machine).
+COMPILE_WORK = 20_000_000
+
+
+def lagrangian_hessian(ms: MultipleShooting, step: ca.Function) -> NumpyFunction:
+    """IPOPT's ``hess_lag`` for ``ms.nlp`` (the upper triangle), assembled in numpy from the blocks of each sample
+    and stage (:class:`SampleDerivatives`, ``step`` the stage of one sample).
+
+    Block k of the Hessian (see the module docstring) is ``∇²_{z_k}`` of ``σ c(z_k) + λ_kᵀ s(z_k)``. Per sample i,
+    with ``F_i`` its step and ``q_i`` its running cost, the part of the Lagrangian that is not linear is
+    ``ℓ_{ik} = (σ/N) q_i - ν_{ik}ᵀ F_i`` (``ν_{ik}`` the multipliers of sample i's gaps), whose Hessian in
+    ``(x_i, u)`` has the blocks ``Q_{ik}, S_{ik}, R_{ik}``; the control cost adds ``2σλ2h I`` in u. So block k has
+    ``Q_{ik}`` on the diagonal of the states, ``S_{ik}`` between sample i's states and the controls, and
+    ``Σ_i R_{ik} + 2σλ2h I`` in the controls; with the L1 split ``u = u⁺ - u⁻`` the control rows and columns are
+    mapped by ``E = (I, -I)`` (``S E`` between states and V, ``Eᵀ R E`` in V). The terminal block is
+    ``(σ/N) ∇²φ(x_{n,i})`` per sample. The pattern is these blocks, dense: the nonzeros the SX Hessian of the
+    whole ensemble stage had on the neural-ODE fields.
+    """
+    P, lay, steps = ms.problem, ms.layout, ms.steps
+    N, nx, nu, ny, n_v = P.n_samples, P.nx, P.nu, P.ny, lay.n_v
+    n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
+    x, y = ca.SX.sym("x", nx), ca.SX.sym("y", ny)
+    samples = SampleDerivatives(step, ca.Function("phi", [x, y], [P.terminal_cost(x, 0, y)]))
+    compile = samples.function("second").n_instructions() * M >= COMPILE_WORK
+    second, terminal = samples.mapped("second", M, N, compile=compile), samples.mapped("terminal", N)
+
+    # One stage's pattern: per column (ascending), its rows, and where each value sits in the stage's values
+    # (Q of every sample, S of every sample, then R; each column-major), with its sign from E.
+    o_S, o_R = N * nx * nx, N * nx * nx + N * nu * nx
+    control = np.arange(n_v) % nu
+    sign_v = np.where(np.arange(n_v) < nu, 1.0, -1.0)
+    rows, index, sign, counts = [], [], [], []
+    for i in range(N):  # the state columns of sample i: its own states, upper triangle
+        for b in range(nx):
+            a = np.arange(b + 1)
+            rows.append(i * nx + a), index.append(i * nx * nx + a + nx * b), sign.append(np.ones(b + 1))
+            counts.append(b + 1)
+    states = np.arange(n_state)
+    for c in range(n_v):  # a control column: every state, then the controls up to this one
+        i, b = states // nx, states % nx
+        upto = np.arange(c + 1)
+        rows.append(np.concatenate([states, n_state + upto]))
+        index.append(np.concatenate([o_S + i * nu * nx + control[c] + nu * b, o_R + control[upto] + nu * control[c]]))
+        sign.append(np.concatenate([np.full(n_state, sign_v[c]), sign_v[upto] * sign_v[c]]))
+        counts.append(n_state + c + 1)
+    rows, index, sign = np.concatenate(rows), np.concatenate(index), np.concatenate(sign)
+    term_cols = [(i, b) for i in range(N) for b in range(nx)]
+    term_rows = np.concatenate([i * nx + np.arange(b + 1) for i, b in term_cols])
+    term_index = np.concatenate([i * nx * nx + np.arange(b + 1) + nx * b for i, b in term_cols])
+    all_rows = np.concatenate([(rows[None, :] + n_stage * np.arange(steps)[:, None]).ravel(),
+                               steps * n_stage + term_rows])
+    per_column = np.concatenate([np.tile(counts, steps), [b + 1 for _, b in term_cols]])
+    pattern = _compressed((lay.n_w, lay.n_w), all_rows, per_column)
+    diagonal = np.arange(nu) * (nu + 1)
+
+    def hess_lag(w, p, lam_f, lam_g):
+        sigma, h, Y = lam_f[0], p[0], p[1:].reshape(N, ny).T
+        stages = w[: steps * n_stage].reshape(steps, n_stage)
+        V = stages[:, n_state:]
+        u = V[:, :nu] - V[:, nu:] if lay.split else V
+        nu_gap = lam_g.reshape(steps, n_g)[:, :n_state]
+        Q, S, R = second(stages[:, :n_state].reshape(M, nx).T, np.repeat(u, N, axis=0).T, np.tile(Y, steps), h,
+                         sigma / N, -nu_gap.reshape(M, nx).T)
+        R = R.T.copy()
+        R[:, diagonal] += 2 * sigma * P.l2 * h
+        values = np.hstack([Q.T.reshape(steps, o_S), S.T.reshape(steps, o_R - o_S), R])
+        phi_xx = terminal(w[steps * n_stage:].reshape(N, nx).T, Y)[2].T.reshape(-1)
+        return [np.concatenate([(values[:, index] * sign).reshape(-1), sigma / N * phi_xx[term_index]])]
+
+    dense = ca.Sparsity.dense
+    fn = NumpyFunction("hess_lag", hess_lag, ["x", "p", "lam_f", "lam_g"],
+                       [dense(lay.n_w), dense(1 + ny * N), dense(1), dense(n_g * steps)], ["hess_gamma_x_x"], [pattern])
+    fn.evaluation = "compiled lane code" if compile and samples.lanes("second") is not None else "CasADi map"
+    return fn
+
+
 def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     """``{"grad_f", "jac_g", "hess_lag"}`` for ``ms.nlp``, in the layout of ``casadi.nlpsol`` options.
 
-    See the module docstring for the mathematics. The stage derivatives are SX; the three
-    functions are MX graphs that map them over the ``steps`` stages.
+    See the module docstring for the mathematics. ``grad_f`` and ``jac_g`` are MX graphs that map SX stage
+    derivatives over the ``steps`` stages; ``hess_lag`` is :func:`lagrangian_hessian`.
     """
     P, lay, steps = ms.problem, ms.layout, ms.steps
     n_state, n_stage, n_g = lay.n_state, lay.n_stage, ms.n_g_stage
@@ -95,27 +348,20 @@ def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     V = ca.SX.sym("V", lay.n_v)
     Y = ca.SX.sym("Y", P.ny * P.n_samples)
     h = ca.SX.sym("h")
-    sigma = ca.SX.sym("sigma")
     z = ca.vertcat(X, V)
     x_next, q = ms.stage(X, V, Y, h)
     c = q[0] + P.l2 * q[1] + P.l1 * q[2]
     s = ca.vertcat(-x_next, ca.sum1(V)) if P.l1_bound is not None else -x_next
-    lam = ca.SX.sym("lam", n_g)
     args = [X, V, Y, h]
     stage_grad = ca.Function("stage_grad", args, [c, ca.gradient(c, z)])
     stage_jac = ca.Function("stage_jac", args, [s, ca.jacobian(s, z)])
-    stage_lagrangian = sigma * c + ca.dot(lam, s)
-    stage_hess = ca.Function("stage_hess", [*args, sigma, lam], [ca.triu(ca.hessian(stage_lagrangian, z)[0])])
 
     phi = ms.terminal(X, Y)
     term_grad = ca.Function("terminal_grad", [X, Y], [phi, ca.gradient(phi, X)])
-    term_hess = ca.Function("terminal_hess", [X, Y, sigma], [ca.triu(ca.hessian(sigma * phi, X)[0])])
 
     # The NLP's variables, sliced stage-wise exactly as in MultipleShooting.
     w = ca.MX.sym("x", lay.n_w)
     p = ca.MX.sym("p", 1 + P.ny * P.n_samples)
-    lam_f = ca.MX.sym("lam_f")
-    lam_g = ca.MX.sym("lam_g", n_g * steps)
     hp, Yp = p[0], p[1:]
     stages = ca.reshape(w[: steps * n_stage], n_stage, steps)
     Xk, Vk = stages[:n_state, :], stages[n_state:, :]
@@ -140,14 +386,4 @@ def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     jac = _assemble(shape, rows, cols, _nonzeros(dsk)) + identity
     jac_g = ca.Function("jac_g", [w, p], [g, jac], ["x", "p"], ["g", "jac_g_x"])
 
-    hk = stage_hess.map(steps)(Xk, Vk, Yp, hp, lam_f, ca.reshape(lam_g, n_g, steps))
-    hn = term_hess(X_end, Yp, lam_f)
-    rows, cols = _blocks(stage_hess.sparsity_out(0), steps, n_stage, n_stage)
-    r_n, c_n = _triplets(term_hess.sparsity_out(0))
-    offset = steps * n_stage
-    rows, cols = np.concatenate([rows, r_n + offset]), np.concatenate([cols, c_n + offset])
-    hess = _assemble((lay.n_w, lay.n_w), rows, cols, ca.vertcat(_nonzeros(hk), _nonzeros(hn)))
-    hess_lag = ca.Function(
-        "hess_lag", [w, p, lam_f, lam_g], [hess], ["x", "p", "lam_f", "lam_g"], ["hess_gamma_x_x"]
-    )
-    return {"grad_f": grad_f, "jac_g": jac_g, "hess_lag": hess_lag}
+    return {"grad_f": grad_f, "jac_g": jac_g, "hess_lag": lagrangian_hessian(ms, ms.sample_stage)}

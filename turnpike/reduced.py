@@ -54,7 +54,8 @@ from __future__ import annotations
 import casadi as ca
 import numpy as np
 
-from .compiled import compiled, ensemble_gradient, lanes_map, threads
+from .compiled import compiled, ensemble_gradient
+from .derivatives import Batch, NumpyFunction, SampleDerivatives
 from .ensemble import EnsembleObjective
 from .hessian_vector import ensemble_hessian_vector
 from .problem import Problem
@@ -108,92 +109,6 @@ def recursion_stage(problem: Problem, step: ca.Function) -> tuple[ca.Function, c
     return step, terminal, np.hstack([P.x0_samples, np.zeros((P.n_samples, len(c)))])
 
 
-class _NumpyFunction(ca.Callback):
-    """A CasADi Function evaluated by a Python function on numpy arrays (for IPOPT's options).
-
-    ``fn`` receives the inputs' nonzeros as flat arrays and returns the outputs' nonzeros
-    (column-major); they are copied into CasADi's buffers, with no DM in between (a DM costs
-    about 100 ns per value: 60 ms for a 1000 x 1000 Hessian). With ``gradient`` (a Function
-    ``(x, p) -> (f, ∇_x f)`` of a scalar ``fn``) it has a reverse mode, which nlpsol needs to build.
-    """
-
-    def __init__(self, name: str, fn, names_in, sparsity_in, names_out, sparsity_out, gradient=None):
-        ca.Callback.__init__(self)
-        self._fn, self._gradient = fn, gradient
-        self._in, self._out = list(zip(names_in, sparsity_in, strict=True)), list(
-            zip(names_out, sparsity_out, strict=True)
-        )
-        self.construct(name, {})
-
-    def get_n_in(self):
-        return len(self._in)
-
-    def get_n_out(self):
-        return len(self._out)
-
-    def get_name_in(self, i):
-        return self._in[i][0]
-
-    def get_name_out(self, i):
-        return self._out[i][0]
-
-    def get_sparsity_in(self, i):
-        return self._in[i][1]
-
-    def get_sparsity_out(self, i):
-        return self._out[i][1]
-
-    def has_eval_buffer(self):
-        return True
-
-    def has_reverse(self, nadj):
-        return self._gradient is not None and nadj == 1
-
-    def get_reverse(self, nadj, name, inames, onames, opts):
-        """The reverse mode of a scalar function of ``(x, p)`` whose ``gradient(x, p) -> (f, ∇_x f)`` is known:
-        ``x̄ = f̄ ∇_x f``; ``p̄`` is not known and is NaN (IPOPT is built with ``calc_lam_p`` off)."""
-        x, p, f, f_bar = (ca.MX.sym(n, self.sparsity_in(i) if i < 2 else self.sparsity_out(0))
-                          for i, n in enumerate(inames))
-        return ca.Function(name, [x, p, f, f_bar], [f_bar * self._gradient(x, p)[1], ca.MX.nan(p.sparsity())],
-                           inames, onames, opts)
-
-    def eval_buffer(self, arg, res):
-        inputs = (np.zeros(self._in[i][1].nnz()) if a is None else np.frombuffer(a, dtype=np.float64)
-                  for i, a in enumerate(arg))  # None: an input not given, which is zero
-        values = self._fn(*inputs)
-        for buffer, value in zip(res, values, strict=True):
-            if buffer is not None:
-                np.frombuffer(buffer, dtype=np.float64)[:] = value
-        return 0
-
-
-class _Batch:
-    """``fn`` evaluated on numpy arrays through CasADi's buffer interface (no DM conversions).
-
-    Inputs are broadcast to ``fn``'s input shapes; outputs are new Fortran-ordered arrays of
-    ``fn``'s output shapes.
-    """
-
-    def __init__(self, fn: ca.Function):
-        self.fn = fn
-        self.buffer, self.evaluate = fn.buffer()
-
-    def __call__(self, *args) -> list[np.ndarray]:
-        fn = self.fn
-        # CasADi reads and writes the column-major nonzeros as flat, C-contiguous buffers.
-        flat = [np.broadcast_to(np.asarray(a, dtype=float), fn.size_in(i)).ravel(order="F")
-                for i, a in enumerate(args)]
-        out = [np.empty(fn.nnz_out(i)) for i in range(fn.n_out())]
-        for i, a in enumerate(flat):
-            self.buffer.set_arg(i, memoryview(a))
-        for i, o in enumerate(out):
-            self.buffer.set_res(i, memoryview(o))
-        self.evaluate()
-        if self.buffer.ret() != 0:
-            raise RuntimeError(f"evaluation of {fn.name()} failed")
-        return [o.reshape(fn.size_out(i), order="F") for i, o in enumerate(out)]
-
-
 class ReducedSpace:
     """The reduced (single-shooting) NLP of an ensemble ``problem`` on ``steps`` intervals.
 
@@ -222,8 +137,8 @@ class ReducedSpace:
         # are built on first use: only the dense second-order mode needs them.
         one, phi_fn, self._x0 = recursion_stage(P, stage_function(P, method))
         self.nu, self.nx, self.N = P.nu, one.size1_in(0), P.n_samples
-        x, y = ca.SX.sym("x", self.nx), ca.SX.sym("y", P.ny)
-        self._one, self._phi, self._lanes, self._maps = one, phi_fn, None, {}
+        self._one, self._phi = one, phi_fn
+        self.samples = SampleDerivatives(one, phi_fn)  # the dense Hessian's stage blocks, built on first use
         self.second_order = second_order_mode(P, steps)
         fast_one = compiled(one)
         fast_one = one if fast_one is None else fast_one
@@ -235,9 +150,6 @@ class ReducedSpace:
         self.gradient_method = ("compiled adjoint, stage Jacobians kept" if getattr(self._gradient, "stored", False)
                                 else "compiled adjoint, stage reverse mode") + f" ({self._gradient.build})" \
             if self._gradient is not None else None
-        phi = phi_fn(x, y)
-        terminal = [phi, ca.gradient(phi, x), ca.vec(ca.hessian(phi, x)[0])]
-        self._terminal = ca.Function("terminal", [x, y], [ca.densify(e) for e in terminal])
 
         # The ensemble forward simulation (the stage mapped over the samples, accumulated over
         # stages): compiled for numbers, SX in the NLP (which CasADi may have to differentiate).
@@ -247,6 +159,7 @@ class ReducedSpace:
             ca.Function("ensemble_step", [X, um, Y, hm], stage.map(self.N)(X, um, Y, hm)).mapaccum(steps)
             for stage in (fast_one, one)
         )
+        self._forward = Batch(self._forward)
 
         # The NLP for nlpsol: f is the simulated cost (MX), g the L1-bound rows.
         w = ca.MX.sym("w", self.n_v * steps)
@@ -405,40 +318,13 @@ class ReducedSpace:
         P, p = self.problem, self.parameters(T)
         V = self._tie(np.asarray(w, dtype=float).reshape(self.steps, self.n_v))
         x, q = self._trajectory(self.controls(w), p)
-        phi = self._mapped("_terminal", self.N)(x[-1].T, self._data(p))[0]
+        phi = self.samples.mapped("terminal", self.N)(x[-1].T, self._data(p))[0]
         return {"running": float(q.sum() / self.N), "l2": float(P.l2 * p[0] * np.sum(self.controls(w) ** 2)),
                 "l1": float(P.l1 * p[0] * V.sum()) if self.split else 0.0, "terminal": float(np.mean(phi))}
 
     # -- derivatives ----------------------------------------------------------------------------
     def _data(self, p: np.ndarray) -> np.ndarray:
         return p[1:].reshape(self.N, self.problem.ny).T
-
-    def _stage_derivatives(self) -> dict:
-        """The stage's first and second derivatives for the dense Hessian (SX, one sample), built on first
-        use, and their lane code (:func:`~turnpike.compiled.lanes_map`; None without a compiler or for an
-        operation the lane code does not write, and then CasADi maps them, compiled where possible)."""
-        if self._lanes is not None:
-            return self._lanes
-        P, one, nx = self.problem, self._one, self.nx
-        x, u, y, h = (ca.SX.sym(n, k) for n, k in (("x", nx), ("u", P.nu), ("y", P.ny), ("h", 1)))
-        lam = ca.SX.sym("lam", nx)
-        x_next, q = one(x, u, y, h)
-        ell = q + ca.dot(lam, x_next)
-        H = ca.hessian(ell, ca.vertcat(x, u))[0]
-        first = [ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x), ca.gradient(q, u)]
-        second = [ca.vec(H[:nx, :nx]), ca.vec(H[nx:, :nx]), ca.vec(H[nx:, nx:])]
-        # Dense outputs: they are read as flat arrays (see _Batch).
-        self._first = ca.Function("stage_first", [x, u, y, h], [ca.densify(e) for e in first])
-        self._second = ca.Function("stage_second", [x, u, y, h, lam], [ca.densify(e) for e in second])
-        self._summed = {"_second": [2]}  # R is summed over the samples of a stage (see _mapped)
-        self._lanes = {"_first": lanes_map(self._first, shared={3}),
-                       "_second": lanes_map(self._second, shared={3}, summed=set(self._summed["_second"]))}
-        for name, lanes in self._lanes.items():
-            if lanes is None:
-                fn = getattr(self, name)
-                fast = compiled(fn)
-                setattr(self, name, fn if fast is None else fast)
-        return self._lanes
 
     @property
     def objective(self) -> EnsembleObjective:
@@ -475,24 +361,9 @@ class ReducedSpace:
             return f"compiled forward over reverse mode ({self._product.build})"
         return f"CasADi forward over reverse mode ({self.objective.path} path)"
 
-    def _mapped(self, name: str, copies: int, group: int = 1):
-        """The stage function ``name`` mapped over ``copies`` sample-stages on :func:`threads` threads, the
-        outputs ``self._summed[name]`` added up over each ``group`` of consecutive ones: its lane code if
-        compiled, else CasADi's map (built once per thread count)."""
-        lanes = self._stage_derivatives().get(name) if name in ("_first", "_second") else None
-        if lanes is not None:
-            return lambda *args: lanes(copies, group, *args)
-        key = (name, copies, group, threads())
-        if key not in self._maps:
-            fn = getattr(self, name)
-            if group > 1:
-                fn = fn.map(f"{fn.name()}_group", "serial", group, [], self._summed[name])
-            self._maps[key] = _Batch(fn if copies == group else fn.map(copies // group, "thread", key[3]))
-        return self._maps[key]
-
     def _trajectory(self, u: np.ndarray, p: np.ndarray):
         """States (steps+1, N, nx) and running costs (steps, N) of controls ``u``."""
-        X, Q = self._mapped("_forward", 1)(self._x0.T, u.T, np.tile(self._data(p), self.steps), p[0])
+        X, Q = self._forward(self._x0.T, u.T, np.tile(self._data(p), self.steps), p[0])
         X = X.reshape(self.nx, self.N, self.steps, order="F").transpose(2, 1, 0)
         x = np.concatenate([self._x0[None], X])
         return x, Q.reshape(self.steps, self.N)
@@ -511,11 +382,11 @@ class ReducedSpace:
         M = n * N
         xs = x[:-1].reshape(M, nx).T  # stage-major, sample-minor
         us = np.repeat(u, N, axis=0).T
-        A, B, qx, qu = self._mapped("_first", M)(xs, us, np.tile(Y, n), p[0])
+        A, B, qx, qu = self.samples.mapped("first", M)(xs, us, np.tile(Y, n), p[0])
         A = A.T.reshape(n, N, nx, nx).transpose(0, 1, 3, 2)  # column-major vec -> A[k, i, row, col]
         B = B.T.reshape(n, N, nu, nx).transpose(0, 1, 3, 2)
         qx, qu = qx.T.reshape(n, N, nx), qu.T.reshape(n, N, nu)
-        phi, phi_x, phi_xx = self._mapped("_terminal", N)(x[-1].T, Y)
+        phi, phi_x, phi_xx = self.samples.mapped("terminal", N)(x[-1].T, Y)
         lam = np.empty((n + 1, N, nx))
         lam[n] = phi_x.T
         for k in range(n - 1, -1, -1):
@@ -578,7 +449,8 @@ class ReducedSpace:
         xs = d["x"][:-1].reshape(M, nx).T
         us = np.repeat(u, N, axis=0).T
         # R summed over the samples of each stage: (nu², steps)
-        Q, S, R = self._mapped("_second", M, N)(xs, us, np.tile(self._data(p), n), p[0], lam[1:].reshape(M, nx).T)
+        Q, S, R = self.samples.mapped("second", M, N)(xs, us, np.tile(self._data(p), n), p[0], 1.0,
+                                                     lam[1:].reshape(M, nx).T)
         Q = Q.T.reshape(n, N, nx, nx)  # symmetric: the vec order does not matter
         S = S.T.reshape(n, N, nx, nu).transpose(0, 1, 3, 2)  # S[k, i] = ∇²_{ux} ℓ, (nu, nx)
         R = R.T.reshape(n, nu, nu)
@@ -653,13 +525,13 @@ class ReducedSpace:
             J, g = self._value_and_gradient(w.reshape(-1), p.reshape(-1))
             return [J, g]
 
-        self._derivatives = {"grad_f": _NumpyFunction("grad_f", grad_f, ["x", "p"], [dense(n_w), dense(n_p)],
+        self._derivatives = {"grad_f": NumpyFunction("grad_f", grad_f, ["x", "p"], [dense(n_w), dense(n_p)],
                                                       ["f", "grad_f_x"], [dense(1), dense(n_w)])}
         if self._gradient is not None:
             # f by the compiled gradient's call too (kept for grad_f at the same point): CasADi's evaluation of
             # the NLP's f (its map of the compiled stage, one call per sample and stage) took 0.43 s at the
             # width-50 chessboard workload (N = 2397), this call 0.036 s with the gradient.
-            self._derivatives["f"] = _NumpyFunction("f", lambda w, p: grad_f(w, p)[:1], ["x", "p"],
+            self._derivatives["f"] = NumpyFunction("f", lambda w, p: grad_f(w, p)[:1], ["x", "p"],
                                                     [dense(n_w), dense(n_p)], ["f"], [dense(1)],
                                                     gradient=self._derivatives["grad_f"])
         if self.second_order != "dense":  # IPOPT then runs with a limited-memory Hessian (turnpike.solve)
@@ -670,7 +542,7 @@ class ReducedSpace:
             H = self.hessian(w.reshape(n, self.n_v), p.reshape(-1))
             return [lam_f[0] * H[rows, cols]]
 
-        self._derivatives["hess_lag"] = _NumpyFunction(
+        self._derivatives["hess_lag"] = NumpyFunction(
             "hess_lag", hess_lag, ["x", "p", "lam_f", "lam_g"], [dense(n_w), dense(n_p), dense(1), dense(n_g)],
             ["hess_gamma_x_x"], [ca.Sparsity.upper(n_w)])
         return self._derivatives

@@ -166,7 +166,7 @@ class MultipleShooting:
         N = P.n_samples
 
         # One stage of the whole ensemble, SX: (X, V, Y, h) -> (X_next, [running, l2, l1]).
-        one = stage_function(P, method)
+        one = self.sample_stage = stage_function(P, method)
         X = ca.SX.sym("X", lay.n_state)
         V = ca.SX.sym("V", lay.n_v)
         Y = ca.SX.sym("Y", P.ny * N)
