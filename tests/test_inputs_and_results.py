@@ -189,3 +189,23 @@ def test_warm_start_from_a_solution_converges_at_once():
     finer = tp.solve(prob, T=10.0, steps=200, initial_guess=first)
     assert finer.success
     np.testing.assert_allclose(finer.cost, first.cost, rtol=1e-3)
+
+
+def test_a_problem_keeps_only_its_last_solver():
+    """A built solver holds its last solve's IPOPT state until it is freed: a problem keeps one, the last."""
+    import weakref
+
+    from turnpike import solvers
+
+    prob = Pendulum()
+    coarse = tp.solve(prob, T=4.0, steps=20)
+    (first,) = solvers._cache[prob].values()
+    freed = weakref.ref(first.solver)
+    del first
+    fine = tp.solve(prob, T=4.0, steps=40)
+    assert len(solvers._cache[prob]) == 1 and freed() is None  # the 20-step solver is gone
+    again = tp.solve(prob, T=4.0, steps=40)
+    assert again.stats["reused_solver"] and not fine.stats["reused_solver"]
+    back = tp.solve(prob, T=4.0, steps=20)
+    assert not back.stats["reused_solver"]
+    assert coarse.success and back.success and back.cost == pytest.approx(coarse.cost, rel=1e-9)

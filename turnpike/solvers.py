@@ -12,9 +12,13 @@
   on well-conditioned problems and fragile on non-convex ones.
 
 Options are passed through to ``nlpsol`` on top of the defaults below, as CasADi spells them
-(``{"ipopt.tol": 1e-10}`` or ``{"ipopt": {"tol": 1e-10}}``). A built solver is kept for as long
-as its problem lives, keyed by ``(steps, method, solver, options)``: solving the same problem
-again, for another horizon with the same number of steps, only changes numbers.
+(``{"ipopt.tol": 1e-10}`` or ``{"ipopt": {"tol": 1e-10}}``). The last built solver of a problem is
+kept for as long as the problem lives, keyed by ``(formulation, steps, method, solver, options)``:
+solving the same problem again, for another horizon with the same number of steps, only changes
+numbers. Only the last one: a solver holds its last solve's IPOPT state (the KKT matrices and MUMPS's
+factors) until it is freed, 0.5 GB for the sparse example's 400 stages of 168 variables, and keeping
+every size it was solved at took its sequence of solves from 50 to 400 stages to 1.7 GB (0.9 GB one
+at a time). Building another costs a few seconds on the largest problems of the examples.
 
 Derivatives (``derivatives=``). With IPOPT on the multiple-shooting NLP, ``"auto"`` (default)
 and ``"stage-wise"`` hand IPOPT the gradient, constraint Jacobian and Lagrangian Hessian built
@@ -118,6 +122,7 @@ def built_solver(
     full_key = (key, solver, _key(options), derivatives)
     if full_key in per_problem:
         return per_problem[full_key], False
+    per_problem.clear()  # the previous solver's memory is freed before this one is built (module docstring)
     start = time.perf_counter()
     nlp = transcribe()
     mode = _derivative_mode(nlp, solver, options, derivatives)
