@@ -47,7 +47,7 @@ from .compiled import compiled, lanes_map, threads
 if TYPE_CHECKING:
     from .transcription import MultipleShooting
 
-__all__ = ["COMPILE_WORK", "Batch", "NumpyFunction", "SampleDerivatives", "stagewise_derivatives"]
+__all__ = ["COMPILE_WORK", "Batch", "NumpyFunction", "SampleDerivatives", "lagrangian_hessian", "stagewise_derivatives"]
 
 
 class NumpyFunction(ca.Callback):
@@ -332,7 +332,7 @@ def lagrangian_hessian(ms: MultipleShooting, step: ca.Function) -> NumpyFunction
         values = np.hstack([Q.T.reshape(steps, o_S), S.T.reshape(steps, o_R - o_S), R])
         phi_xx = terminal(w[steps * n_stage:].reshape(N, nx).T, Y)[2].T.reshape(-1)
         blocks = out[0][: steps * index.size].reshape(steps, index.size)  # written in place: 41 MB at 400 stages
-        np.take(values, index, axis=1, out=blocks)
+        np.take(values, index, axis=1, out=blocks, mode="clip")  # "raise" would go through a temporary
         blocks *= sign
         np.multiply(phi_xx[term_index], sigma / N, out=out[0][steps * index.size:])
 

@@ -516,8 +516,8 @@ def first_order(
     formulation, _ = _formulation(P, formulation, solver, steps, method)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     _check_memory(P, steps, formulation, second_order)
-    built, _ = _built(P, steps, method, solver, solver_options(solver, options), formulation, second_order,
-                      derivatives)
+    opts = _warm_start_on_faces(solver_options(solver, options), P, solver, presolve, options)  # solve's options
+    built, _ = _built(P, steps, method, solver, opts, formulation, second_order, derivatives)
     nlp, phases = built.nlp, []
     u = _initial_guess(nlp, T, None, seed, guess_scale)[1]
     if presolve == "adam":

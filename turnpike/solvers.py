@@ -13,12 +13,14 @@
 
 Options are passed through to ``nlpsol`` on top of the defaults below, as CasADi spells them
 (``{"ipopt.tol": 1e-10}`` or ``{"ipopt": {"tol": 1e-10}}``). The last built solver of a problem is
-kept for as long as the problem lives, keyed by ``(formulation, steps, method, solver, options)``:
+kept for as long as the problem lives, keyed by ``(formulation, steps, method, solver, options,
+derivatives)`` (``("static",)`` for the static problem):
 solving the same problem again, for another horizon with the same number of steps, only changes
 numbers. Only the last one: a solver holds its last solve's IPOPT state (the KKT matrices and MUMPS's
 factors) until it is freed, 0.5 GB for the sparse example's 400 stages of 168 variables, and keeping
-every size it was solved at took its sequence of solves from 50 to 400 stages to 1.7 GB (0.9 GB one
-at a time). Building another costs a few seconds on the largest problems of the examples.
+every size it was solved at took its sequence of solves from 50 to 400 stages to 1.7 GB peak (1.1 GB
+one at a time). Building another costs a few seconds on the largest problems of the examples; calls
+that alternate between two keys rebuild each time.
 
 Derivatives (``derivatives=``). With IPOPT on the multiple-shooting NLP, ``"auto"`` (default)
 and ``"stage-wise"`` hand IPOPT the gradient, constraint Jacobian and Lagrangian Hessian built
@@ -107,7 +109,8 @@ def _key(options: dict):
 def built_solver(
     problem: Problem, key: tuple, transcribe, solver: str, options: dict, *, derivatives: str = "auto"
 ) -> tuple[Built, bool]:
-    """The cached solver for ``(problem, key, solver, options, derivatives)`` and whether it was built now.
+    """The cached solver for ``(problem, key, solver, options, derivatives)`` and whether it was built now; building
+    one drops the problem's previous solver from the cache (see the module docstring).
 
     ``transcribe()`` makes the NLP object (with ``.nlp``, the dict for ``nlpsol``, and
     ``.equality``, per constraint, which FATROP needs) when nothing is cached. If it also has
@@ -146,8 +149,8 @@ def built_solver(
         fn = ca.nlpsol(f"turnpike_{solver}", solver, problem_nlp, opts)
     except RuntimeError as exc:
         raise SolverError(f"could not build solver={solver!r} with options={options!r}: {exc}") from exc
-    per_problem[full_key] = Built(nlp, fn, time.perf_counter() - start, mode, iterations)
-    return per_problem[full_key], True
+    built = per_problem[full_key] = Built(nlp, fn, time.perf_counter() - start, mode, iterations)
+    return built, True
 
 
 def _derivative_mode(nlp, solver: str, options: dict, derivatives: str) -> str:

@@ -105,7 +105,9 @@ def _stage_function(problem: Problem, method: str) -> ca.Function:
 #: stage variables of one sample (``nx + n_v``). Measured (peak resident set, IPOPT with stage-wise
 #: derivatives, RK4, 20 steps): 221 to 357 bytes over nine neural-ODE cases from 0.06 M units (inner field,
 #: N = 10, 19 MB) to 18 M units (bottleneck of width 32, N = 40, 4.2 GB), 269 with 80 steps; the second
-#: derivatives of the stage are the bulk, and the build takes about 1 s per 250 MB.
+#: derivatives of the stage are the bulk, and the build takes about 1 s per 250 MB. Measured before the
+#: Lagrangian Hessian was assembled from one sample's blocks (:func:`~turnpike.derivatives.lagrangian_hessian`),
+#: which no longer builds the ensemble stage's SX Hessian: an overestimate now, not re-measured.
 BUILD_BYTES_PER_UNIT = 300
 
 

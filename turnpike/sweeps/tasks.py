@@ -143,9 +143,9 @@ _local = threading.local()
 def _cached_problem(task: Task) -> Problem:
     """The task's problem, built once per worker thread and parameter point.
 
-    Reusing the object reuses the NLP solvers cached on it (:mod:`turnpike.solvers`) across the
-    horizons and seeds of a point. Per thread, because one CasADi function must not be called from
-    two threads at once (a Dask worker may run several threads).
+    Reusing the object reuses the NLP solver cached on it (:mod:`turnpike.solvers`, the last one built) across
+    the horizons and seeds of a point that share a number of steps. Per thread, because one CasADi function must
+    not be called from two threads at once (a Dask worker may run several threads).
     """
     cache = _local.__dict__.setdefault("problems", {})
     key = json.dumps([factory_name(task.factory), task.params], sort_keys=True)
