@@ -103,12 +103,11 @@ def _stage_function(problem: Problem, method: str) -> ca.Function:
 #: Peak memory of a multiple-shooting build (the whole-ensemble SX stage, its stage-wise derivatives,
 #: IPOPT's functions) per unit of ``N · n_f · n_z``: samples, instructions of one sample's stage function,
 #: stage variables of one sample (``nx + n_v``). Measured (peak resident set, IPOPT with stage-wise
-#: derivatives, RK4, 20 steps): 221 to 357 bytes over nine neural-ODE cases from 0.06 M units (inner field,
-#: N = 10, 19 MB) to 18 M units (bottleneck of width 32, N = 40, 4.2 GB), 269 with 80 steps; the second
-#: derivatives of the stage are the bulk, and the build takes about 1 s per 250 MB. Measured before the
-#: Lagrangian Hessian was assembled from one sample's blocks (:func:`~turnpike.derivatives.lagrangian_hessian`),
-#: which no longer builds the ensemble stage's SX Hessian: an overestimate now, not re-measured.
-BUILD_BYTES_PER_UNIT = 300
+#: derivatives, RK4, 20 steps, the Lagrangian Hessian from one sample's blocks,
+#: :func:`~turnpike.derivatives.lagrangian_hessian`): 58 to 115 bytes over five neural-ODE cases from 0.22 M
+#: units (inner field, N = 40, 25 MB) to 18 M units (bottleneck of width 32, N = 40, 1.0 GB; 4.2 GB when the
+#: ensemble stage's SX Hessian was built); the constraint Jacobian of the ensemble stage is now the bulk.
+BUILD_BYTES_PER_UNIT = 90
 
 
 def build_bytes(problem: Problem, method: str) -> float:
