@@ -14,8 +14,9 @@ stopping law (T - T*)|c_L|_∞ = λ: the final residual is O(λ/T) and T* conver
 "Zero" is exactly 0: tp.solve re-solves with the components IPOPT left at its tolerance's size fixed at 0 and keeps
 that solution if the projected gradient of the problem as posed does not rise (sol.stats["zeros"]); where it does
 not keep it, |u_kj| <= tol/(h λ δ) with δ = 1e-3 (zero_threshold: the size IPOPT leaves on a component whose
-switching value is 0.1% below the price). Non-convexity: cold starts at T = 20, 40 stop at worse
-local optima (and so does a warm start from a T = 5 optimum at T = 10). Every horizon is solved in an ascending
+switching value is 0.1% below the price). Non-convexity: different starts stop at different local optima (at
+T = 20 the cold start reached J = 1.66347, the warm start from T = 10 1.68125, the descending one from T = 40
+1.66357; at T = 10 the ascending start 1.66961, the descending one 1.65253). Every horizon is solved in an ascending
 pass (warm from the shorter horizon: its controls, then zeros), in a descending pass (warm from the longer one,
 truncated), and cold at T = 5 and 20; warm starts use a small initial barrier parameter so that IPOPT stays near
 the start. The lowest certified cost is kept, and J_T must be nondecreasing in T (the integrand is >= 0).
@@ -48,9 +49,9 @@ Run:  python examples/neural_ode_sparse.py --out out/neural_ode/sparse [--inner]
 Writes sparse.json (rewritten after every solve: it holds what is finished so far), sparse.png (|u|_1/M and T*,
 active parameters, switching function), outputs.png, bounds.png (measured T* and E(x(T*)) against the bounds).
 
-Run time: 6 min 37 s on a 2-core machine, peak resident set 1.16 GB (measured on 2026-12-03 with the default
-arguments on a quiet machine, /usr/bin/time -v): the eight solves 358 s, of which the cold start at T = 20 133 s
-(its presolve of 35 k L-BFGS-B iterations about 110 s), the zero-error reference of the bounds 16 s.
+Run time: 4 min 46 s on a 2-core machine, peak resident set 1.14 GB (measured on 2026-12-03 with the default
+arguments on a quiet machine, /usr/bin/time -v): the eight solves 253 s (the longest, the cold start at T = 20,
+59 s), the zero-error reference of the bounds 16 s.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ WARM = {**COLD, "ipopt.mu_init": 1e-4, "ipopt.bound_push": 1e-6, "ipopt.bound_fr
 # Multiple shooting is given explicitly: tp.solve's default for the N = 8 instances, and the formulation the
 # --inner results (N = 40 samples, 20 control variables with the L1 split) were obtained with.
 FORMULATION = "multiple-shooting"
+# Cold starts of this instance go to IPOPT directly (presolve="none"): the augmented-Lagrangian presolve made for many
+# samples (turnpike.presolve) took 35 k L-BFGS-B iterations (110 s) at T = 20 and ended at a worse local optimum
+# (1.73512) than IPOPT alone from the same start in 68 iterations (1.66347, 51 s); at T = 5 both reach 1.62993 in about
+# 24 s (measured on 2026-12-03).
+PRESOLVE = "none"
 
 
 def zero_level(sol, weight):
@@ -95,10 +101,10 @@ def zero_level(sol, weight):
     return 0.0 if sol.stats.get("zeros", {}).get("exact") else zero_threshold(TOL, sol.h, weight)
 
 
-def solve(prob, T, guess=None, options=COLD, steps=None):
+def solve(prob, T, guess=None, options=COLD, steps=None, presolve=PRESOLVE):
     start = time.perf_counter()
     grid = {"steps": steps} if steps else {"dt": DT}
-    sol = tp.solve(prob, T, **grid, options=options, formulation=FORMULATION, initial_guess=guess)
+    sol = tp.solve(prob, T, **grid, options=options, formulation=FORMULATION, initial_guess=guess, presolve=presolve)
     print(f"{prob.name}, T = {T:g}: {sol.message} ({time.perf_counter() - start:.1f} s)", flush=True)
     return sol, time.perf_counter() - start
 
@@ -213,9 +219,9 @@ def inner_two_circles(T: float = 5.0, steps: int = 200) -> dict:
     sparse = NeuralODEClassification.example(cost="sparse", weight=1e-2, l1_bound=10.0)
     turnpike = NeuralODEClassification.example(cost="turnpike", weight=1e-2)
     out = {}
-    warm, seconds_b = solve(turnpike, T, steps=steps)
+    warm, seconds_b = solve(turnpike, T, steps=steps, presolve="auto")
     for name, guess in (("cold", None), ("from (B)", warm)):
-        sol, seconds = solve(sparse, T, guess=guess, steps=steps)
+        sol, seconds = solve(sparse, T, guess=guess, steps=steps, presolve="auto")
         zero = zero_level(sol, sparse.weight)
         check = tp.resimulation_error(sparse, sol)
         out[name] = {"success": sol.success, "status": sol.status, "iterations": sol.stats["iterations"],
