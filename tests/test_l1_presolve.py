@@ -170,3 +170,41 @@ def test_zeros_that_should_be_active_are_refused():
     kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates)
     assert kept is first and not report["exact"]
     assert "rose" in report["rule"] and report["projected_gradient"] == report["solver_projected_gradient"]
+
+
+def test_the_second_solve_for_exact_zeros_obeys_the_solves_stop():
+    """The re-solve with the zeros fixed runs under the solve's Stop (time limit, signals): when it is due before, no
+    second solve; when it comes during it, IPOPT stops at the next iterate. Either way the first (converged)
+    solution is kept and the report says why."""
+    from turnpike.stopping import Stop
+
+    solve_module = sys.modules["turnpike.solve"]
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    opts = solvers.solver_options("ipopt", {"ipopt.tol": 1e-10})
+    built, _ = solve_module._built(problem, steps, "rk4", "ipopt", opts, "reduced", "dense", "auto")
+    nlp = built.nlp
+    w0 = nlp.pack(None, 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu)))
+    first = solvers.run(built, w0=w0, p=nlp.parameters(T), bounds=nlp.bounds())
+    candidates = np.abs(nlp.controls(first.w)) <= 1e-6
+    assert first.success and candidates.any() and np.any(nlp.controls(first.w)[candidates] != 0)
+
+    kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates, Stop(1e-9, start=0.0))
+    assert kept is first and not report["exact"] and report["iterations"] == 0
+    assert report["rule"] == "the solver's controls: no second solve (time limit of 1e-09 s)"
+
+    class AfterOneLook(Stop):
+        looks = 0
+
+        def __call__(self):
+            self.looks += 1
+            if self.looks > 1:
+                self.request("stopped by the test")
+            return self.reason
+
+    stop = AfterOneLook()
+    kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates, stop)
+    assert kept is first and not report["exact"] and report["iterations"] <= 1
+    assert report["rule"].endswith("ended stopped: stopped by the test")
+    kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates, Stop())  # no limit: as before
+    assert report["exact"] and np.all(nlp.controls(kept.w)[candidates] == 0)

@@ -349,7 +349,13 @@ def solve(
         if P.split_control and res.success and solver == "ipopt":
             candidates = presolved == 0 if presolved is not None else np.abs(nlp.controls(res.w)) <= (
                 zero_threshold(opts.get("ipopt.tol", 1e-8), T / steps, P.l1) if P.l1 > 0 else 0.0)
-            first, (res, stats["zeros"]) = res, exact_zeros(built, nlp, res, T, candidates)
+            try:
+                with stop.iterating():
+                    first, (res, stats["zeros"]) = res, exact_zeros(built, nlp, res, T, candidates, stop)
+            except SolverError as exc:  # a second signal, raised inside one of IPOPT's function calls
+                if stop.interrupted:
+                    raise Interrupted(f"solve interrupted by {stop.signal.name}", stop.signal) from exc
+                raise
             stats["zeros"]["candidates"] = ("the presolve's exact zeros" if presolved is not None else
                                             "|u_kj| <= zero_threshold(tol, h, l1)")
             if res is not first:
@@ -411,7 +417,7 @@ def zero_threshold(tol: float, h: float, weight: float, margin: float = 1e-3) ->
     return tol / (h * weight * margin)
 
 
-def exact_zeros(built, nlp, res, T: float, candidates: np.ndarray):
+def exact_zeros(built, nlp, res, T: float, candidates: np.ndarray, stop: Stop | None = None):
     """The NLP solution ``res`` re-solved with the L1 controls marked in ``candidates`` (steps, nu) fixed at exactly
     0, if that is a first-order point of the problem as posed; ``(result, report)``, the report for
     ``sol.stats["zeros"]``.
@@ -427,7 +433,8 @@ def exact_zeros(built, nlp, res, T: float, candidates: np.ndarray):
     V in the problem as posed (:func:`~turnpike.presolve.projected_gradient`: the L1 balls, or ``V >= 0``
     without a bound) is at most that of the first solution: the zeros are then optimal for the problem as posed,
     not only for the one with them fixed (a candidate that should be active has a negative reduced gradient,
-    which this measure sees). Else the first solution is kept and the report says why.
+    which this measure sees). Else the first solution is kept and the report says why; so it is when ``stop``
+    (:class:`~turnpike.stopping.Stop`: the solve's time limit, a signal) ends the second solve or is already due.
 
     Report: ``exact`` (the zeros are exact), ``zeros`` (components of u exactly 0), ``largest_change`` (the
     largest |u_kj| set to 0), ``projected_gradient`` of the point kept and ``solver_projected_gradient`` of the
@@ -449,17 +456,21 @@ def exact_zeros(built, nlp, res, T: float, candidates: np.ndarray):
               "solver_projected_gradient": before, "iterations": 0, "seconds": 0.0}
     if not np.any(candidates & (u != 0)):
         return res, {**report, "rule": "no candidate: the solver's controls, inactive ones at its tolerance's size"}
+    if stop is not None and stop() is not None:
+        return res, {**report, "rule": f"the solver's controls: no second solve ({stop.reason})"}
     snapped = np.where(candidates, 0.0, u)
     x = nlp.simulate(snapped, T)
     marks = nlp.pack(np.zeros_like(x), candidates.astype(float)) + nlp.pack(np.zeros_like(x), -candidates.astype(float))
     bounds = nlp.bounds()
     bounds["ubx"] = np.where(marks > 0, 0.0, bounds["ubx"])
-    again = run(built, w0=nlp.pack(x, snapped), p=p, bounds=bounds)
+    again = run(built, w0=nlp.pack(x, snapped), p=p, bounds=bounds,
+                each_iteration=None if stop is None else lambda w, f: stop() is not None)
     report.update(iterations=again.iterations, seconds=again.solve_seconds,
                   largest_change=float(np.abs(u[candidates]).max()))
     if not again.success:
-        return res, {**report, "rule": f"the solver's controls: the solve with the candidates fixed at 0 ended "
-                                       f"{again.status}"}
+        why = f"stopped: {stop.reason}" if again.status == "User_Requested_Stop" and stop and stop.reason else \
+            again.status
+        return res, {**report, "rule": f"the solver's controls: the solve with the candidates fixed at 0 ended {why}"}
     u_again = nlp.controls(again.w)
     after = stationarity(u_again)
     if after > before:
