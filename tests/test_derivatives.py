@@ -195,15 +195,17 @@ def test_reduced_derivatives_equal_casadi_ad(case):
 
 
 def test_compiled_hessian_blocks_equal_casadi_ad(monkeypatch):
-    """The multiple-shooting Hessian from compiled sample-stage blocks (lane code, chosen above a work threshold,
-    here forced) equals CasADi's AD of the NLP, with the L1 split, an L1 bound, and IPOPT's σ = 0 (restoration)."""
+    """The multiple-shooting Hessian and constraint Jacobian from compiled sample-stage blocks (lane code, chosen
+    above a work threshold, here forced) equal CasADi's AD of the NLP, with the L1 split, an L1 bound, and IPOPT's
+    σ = 0 (restoration)."""
     from turnpike import derivatives
     from turnpike.compiled import compiler
 
     monkeypatch.setattr(derivatives, "COMPILE_WORK", 0)
     prob = ensemble_with_data(l1=0.2, l1_bound=3.0, l2=0.3)
     ms = MultipleShooting(prob, 6, "rk4")
-    mine, ref = ms.derivatives()["hess_lag"], casadi_derivatives(ms.nlp)["hess_lag"]
+    derivatives_, ref = ms.derivatives(), casadi_derivatives(ms.nlp)
+    mine = derivatives_["hess_lag"]
     if compiler() is not None:
         assert mine.evaluation == "compiled lane code"
     rng = np.random.default_rng(11)
@@ -211,5 +213,7 @@ def test_compiled_hessian_blocks_equal_casadi_ad(monkeypatch):
         w = rng.standard_normal(ms.layout.n_w)
         p = ms.parameters(2.0)
         lam_g = rng.standard_normal(ms.nlp["g"].numel())
-        np.testing.assert_allclose(ca.DM(mine(w, p, lam_f, lam_g)).full(), ca.DM(ref(w, p, lam_f, lam_g)).full(),
-                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(ca.DM(mine(w, p, lam_f, lam_g)).full(),
+                                   ca.DM(ref["hess_lag"](w, p, lam_f, lam_g)).full(), rtol=1e-12, atol=1e-12)
+        for a, b in zip(derivatives_["jac_g"](w, p), ref["jac_g"](w, p), strict=True):
+            np.testing.assert_allclose(ca.DM(a).full(), ca.DM(b).full(), rtol=1e-12, atol=1e-12)

@@ -3,14 +3,13 @@
 CasADi's default is to differentiate the whole NLP graph (MX, stages ``map``-ped) when the
 solver is built: slow to build (the Lagrangian Hessian of the graph) and slow to evaluate.
 The NLP of :class:`~turnpike.transcription.MultipleShooting` is a sum of stage terms, so its
-derivatives are block-structured and each block is a derivative of one stage. Here the gradient and
-the constraint Jacobian are stage derivatives taken once in SX, ``map``-ped over the stages, their
-nonzeros placed into one global sparse matrix by index arithmetic (no Python loop over stages). The
-Lagrangian Hessian goes one level further down: the samples of an ensemble are independent given the
-controls, so its blocks are second derivatives of one sample's stage (:class:`SampleDerivatives`),
-evaluated over all sample-stages in one call (compiled where that pays, :data:`COMPILE_WORK`) and
-placed into the sparse upper triangle in numpy (:func:`lagrangian_hessian`). On the sparse example's
-instance (N = 8, 56 controls split in 112, RK4) that is 2.2x fewer SX instructions than the Hessian of
+derivatives are block-structured and each block is a derivative of one stage. Here the gradient is the
+stage's SX gradient, ``map``-ped over the stages. The constraint Jacobian and the Lagrangian Hessian go one
+level further down: the samples of an ensemble are independent given the controls, so their blocks are
+first and second derivatives of one sample's stage (:class:`SampleDerivatives`), evaluated over all
+sample-stages in one call (compiled where that pays, :data:`COMPILE_WORK`) and placed into the sparse
+matrices in numpy (:func:`constraint_jacobian`, :func:`lagrangian_hessian`). On the sparse example's
+instance (N = 8, 56 controls split in 112, RK4) the Hessian is 2.2x fewer SX instructions than that of
 the whole ensemble stage in ``(X, V)``, which differentiates the split's copies twice.
 
 With ``z_k = (X_k, V_k)``, ``p = (h, Y)``, the stage cost
@@ -47,7 +46,8 @@ from .compiled import compiled, lanes_map, threads
 if TYPE_CHECKING:
     from .transcription import MultipleShooting
 
-__all__ = ["COMPILE_WORK", "Batch", "NumpyFunction", "SampleDerivatives", "lagrangian_hessian", "stagewise_derivatives"]
+__all__ = ["COMPILE_WORK", "Batch", "NumpyFunction", "SampleDerivatives", "constraint_jacobian", "lagrangian_hessian",
+           "stagewise_derivatives"]
 
 
 class NumpyFunction(ca.Callback):
@@ -259,18 +259,19 @@ def _nonzeros(mapped: ca.MX) -> ca.MX:
     return ca.vec(mapped.nz[:]) if mapped.nnz() > 0 else ca.MX(0, 1)  # nz of a row vector is a row
 
 
-#: The multiple-shooting Hessian compiles the sample-stage's second-order function (lane code, once per machine)
-#: when one evaluation runs at least this many of its SX instructions (``n_instructions · N · steps``); below, CasADi's
-#: virtual machine evaluates it (about 5 ns an instruction: 0.1 s here), which needs no compiler and no wait. The
-#: sparse example's instance (N = 8, nx = 7, nu = 56, RK4: 52 k instructions) passes at 50 steps and up; at 100
-#: steps one Hessian took 0.43 s from the ensemble's SX Hessian, 33 ms compiled (in 2026-12, a loaded 2-core
-#: machine).
+#: The multiple-shooting Jacobian and Hessian compile the sample-stage's first- and second-order functions (lane
+#: code, once per machine) when one evaluation runs at least this many of the function's SX instructions
+#: (``n_instructions · N · steps``); below, CasADi's virtual machine evaluates it (about 5 ns an instruction: 0.1 s
+#: here), which needs no compiler and no wait. On the sparse example's instance (N = 8, nx = 7, nu = 56, RK4; 52 k
+#: instructions in the second-order function) the Hessian passes at 50 steps and up; at 100 steps one Hessian took
+#: 0.43 s from the ensemble's SX Hessian, 33 ms compiled (a loaded 2-core machine), and at 400 steps one Jacobian
+#: 121 ms from the ensemble's SX Jacobian, 28 ms compiled (2026-12-03).
 COMPILE_WORK = 20_000_000
 
 
-def lagrangian_hessian(ms: MultipleShooting, step: ca.Function) -> NumpyFunction:
+def lagrangian_hessian(ms: MultipleShooting, samples: SampleDerivatives) -> NumpyFunction:
     """IPOPT's ``hess_lag`` for ``ms.nlp`` (the upper triangle), assembled in numpy from the blocks of each sample
-    and stage (:class:`SampleDerivatives`, ``step`` the stage of one sample).
+    and stage (:class:`SampleDerivatives` of one sample's stage and terminal cost).
 
     Block k of the Hessian (see the module docstring) is ``∇²_{z_k}`` of ``σ c(z_k) + λ_kᵀ s(z_k)``. Per sample i,
     with ``F_i`` its step and ``q_i`` its running cost, the part of the Lagrangian that is not linear is
@@ -285,8 +286,6 @@ def lagrangian_hessian(ms: MultipleShooting, step: ca.Function) -> NumpyFunction
     P, lay, steps = ms.problem, ms.layout, ms.steps
     N, nx, nu, ny, n_v = P.n_samples, P.nx, P.nu, P.ny, lay.n_v
     n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
-    x, y = ca.SX.sym("x", nx), ca.SX.sym("y", ny)
-    samples = SampleDerivatives(step, ca.Function("phi", [x, y], [P.terminal_cost(x, 0, y)]))
     compile = samples.function("second").n_instructions() * M >= COMPILE_WORK
     second, terminal = samples.mapped("second", M, N, compile=compile), samples.mapped("terminal", N)
 
@@ -344,14 +343,93 @@ def lagrangian_hessian(ms: MultipleShooting, step: ca.Function) -> NumpyFunction
     return fn
 
 
+def constraint_jacobian(ms: MultipleShooting, samples: SampleDerivatives) -> NumpyFunction:
+    """IPOPT's ``jac_g`` for ``ms.nlp``: ``(w, p) -> (g, ∂g/∂w)``, assembled in numpy from the blocks of each sample
+    and stage (``A_{ik} = ∂F/∂x``, ``B_{ik} = ∂F/∂u`` of :class:`SampleDerivatives`).
+
+    Block row k (the gaps ``X_{k+1} - F(X_k, u_k)`` of stage k, then its L1-bound row ``Σ V_k``, if any) has
+    ``-A_{ik}`` in the columns of sample i's states ``x_{ik}``, ``-B_{ik} E`` in those of ``V_k`` (``E = (I, -I)``
+    with the L1 split), the identity in those of ``X_{k+1}``, and ones in those of ``V_k`` for the L1 row. The
+    gaps' values ``g`` come from the ensemble stage (``ms.stage``), mapped over the stages.
+    """
+    P, lay, steps = ms.problem, ms.layout, ms.steps
+    N, nx, nu, ny, n_v = P.n_samples, P.nx, P.nu, P.ny, lay.n_v
+    n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
+    bound = P.l1_bound is not None
+    compile = samples.function("first").n_instructions() * M >= COMPILE_WORK
+    first = samples.mapped("first", M, compile=compile)
+    stage = Batch(ms.stage.map(steps))
+
+    # One stage k >= 1: per column, its rows relative to block row k, and where each value sits in the stage's
+    # values (A of every sample, then B; each column-major) with its factor; an index of -1 is the constant 1.
+    o_B = N * nx * nx
+    control = np.arange(n_v) % nu
+    sign_v = np.where(np.arange(n_v) < nu, 1.0, -1.0)
+    rows, index, factor, counts, identity = [], [], [], [], []
+    for i in range(N):  # the columns of x_ik: the identity of gap k - 1, then -A_ik in sample i's gaps
+        for b in range(nx):
+            a = np.arange(nx)
+            rows += [[i * nx + b - n_g], i * nx + a]
+            index += [[-1], i * nx * nx + a + nx * b]
+            factor += [[1.0], -np.ones(nx)]
+            identity += [[True], np.zeros(nx, dtype=bool)]
+            counts.append(nx + 1)
+    states = np.arange(n_state)
+    for c in range(n_v):  # the columns of V_k: -B_ik E in every gap, then the L1 row
+        i, a = states // nx, states % nx
+        rows += [states, [n_state] * bound]
+        index += [o_B + i * nx * nu + a + nx * control[c], [-1] * bound]
+        factor += [np.full(n_state, -sign_v[c]), [1.0] * bound]
+        identity += [np.zeros(n_state, dtype=bool), [False] * bound]
+        counts.append(n_state + bound)
+    rows, index = (np.concatenate(v).astype(np.int64) for v in (rows, index))
+    factor, identity = np.concatenate(factor), np.concatenate(identity).astype(bool)
+    constant = index < 0
+    index[constant] = 0
+    keep0 = ~identity  # stage 0 has no gap before it
+    all_rows = np.concatenate([rows[keep0], (rows[None, :] + n_g * np.arange(1, steps)[:, None]).ravel(),
+                               (steps - 1) * n_g + states])
+    per_column = np.concatenate([np.asarray(counts) - np.r_[np.ones(n_state, int), np.zeros(n_v, int)],
+                                 np.tile(counts, steps - 1), np.ones(n_state, int)])
+    pattern = _compressed((n_g * steps, lay.n_w), all_rows, per_column)
+    n0 = int(keep0.sum())
+
+    def jac_g(w, p, out):
+        h, Y = p[0], p[1:].reshape(N, ny).T
+        blocks = w[: steps * n_stage].reshape(steps, n_stage)
+        X, V = blocks[:, :n_state], blocks[:, n_state:]
+        u = V[:, :nu] - V[:, nu:] if lay.split else V
+        A, B, _, _ = first(X.reshape(M, nx).T, np.repeat(u, N, axis=0).T, np.tile(Y, steps), h)
+        values = np.hstack([A.T.reshape(steps, o_B), B.T.reshape(steps, N * nx * nu)])
+        body = out[1][n0: n0 + (steps - 1) * index.size].reshape(steps - 1, index.size)
+        np.take(values[1:], index, axis=1, out=body, mode="clip")
+        body *= factor
+        body[:, constant] = 1.0
+        head = out[1][:n0]
+        head[:] = values[0, index[keep0]] * factor[keep0]
+        head[constant[keep0]] = 1.0
+        out[1][n0 + (steps - 1) * index.size:] = 1.0
+        X_next = stage(X.T, V.T, p[1:, None], h)[0]  # (n_state, steps)
+        gaps = np.vstack([X[1:], w[steps * n_stage:][None]]) - X_next.T
+        g = np.hstack([gaps, V.sum(axis=1, keepdims=True)]) if bound else gaps
+        out[0][:] = g.reshape(-1)
+
+    dense = ca.Sparsity.dense
+    fn = NumpyFunction("jac_g", jac_g, ["x", "p"], [dense(lay.n_w), dense(1 + ny * N)], ["g", "jac_g_x"],
+                       [dense(n_g * steps), pattern], writes=True)
+    fn.evaluation = "compiled lane code" if compile and samples.lanes("first") is not None else "CasADi map"
+    return fn
+
+
 def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     """``{"grad_f", "jac_g", "hess_lag"}`` for ``ms.nlp``, in the layout of ``casadi.nlpsol`` options.
 
-    See the module docstring for the mathematics. ``grad_f`` and ``jac_g`` are MX graphs that map SX stage
-    derivatives over the ``steps`` stages; ``hess_lag`` is :func:`lagrangian_hessian`.
+    See the module docstring for the mathematics. ``grad_f`` is an MX graph that maps the SX gradient of the
+    ensemble stage over the ``steps`` stages; ``jac_g`` and ``hess_lag`` are :func:`constraint_jacobian` and
+    :func:`lagrangian_hessian`, from the derivatives of one sample's stage.
     """
     P, lay, steps = ms.problem, ms.layout, ms.steps
-    n_state, n_stage, n_g = lay.n_state, lay.n_stage, ms.n_g_stage
+    n_state, n_stage = lay.n_state, lay.n_stage
 
     # One stage, SX: z = (X, V) -> cost c, constraint part s, their derivatives.
     X = ca.SX.sym("X", n_state)
@@ -359,12 +437,10 @@ def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     Y = ca.SX.sym("Y", P.ny * P.n_samples)
     h = ca.SX.sym("h")
     z = ca.vertcat(X, V)
-    x_next, q = ms.stage(X, V, Y, h)
+    _, q = ms.stage(X, V, Y, h)
     c = q[0] + P.l2 * q[1] + P.l1 * q[2]
-    s = ca.vertcat(-x_next, ca.sum1(V)) if P.l1_bound is not None else -x_next
     args = [X, V, Y, h]
     stage_grad = ca.Function("stage_grad", args, [c, ca.gradient(c, z)])
-    stage_jac = ca.Function("stage_jac", args, [s, ca.jacobian(s, z)])
 
     phi = ms.terminal(X, Y)
     term_grad = ca.Function("terminal_grad", [X, Y], [phi, ca.gradient(phi, X)])
@@ -376,7 +452,6 @@ def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     stages = ca.reshape(w[: steps * n_stage], n_stage, steps)
     Xk, Vk = stages[:n_state, :], stages[n_state:, :]
     X_end = w[steps * n_stage :]
-    X_next = ca.horzcat(Xk[:, 1:], X_end)
 
     ck, gk = stage_grad.map(steps)(Xk, Vk, Yp, hp)
     phi_n, grad_n = term_grad(X_end, Yp)
@@ -384,16 +459,6 @@ def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     grad = ca.densify(ca.vertcat(ca.vec(gk), grad_n))
     grad_f = ca.Function("grad_f", [w, p], [ca.sum2(ck) + phi_n, grad], ["x", "p"], ["f", "grad_f_x"])
 
-    sk, dsk = stage_jac.map(steps)(Xk, Vk, Yp, hp)
-    g = ca.densify(ca.vec(sk + ca.vertcat(X_next, ca.MX(n_g - n_state, steps))))
-    rows, cols = _blocks(stage_jac.sparsity_out(1), steps, n_g, n_stage)
-    shape = (n_g * steps, lay.n_w)
-    # The X_{k+1} of each gap: the identity at (block row k, columns of X_{k+1}), a constant added to the blocks.
-    eye = np.arange(steps * n_state)
-    stage_of = eye // n_state
-    gap = np.bincount((stage_of + 1) * n_stage + eye % n_state, minlength=lay.n_w)
-    identity = ca.DM(_compressed(shape, stage_of * n_g + eye % n_state, gap), 1.0)
-    jac = _assemble(shape, rows, cols, _nonzeros(dsk)) + identity
-    jac_g = ca.Function("jac_g", [w, p], [g, jac], ["x", "p"], ["g", "jac_g_x"])
-
-    return {"grad_f": grad_f, "jac_g": jac_g, "hess_lag": lagrangian_hessian(ms, ms.sample_stage)}
+    x, y = ca.SX.sym("x", P.nx), ca.SX.sym("y", P.ny)
+    samples = SampleDerivatives(ms.sample_stage, ca.Function("phi", [x, y], [P.terminal_cost(x, 0, y)]))
+    return {"grad_f": grad_f, "jac_g": constraint_jacobian(ms, samples), "hess_lag": lagrangian_hessian(ms, samples)}

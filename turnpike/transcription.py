@@ -100,14 +100,15 @@ def _stage_function(problem: Problem, method: str) -> ca.Function:
     return ca.Function(f"stage_{method}", [x, u, y, h], [x_next, q], ["x", "u", "y", "h"], ["x_next", "q"])
 
 
-#: Peak memory of a multiple-shooting build (the whole-ensemble SX stage, its stage-wise derivatives,
-#: IPOPT's functions) per unit of ``N · n_f · n_z``: samples, instructions of one sample's stage function,
-#: stage variables of one sample (``nx + n_v``). Measured (peak resident set, IPOPT with stage-wise
-#: derivatives, RK4, 20 steps, the Lagrangian Hessian from one sample's blocks,
-#: :func:`~turnpike.derivatives.lagrangian_hessian`): 58 to 115 bytes over five neural-ODE cases from 0.22 M
-#: units (inner field, N = 40, 25 MB) to 18 M units (bottleneck of width 32, N = 40, 1.0 GB; 4.2 GB when the
-#: ensemble stage's SX Hessian was built); the constraint Jacobian of the ensemble stage is now the bulk.
-BUILD_BYTES_PER_UNIT = 90
+#: Peak memory of a multiple-shooting build (the whole-ensemble SX stage and its gradient, one sample's stage
+#: derivatives, IPOPT's functions) per unit of ``N · n_f · n_z``: samples, instructions of one sample's stage
+#: function, stage variables of one sample (``nx + n_v``). Measured (peak resident set, IPOPT with stage-wise
+#: derivatives, RK4, 20 steps, the constraint Jacobian and the Lagrangian Hessian from one sample's blocks,
+#: :mod:`turnpike.derivatives`): 15 to 60 bytes over five neural-ODE cases, from 0.22 M units (inner field, N = 40,
+#: 13 MB, 60 bytes) to 18 M units (bottleneck of width 32, N = 40, 258 MB, 15 bytes; 4.2 GB when the ensemble
+#: stage's SX Jacobian and Hessian were built). The large builds grow less than the units: the estimate is up to
+#: 2.7x above them (the safe side).
+BUILD_BYTES_PER_UNIT = 40
 
 
 def build_bytes(problem: Problem, method: str) -> float:
