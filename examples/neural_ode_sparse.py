@@ -49,9 +49,9 @@ Run:  python examples/neural_ode_sparse.py --out out/neural_ode/sparse [--inner]
 Writes sparse.json (rewritten after every solve: it holds what is finished so far), sparse.png (|u|_1/M and T*,
 active parameters, switching function), outputs.png, bounds.png (measured T* and E(x(T*)) against the bounds).
 
-Run time: 4 min 46 s on a 2-core machine, peak resident set 1.14 GB (measured on 2026-12-03 with the default
-arguments on a quiet machine, /usr/bin/time -v): the eight solves 253 s (the longest, the cold start at T = 20,
-59 s), the zero-error reference of the bounds 16 s.
+Run time: 4 min 32 s on a 2-core machine, peak resident set 987 MiB (measured on 2026-12-03 with the default
+arguments on a quiet machine, /usr/bin/time -v): the eight solves 238 s (the longest, the cold start at T = 20,
+52 s), the zero-error reference of the bounds 13 s.
 """
 
 from __future__ import annotations

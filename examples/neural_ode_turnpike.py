@@ -29,7 +29,8 @@ Run:  python examples/neural_ode_turnpike.py --out out/neural_ode/turnpike
 Writes turnpike.json (rewritten after every solve: it holds what is finished so far), decay.png (outer and inner
 under (B)), tracking.png, logistic.png.
 
-Run time: about 2 minutes on a 2-core machine (measured on 2026-12-03 with the default arguments).
+Run time: 71 s on a 2-core machine, peak resident set 197 MB (measured on 2026-12-03 with the default arguments, quiet
+machine, /usr/bin/time -v).
 """
 
 from __future__ import annotations
