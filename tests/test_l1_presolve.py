@@ -152,22 +152,27 @@ def test_exact_zeros_after_the_stopping_time_of_the_scalar_case():
     assert tp.analysis.stopping_time(sol, threshold=0.0) == t_star
 
 
-def test_zeros_that_should_be_active_are_refused():
-    """A candidate that is active at the optimum (here: every component of the first interval) fixed at 0 leaves a
-    negative reduced gradient, which the projected gradient of the problem as posed sees: the solver's first
-    solution is kept, and the report says why."""
+def _first_solution(T=4.0, steps=20):
+    """The convex L1 problem solved by IPOPT alone on the reduced NLP: ``(exact_zeros, built, nlp, first, T)``."""
     solve_module = sys.modules["turnpike.solve"]
     problem = _convex_l1_problem()
-    T, steps = 4.0, 20
     opts = solvers.solver_options("ipopt", {"ipopt.tol": 1e-10})
     built, _ = solve_module._built(problem, steps, "rk4", "ipopt", opts, "reduced", "dense", "auto")
     nlp = built.nlp
     w0 = nlp.pack(None, 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu)))
     first = solvers.run(built, w0=w0, p=nlp.parameters(T), bounds=nlp.bounds())
+    return solve_module.exact_zeros, built, nlp, first, T
+
+
+def test_zeros_that_should_be_active_are_refused():
+    """A candidate that is active at the optimum (here: every component of the first interval) fixed at 0 leaves a
+    negative reduced gradient, which the projected gradient of the problem as posed sees: the solver's first
+    solution is kept, and the report says why."""
+    exact_zeros, built, nlp, first, T = _first_solution()
     assert first.success and np.abs(nlp.controls(first.w)[0]).max() > 0.1
-    candidates = np.zeros((steps, problem.nu), dtype=bool)
+    candidates = np.zeros(nlp.controls(first.w).shape, dtype=bool)
     candidates[0] = True
-    kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates)
+    kept, report = exact_zeros(built, nlp, first, T, candidates)
     assert kept is first and not report["exact"]
     assert "rose" in report["rule"] and report["projected_gradient"] == report["solver_projected_gradient"]
 
@@ -178,18 +183,11 @@ def test_the_second_solve_for_exact_zeros_obeys_the_solves_stop():
     solution is kept and the report says why."""
     from turnpike.stopping import Stop
 
-    solve_module = sys.modules["turnpike.solve"]
-    problem = _convex_l1_problem()
-    T, steps = 4.0, 20
-    opts = solvers.solver_options("ipopt", {"ipopt.tol": 1e-10})
-    built, _ = solve_module._built(problem, steps, "rk4", "ipopt", opts, "reduced", "dense", "auto")
-    nlp = built.nlp
-    w0 = nlp.pack(None, 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu)))
-    first = solvers.run(built, w0=w0, p=nlp.parameters(T), bounds=nlp.bounds())
+    exact_zeros, built, nlp, first, T = _first_solution()
     candidates = np.abs(nlp.controls(first.w)) <= 1e-6
     assert first.success and candidates.any() and np.any(nlp.controls(first.w)[candidates] != 0)
 
-    kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates, Stop(1e-9, start=0.0))
+    kept, report = exact_zeros(built, nlp, first, T, candidates, Stop(1e-9, start=0.0))
     assert kept is first and not report["exact"] and report["iterations"] == 0
     assert report["rule"] == "the solver's controls: no second solve (time limit of 1e-09 s)"
 
@@ -203,8 +201,8 @@ def test_the_second_solve_for_exact_zeros_obeys_the_solves_stop():
             return self.reason
 
     stop = AfterOneLook()
-    kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates, stop)
+    kept, report = exact_zeros(built, nlp, first, T, candidates, stop)
     assert kept is first and not report["exact"] and report["iterations"] <= 1
     assert report["rule"].endswith("ended stopped: stopped by the test")
-    kept, report = solve_module.exact_zeros(built, nlp, first, T, candidates, Stop())  # no limit: as before
+    kept, report = exact_zeros(built, nlp, first, T, candidates, Stop())  # no limit: as before
     assert report["exact"] and np.all(nlp.controls(kept.w)[candidates] == 0)
