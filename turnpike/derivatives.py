@@ -220,43 +220,10 @@ class SampleDerivatives:
         return self._maps[key]
 
 
-def _triplets(sp: ca.Sparsity) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = sp.get_triplet()
-    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
-
-
-def _blocks(sp: ca.Sparsity, copies: int, row_step: int, col_step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Triplets of ``copies`` copies of ``sp``, copy k shifted by ``(k row_step, k col_step)``.
-
-    Their order is that of the nonzeros of ``copies`` horizontally concatenated copies (the output
-    of a ``map``): copy by copy, column-major within each.
-    """
-    rows, cols = _triplets(sp)
-    k = np.repeat(np.arange(copies), rows.size)
-    return np.tile(rows, copies) + row_step * k, np.tile(cols, copies) + col_step * k
-
-
-def _assemble(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, values: ca.MX) -> ca.MX:
-    """The sparse matrix with ``values[i]`` at ``(rows[i], cols[i])``, which must come in CasADi's column-major
-    order (the blocks of a ``map`` along the diagonal do): the sparsity is built in compressed column form, with
-    no reordering node in the graph (a triplet form, its sort and the reordering took 1 GB at 400 stages of 112
-    variables while the solver was built)."""
-    order_ok = rows.size == 0 or bool(np.all((np.diff(cols) > 0) | ((np.diff(cols) == 0) & (np.diff(rows) > 0))))
-    if not order_ok:
-        raise RuntimeError("stage-wise derivative blocks out of column-major order: the NLP layout is not the one "
-                           "assumed")
-    return ca.MX(_compressed(shape, rows, np.bincount(cols, minlength=shape[1])), values)
-
-
 def _compressed(shape: tuple[int, int], rows: np.ndarray, per_column: np.ndarray) -> ca.Sparsity:
     """The sparsity with ``per_column[j]`` nonzeros in column j, at ``rows`` (column by column). Given as lists:
     CasADi converts a numpy array element by element (5.6 s for 2.5 M rows, against 0.2 s for a list)."""
     return ca.Sparsity(*shape, [0, *np.cumsum(per_column).tolist()], rows.tolist())
-
-
-def _nonzeros(mapped: ca.MX) -> ca.MX:
-    """The nonzeros of ``mapped`` as a column, in CasADi's (column-major) order."""
-    return ca.vec(mapped.nz[:]) if mapped.nnz() > 0 else ca.MX(0, 1)  # nz of a row vector is a row
 
 
 #: The multiple-shooting Jacobian and Hessian compile the sample-stage's first- and second-order functions (lane
@@ -431,7 +398,7 @@ def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     P, lay, steps = ms.problem, ms.layout, ms.steps
     n_state, n_stage = lay.n_state, lay.n_stage
 
-    # One stage, SX: z = (X, V) -> cost c, constraint part s, their derivatives.
+    # One stage of the ensemble, SX: z = (X, V) -> its cost c and the gradient.
     X = ca.SX.sym("X", n_state)
     V = ca.SX.sym("V", lay.n_v)
     Y = ca.SX.sym("Y", P.ny * P.n_samples)
