@@ -163,6 +163,10 @@ class SampleDerivatives:
     (:func:`lagrangian_hessian`) are both assembled from these blocks.
     """
 
+    #: Per function: the inputs that are one number for every item (h, σ), and the outputs summed over each group (R).
+    _SHARED = {"first": {3}, "second": {3, 4}}
+    _SUMMED = {"second": {2}}
+
     def __init__(self, step: ca.Function, terminal: ca.Function):
         self.nx, self.nu, self.ny = step.size1_in(0), step.size1_in(1), step.size1_in(2)
         x, u, y, h = (ca.SX.sym(n, k) for n, k in (("x", self.nx), ("u", self.nu), ("y", self.ny), ("h", 1)))
@@ -196,8 +200,8 @@ class SampleDerivatives:
         """The lane code of ``"first"`` or ``"second"`` (see :func:`~turnpike.compiled.lanes_map`), or None
         (no compiler, or an operation the lane code does not write)."""
         if name not in self._lanes:
-            shared, summed = ({3, 4}, {2}) if name == "second" else ({3}, set())
-            self._lanes[name] = lanes_map(self.function(name), shared=shared, summed=summed)
+            self._lanes[name] = lanes_map(self.function(name), shared=self._SHARED[name],
+                                          summed=self._SUMMED.get(name, set()))
         return self._lanes[name]
 
     def mapped(self, name: str, copies: int, group: int = 1, *, compile: bool = True):
@@ -215,7 +219,7 @@ class SampleDerivatives:
                 fast = compiled(fn)
             fn = fn if fast is None else fast
             if group > 1:
-                fn = fn.map(f"{fn.name()}_group", "serial", group, [], [2] if name == "second" else [])
+                fn = fn.map(f"{fn.name()}_group", "serial", group, [], sorted(self._SUMMED.get(name, ())))
             self._maps[key] = Batch(fn if copies == group else fn.map(copies // group, "thread", key[3]))
         return self._maps[key]
 
@@ -236,6 +240,14 @@ def _compressed(shape: tuple[int, int], rows: np.ndarray, per_column: np.ndarray
 COMPILE_WORK = 20_000_000
 
 
+def _sample_blocks(samples: SampleDerivatives, name: str, items: int, group: int = 1):
+    """``samples.mapped(name, items, group)``, compiled when one evaluation runs at least :data:`COMPILE_WORK` of
+    its instructions, and how it is evaluated (``"compiled lane code"`` or ``"CasADi map"``)."""
+    compile = samples.function(name).n_instructions() * items >= COMPILE_WORK
+    how = "compiled lane code" if compile and samples.lanes(name) is not None else "CasADi map"
+    return samples.mapped(name, items, group, compile=compile), how
+
+
 def lagrangian_hessian(ms: MultipleShooting, samples: SampleDerivatives) -> NumpyFunction:
     """IPOPT's ``hess_lag`` for ``ms.nlp`` (the upper triangle), assembled in numpy from the blocks of each sample
     and stage (:class:`SampleDerivatives` of one sample's stage and terminal cost).
@@ -253,8 +265,7 @@ def lagrangian_hessian(ms: MultipleShooting, samples: SampleDerivatives) -> Nump
     P, lay, steps = ms.problem, ms.layout, ms.steps
     N, nx, nu, ny, n_v = P.n_samples, P.nx, P.nu, P.ny, lay.n_v
     n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
-    compile = samples.function("second").n_instructions() * M >= COMPILE_WORK
-    second, terminal = samples.mapped("second", M, N, compile=compile), samples.mapped("terminal", N)
+    (second, how), terminal = _sample_blocks(samples, "second", M, N), samples.mapped("terminal", N)
 
     # One stage's pattern: per column (ascending), its rows, and where each value sits in the stage's values
     # (Q of every sample, S of every sample, then R; each column-major), with its sign from E.
@@ -306,7 +317,7 @@ def lagrangian_hessian(ms: MultipleShooting, samples: SampleDerivatives) -> Nump
     fn = NumpyFunction("hess_lag", hess_lag, ["x", "p", "lam_f", "lam_g"],
                        [dense(lay.n_w), dense(1 + ny * N), dense(1), dense(n_g * steps)], ["hess_gamma_x_x"], [pattern],
                        writes=True)
-    fn.evaluation = "compiled lane code" if compile and samples.lanes("second") is not None else "CasADi map"
+    fn.evaluation = how
     return fn
 
 
@@ -323,8 +334,7 @@ def constraint_jacobian(ms: MultipleShooting, samples: SampleDerivatives) -> Num
     N, nx, nu, ny, n_v = P.n_samples, P.nx, P.nu, P.ny, lay.n_v
     n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
     bound = P.l1_bound is not None
-    compile = samples.function("first").n_instructions() * M >= COMPILE_WORK
-    first = samples.mapped("first", M, compile=compile)
+    first, how = _sample_blocks(samples, "first", M)
     stage = Batch(ms.stage.map(steps))
 
     # One stage k >= 1: per column, its rows relative to block row k, and where each value sits in the stage's
@@ -384,7 +394,7 @@ def constraint_jacobian(ms: MultipleShooting, samples: SampleDerivatives) -> Num
     dense = ca.Sparsity.dense
     fn = NumpyFunction("jac_g", jac_g, ["x", "p"], [dense(lay.n_w), dense(1 + ny * N)], ["g", "jac_g_x"],
                        [dense(n_g * steps), pattern], writes=True)
-    fn.evaluation = "compiled lane code" if compile and samples.lanes("first") is not None else "CasADi map"
+    fn.evaluation = how
     return fn
 
 

@@ -155,11 +155,11 @@ class ReducedSpace:
         # stages): compiled for numbers, SX in the NLP (which CasADi may have to differentiate).
         X, Y = ca.MX.sym("X", self.nx, self.N), ca.MX.sym("Y", P.ny, self.N)
         um, hm = ca.MX.sym("u", P.nu), ca.MX.sym("h")
-        self._forward, forward = (
+        fast_forward, forward = (
             ca.Function("ensemble_step", [X, um, Y, hm], stage.map(self.N)(X, um, Y, hm)).mapaccum(steps)
             for stage in (fast_one, one)
         )
-        self._forward = Batch(self._forward)
+        self._forward = Batch(fast_forward)
 
         # The NLP for nlpsol: f is the simulated cost (MX), g the L1-bound rows.
         w = ca.MX.sym("w", self.n_v * steps)
@@ -526,14 +526,14 @@ class ReducedSpace:
             return [J, g]
 
         self._derivatives = {"grad_f": NumpyFunction("grad_f", grad_f, ["x", "p"], [dense(n_w), dense(n_p)],
-                                                      ["f", "grad_f_x"], [dense(1), dense(n_w)])}
+                                                     ["f", "grad_f_x"], [dense(1), dense(n_w)])}
         if self._gradient is not None:
             # f by the compiled gradient's call too (kept for grad_f at the same point): CasADi's evaluation of
             # the NLP's f (its map of the compiled stage, one call per sample and stage) took 0.43 s at the
             # width-50 chessboard workload (N = 2397), this call 0.036 s with the gradient.
             self._derivatives["f"] = NumpyFunction("f", lambda w, p: grad_f(w, p)[:1], ["x", "p"],
-                                                    [dense(n_w), dense(n_p)], ["f"], [dense(1)],
-                                                    gradient=self._derivatives["grad_f"])
+                                                   [dense(n_w), dense(n_p)], ["f"], [dense(1)],
+                                                   gradient=self._derivatives["grad_f"])
         if self.second_order != "dense":  # IPOPT then runs with a limited-memory Hessian (turnpike.solve)
             return self._derivatives
         cols, rows = np.tril_indices(n_w)  # the upper triangle, column by column

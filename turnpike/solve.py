@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -338,24 +339,16 @@ def solve(
             if x_guess is None and formulation == "multiple-shooting":
                 x_guess = _states_for(nlp, u_guess, T)
             try:
-                res = run(built, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(T), bounds=nlp.bounds(),
-                          each_iteration=report.iteration)
-            except SolverError as exc:  # a second signal, raised inside one of IPOPT's function calls
-                if stop.interrupted:
-                    raise Interrupted(f"solve interrupted by {stop.signal.name}", stop.signal) from exc
-                raise
+                with _signal_errors(stop):
+                    res = run(built, w0=nlp.pack(x_guess, u_guess), p=nlp.parameters(T), bounds=nlp.bounds(),
+                              each_iteration=report.iteration)
             finally:
                 report.done()
         if P.split_control and res.success and solver == "ipopt":
             candidates = presolved == 0 if presolved is not None else np.abs(nlp.controls(res.w)) <= (
                 zero_threshold(opts.get("ipopt.tol", 1e-8), T / steps, P.l1) if P.l1 > 0 else 0.0)
-            try:
-                with stop.iterating():
-                    first, (res, stats["zeros"]) = res, exact_zeros(built, nlp, res, T, candidates, stop)
-            except SolverError as exc:  # a second signal, raised inside one of IPOPT's function calls
-                if stop.interrupted:
-                    raise Interrupted(f"solve interrupted by {stop.signal.name}", stop.signal) from exc
-                raise
+            with stop.iterating(), _signal_errors(stop):
+                first, (res, stats["zeros"]) = res, exact_zeros(built, nlp, res, T, candidates, stop)
             stats["zeros"]["candidates"] = ("the presolve's exact zeros" if presolved is not None else
                                             "|u_kj| <= zero_threshold(tol, h, l1)")
             if res is not first:
@@ -415,6 +408,18 @@ def zero_threshold(tol: float, h: float, weight: float, margin: float = 1e-3) ->
     tol, h, weight, margin = (check_positive(n, v) for n, v in
                               (("tol", tol), ("h", h), ("weight", weight), ("margin", margin)))
     return tol / (h * weight * margin)
+
+
+@contextmanager
+def _signal_errors(stop: Stop):
+    """Within: a :class:`SolverError` that a second signal raised inside one of IPOPT's function calls is raised as
+    :class:`~turnpike.stopping.Interrupted`."""
+    try:
+        yield
+    except SolverError as exc:
+        if stop.interrupted:
+            raise Interrupted(f"solve interrupted by {stop.signal.name}", stop.signal) from exc
+        raise
 
 
 def exact_zeros(built, nlp, res, T: float, candidates: np.ndarray, stop: Stop | None = None):
