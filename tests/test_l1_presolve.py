@@ -1,5 +1,5 @@
 """The projection onto the L1 balls of the split controls, the descents on them (projected gradient, augmented
-Lagrangian), and the exact zeros of a solve."""
+Lagrangian, Newton on a face), and the exact zeros of a solve."""
 
 import itertools
 import sys
@@ -10,7 +10,13 @@ import pytest
 
 import turnpike as tp
 from turnpike import solvers
-from turnpike.presolve import augmented_lagrangian_descent, project_l1_ball, projected_descent, projected_gradient
+from turnpike.presolve import (
+    augmented_lagrangian_descent,
+    face_newton,
+    project_l1_ball,
+    projected_descent,
+    projected_gradient,
+)
 from turnpike.reduced import ReducedSpace
 
 
@@ -114,6 +120,48 @@ def test_the_augmented_lagrangian_ends_at_the_optimum_of_the_convex_problem():
     alone = _ipopt_alone(problem, T, steps)
     assert J == pytest.approx(alone.cost, abs=1e-8)
     np.testing.assert_allclose(rs.simulate(result.u, T), alone.x, atol=1e-5)
+
+
+def test_the_augmented_lagrangian_ends_by_newton_on_the_face_where_the_hessian_is_dense():
+    """With a dense Hessian the phase ends by Newton on the face of a projected point, far below the first-order
+    tolerance, at IPOPT's optimum; without it (the Hessian-vector mode) the same problem ends by first-order steps
+    at the same point, to the looser tolerance."""
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    start = 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu))
+    alone = _ipopt_alone(problem, T, steps)
+    for dense in (True, False):
+        rs = ReducedSpace(problem, steps, "rk4")
+        if not dense:
+            rs.second_order = "hessian-vector"
+        result = augmented_lagrangian_descent(rs, start, T, gtol=1e-6)
+        V = rs.control_variables(result.u)
+        J, g = rs._value_and_gradient(V.reshape(-1), rs.parameters(T))
+        pg = projected_gradient(V, g.reshape(V.shape), problem.l1_bound, rs.control_bounds()[1])
+        assert ("Newton on the face" in result.message) == dense
+        assert pg <= (1e-9 if dense else 1e-6)
+        assert J == pytest.approx(alone.cost, abs=1e-8 if dense else 1e-5)
+
+
+def test_newton_on_the_optimal_face_converges_in_a_few_steps_to_the_optimum():
+    """From IPOPT's optimum of the convex problem moved along its own face (the free controls perturbed, the
+    saturated stages scaled back onto |u_k|_1 = M), Newton on the face returns to the optimum: projected gradient
+    below 1e-10 after at most 5 Hessians (quadratic convergence), J and the states of IPOPT's optimum."""
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    rs = ReducedSpace(problem, steps, "rk4")
+    alone = _ipopt_alone(problem, T, steps)
+    u = np.where(np.abs(alone.u) < 1e-7, 0.0, alone.u)  # IPOPT's zeros are of its tolerance's size
+    saturated = np.abs(u).sum(axis=1) > problem.l1_bound - 1e-6
+    assert saturated.any() and (u == 0).any() and (u != 0).any()  # the test needs all three kinds of face
+    moved = u * (1 + 0.05 * np.random.default_rng(4).uniform(-1, 1, size=u.shape))
+    moved[saturated] *= problem.l1_bound / np.abs(moved[saturated]).sum(axis=1, keepdims=True)
+    V, J, g, hessians, message = face_newton(rs, rs.control_variables(moved), T)
+    assert message.startswith("‖P∇J‖∞") and hessians <= 5
+    assert projected_gradient(V, g, problem.l1_bound, rs.control_bounds()[1]) <= 1e-10
+    assert J == pytest.approx(alone.cost, abs=1e-8)
+    np.testing.assert_allclose(rs.simulate(rs.stage_controls(V), T), alone.x, atol=1e-6)
+    np.testing.assert_array_equal(rs.stage_controls(V) == 0, u == 0)
 
 
 def test_a_solve_after_the_presolve_returns_exact_zeros_at_the_optimum():

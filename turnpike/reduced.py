@@ -414,14 +414,14 @@ class ReducedSpace:
         return self._gradient(self._x0, u, p[1:].reshape(self.N, self.problem.ny), p[0])
 
     def hessian(self, w: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """The exact reduced Hessian in the NLP variables ``w`` (steps, n_v): ``∇²_u J`` (:meth:`_control_hessian`)
+        """The exact reduced Hessian in the NLP variables ``w`` (steps, n_v): ``∇²_u J`` (:meth:`control_hessian`)
         mapped by the L1 split ``u = E V``, ``E = (I, -I)`` (``Eᵀ ∇²_u J E``) and by the ties of the constant
         controls (each copy's row and column the mean of the column's, plus ``h (I - 11ᵀ/steps)`` on its copies).
 
         Without split and constant controls only the upper triangle is filled; else the whole matrix.
         """
         n, nu, n_v = self.steps, self.nu, self.n_v
-        H = self._control_hessian(self.controls(w), p)
+        H = self.control_hessian(self.controls(w), p)
         if not (self.split or self._constant.size):
             return H
         H = np.triu(H) + np.triu(H, 1).T
@@ -437,7 +437,7 @@ class ReducedSpace:
                 H4[:, a, :, a] += p[0] * (np.eye(n) - 1.0 / n)
         return H
 
-    def _control_hessian(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
+    def control_hessian(self, u: np.ndarray, p: np.ndarray) -> np.ndarray:
         """The exact reduced Hessian ``∇²_u J`` (steps·nu, steps·nu), condensed sample by sample.
 
         Only the diagonal blocks and the blocks above them are filled (the matrix is symmetric).
