@@ -110,6 +110,10 @@ def main() -> None:
                   f"{row['zero_controls'] if row['exact_zeros'] else '-':>6}  {row['status']}", flush=True)
         else:
             print(f"{n:>5} {cost:>9}   no  {row['status']}", flush=True)
+    seconds = {(row["N"], row["cost"]): row["seconds"] for row in rows if row.get("success")}
+    for n in sorted({n for n, _ in CASES}):
+        if (n, "sparse") in seconds and (n, "turnpike") in seconds:
+            print(f"N = {n}: cost (C) took {seconds[n, 'sparse'] / seconds[n, 'turnpike']:.2f}x the time of cost (B)")
     if args.json:
         args.json.write_text(json.dumps({"commit": commit(), "rows": rows}, indent=2))
 
