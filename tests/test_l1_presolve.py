@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import turnpike as tp
-from turnpike import solvers
+from turnpike import presolve, solvers
 from turnpike.presolve import (
     augmented_lagrangian_descent,
     face_newton,
@@ -64,14 +64,16 @@ def test_the_projection_of_many_rows_is_row_by_row():
         np.testing.assert_array_equal(project_l1_ball(y[None], 2.0, upper)[0], v)
 
 
-def _convex_l1_problem(samples=3):
-    """``dx/dt = A x + B u`` from several starts, ``∫ |x - 1|² + λ|u|_1``, ``|u(t)|_1 <= M``: a convex problem."""
+def _convex_l1_problem(samples=3, cap=None):
+    """``dx/dt = A x + B u`` from several starts, ``∫ |x - 1|² + λ|u|_1``, ``|u(t)|_1 <= M`` (and ``|u_j| <= cap``
+    if given): a convex problem."""
     x, u = ca.SX.sym("x", 2), ca.SX.sym("u", 3)
     A = np.array([[0.0, 1.0], [-1.0, -0.2]])
     B = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5]])
     x0 = np.random.default_rng(2).normal(size=(samples, 2))
+    box = {} if cap is None else {"control_lower": -cap * np.ones(3), "control_upper": cap * np.ones(3)}
     return tp.Problem(state=x, control=u, dynamics=ca.mtimes(A, x) + ca.mtimes(B, u), x0=x0,
-                      running_cost=ca.sumsqr(x - 1), l1=0.3, l1_bound=1.5, name="convex-l1")
+                      running_cost=ca.sumsqr(x - 1), l1=0.3, l1_bound=1.5, name="convex-l1", **box)
 
 
 def _ipopt_alone(problem, T, steps):
@@ -141,6 +143,85 @@ def test_the_augmented_lagrangian_ends_by_newton_on_the_face_where_the_hessian_i
         assert ("Newton on the face" in result.message) == dense
         assert pg <= (1e-9 if dense else 1e-6)
         assert J == pytest.approx(alone.cost, abs=1e-8 if dense else 1e-5)
+
+
+def test_a_face_newton_that_fails_changes_nothing(monkeypatch):
+    """An attempt whose end point fails the projected-gradient test is discarded: the descent's controls are
+    exactly those of the same descent without Newton on the face (the Hessian-vector mode)."""
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    start = 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu))
+    real, attempts = presolve.face_newton, []
+
+    def failing(rs, V, T, **options):
+        V_n, J, g, hessians, message = real(rs, V, T, **options)
+        attempts.append(hessians)
+        return V_n, J, g + 1.0, hessians, message  # a gradient no point on the balls is stationary for
+
+    monkeypatch.setattr(presolve, "face_newton", failing)
+    rs = ReducedSpace(problem, steps, "rk4")
+    with_attempts = augmented_lagrangian_descent(rs, start, T, gtol=1e-8)
+    rs.second_order = "hessian-vector"
+    without = augmented_lagrangian_descent(rs, start, T, gtol=1e-8)
+    assert attempts and sum(attempts) > 0
+    np.testing.assert_array_equal(with_attempts.u, without.u)
+    assert with_attempts.iterations == without.iterations
+
+
+def test_a_stop_during_newton_on_the_face_ends_the_descent(monkeypatch):
+    """A time limit that falls due while Newton on the face runs ends the whole descent there (a feasible point,
+    "stopped"), instead of starting another minimisation."""
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    start = 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu))
+    real, due = presolve.face_newton, []
+
+    def entered(rs, V, T, **options):
+        due.append(True)  # from now on the limit is due, as a real one stays
+        return real(rs, V, T, **options)
+
+    monkeypatch.setattr(presolve, "face_newton", entered)
+    result = augmented_lagrangian_descent(ReducedSpace(problem, steps, "rk4"), start, T, gtol=1e-12,
+                                          stop=lambda: "time limit" if due else None)
+    assert len(due) == 1 and result.message.startswith("stopped: time limit")
+    assert np.all(np.abs(result.u).sum(axis=1) <= problem.l1_bound + 1e-12)
+
+
+def test_newton_on_the_face_reaches_the_optimum_with_box_bounds():
+    """Controls capped at |u_j| <= 0.6 as well: the descent ends by Newton on the face at IPOPT's optimum."""
+    problem = _convex_l1_problem(cap=0.6)
+    T, steps = 4.0, 20
+    rs = ReducedSpace(problem, steps, "rk4")
+    start = 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu))
+    result = augmented_lagrangian_descent(rs, start, T, gtol=1e-6)
+    alone = _ipopt_alone(problem, T, steps)
+    assert np.any(np.isclose(np.abs(alone.u), 0.6, atol=1e-6))  # some controls sit at their caps
+    V = rs.control_variables(result.u)
+    J, g = rs._value_and_gradient(V.reshape(-1), rs.parameters(T))
+    assert "Newton on the face" in result.message
+    assert projected_gradient(V, g.reshape(V.shape), problem.l1_bound, rs.control_bounds()[1]) <= 1e-9
+    assert J == pytest.approx(alone.cost, abs=1e-8)
+
+
+@pytest.mark.parametrize("saturated", [False, True])
+@pytest.mark.parametrize("size", [1e-3, 1e-8, 1e-13])
+def test_newton_on_the_face_sets_to_zero_a_small_control_that_should_be(size, saturated):
+    """From IPOPT's optimum with one of its zeros moved to a small nonzero value (in a stage whose ball is
+    saturated, the stage's other controls scaled back onto it, or not): the step that takes it back to 0 is
+    blocked at once, and J cannot see it below its round-off; Newton must still reach the optimal face."""
+    problem = _convex_l1_problem()
+    T, steps = 4.0, 20
+    rs = ReducedSpace(problem, steps, "rk4")
+    alone = _ipopt_alone(problem, T, steps)
+    u = np.where(np.abs(alone.u) < 1e-7, 0.0, alone.u)
+    full = np.abs(u).sum(axis=1) > problem.l1_bound - 1e-6
+    k, j = np.argwhere((u == 0) & (full == saturated)[:, None])[0]
+    u[k, j] = size
+    if saturated:
+        u[k] *= problem.l1_bound / np.abs(u[k]).sum()
+    V, J, g, hessians, message = face_newton(rs, rs.control_variables(u), T)
+    assert projected_gradient(V, g, problem.l1_bound, rs.control_bounds()[1]) <= 1e-9, message
+    assert J == pytest.approx(alone.cost, abs=1e-8)
 
 
 def test_newton_on_the_optimal_face_converges_in_a_few_steps_to_the_optimum():

@@ -38,8 +38,10 @@ import numpy as np
 import scipy.linalg
 from scipy.optimize import OptimizeResult, minimize
 
+from .errors import InputError
+
 __all__ = ["BATCH", "EPOCHS", "LEARNING_RATE", "PRESOLVES", "NewtonResult", "ReducedSpaceResult",
-           "augmented_lagrangian_descent", "minibatch_descent", "newton_refinement", "project_l1_ball",
+           "augmented_lagrangian_descent", "face_newton", "minibatch_descent", "newton_refinement", "project_l1_ball",
            "projected_descent", "projected_gradient",
            "reduced_space_descent", "unconstrained"]
 
@@ -269,8 +271,10 @@ def projected_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 20000, rel
 
 #: :func:`face_newton`: its most Hessians, and of them the most that are indefinite on the face; the relative gap
 #: ``(M - |u_k|_1) / M`` under which a stage counts as saturated; the shift (relative to the largest diagonal
-#: entry) that tells a singular positive semidefinite Hessian on the face from an indefinite one.
+#: entry, at least 1) that tells a singular positive semidefinite Hessian on the face from an indefinite one.
 _FACE_HESSIANS, _FACE_INDEFINITE, _SATURATED, _SEMIDEFINITE = 15, 5, 1e-4, 1e-8
+#: The most Hessians :func:`augmented_lagrangian_descent` spends on :func:`face_newton` in all its minimisations.
+_FACE_HESSIANS_IN_ALL = 60
 
 
 def _cholesky(K: np.ndarray):
@@ -290,17 +294,18 @@ def face_newton(rs, V: np.ndarray, T: float, *, gtol: float = 1e-10, max_iter: i
     stay where they are, and a stage whose ball is saturated keeps ``Σ_j s_j u_j = M``: J is smooth there (its
     L1 term ``λ1 h Σ s_j u_j`` is linear) and the constraints are linear, one per saturated stage, on disjoint
     variables. A stage within ``1e-4 M`` of M counts as saturated, and its free controls are first scaled onto
-    ``|u_k|_1 = M``. Each step solves ``min gᵀd + dᵀHd/2`` over the free controls F with ``a_kᵀ d = 0``
-    (``a_k = s`` on the free controls of saturated stage k): with P the orthogonal projector onto those d,
-    ``(P H P + δ P + I - P) d = -P g`` by Cholesky, H the exact reduced Hessian
+    ``|u_k|_1 = M`` (unless that would take one past its box bound). Each step solves ``min gᵀd + dᵀHd/2`` over
+    the free controls F with ``a_kᵀ d = 0`` (``a_k = s`` on the free controls of saturated stage k): with P the
+    orthogonal projector onto those d, ``(P H P + δ P + I - P) d = -P g`` by Cholesky, H the exact reduced Hessian
     (:meth:`~turnpike.reduced.ReducedSpace.control_hessian`), δ the smallest of ``0, ε, 100 ε, …`` (``ε = 1e-8
-    max_i (PHP)_ii``) for which the factorisation exists: ε where PHP is singular (a minimiser that is not
-    unique: more controls than directions in which they move the states), more where it is indefinite. The step
-    length is the first of ``1, 1/2, …`` (from at most the largest step that stays on the face's closure)
-    meeting Armijo's condition; a step that reaches the closure's boundary adds what it reached to the face: a
-    control becomes 0 or sits at its box bound, or a stage saturates. Stops when ``‖P g‖∞ <= gtol``, at the 6th
-    indefinite Hessian, when no step decreases J, at round-off (as :func:`newton_refinement`), after ``max_iter``
-    Hessians, or on ``stop``.
+    max(1, max_i (PHP)_ii)``) for which the factorisation exists: ε where PHP is singular (a minimiser that is
+    not unique: more controls than directions in which they move the states), more where it is indefinite. The
+    step length is the first of ``1, 1/2, …`` (from at most the largest step that stays on the face's closure)
+    meeting Armijo's condition; a step that reaches the closure's boundary is also taken where J does not rise
+    above its round-off (a control a step of 1e-13 takes to 0 changes J by less than that), and adds what it
+    reached to the face: a control becomes 0 or sits at its box bound, or a stage saturates. Stops when ``‖P
+    g‖∞ <= gtol``, at the 6th indefinite Hessian, when no step decreases J, at round-off (as
+    :func:`newton_refinement`), after ``max_iter`` Hessians, or on ``stop``.
 
     This is the endgame of :func:`augmented_lagrangian_descent`: its first-order phase finds the face (which
     stages saturate, which controls are 0) and approaches the minimiser on it linearly; on the face the problem
@@ -312,27 +317,30 @@ def face_newton(rs, V: np.ndarray, T: float, *, gtol: float = 1e-10, max_iter: i
     face held a few controls too many (84 free where the minimiser has 80, at N = 1000), after 4-5 regularised
     steps that set those to 0. It does not leave the face: whether the face is the right one is
     :func:`projected_gradient`'s to say at the end point. ``rs``: a :class:`~turnpike.reduced.ReducedSpace` with
-    an L1 bound and a dense Hessian (``second_order == "dense"``).
+    an L1 bound, no constant controls and a dense Hessian (``second_order == "dense"``).
     """
+    if rs.problem.constant_controls:
+        raise InputError("face_newton: the problem has constant controls, whose ties the face does not hold")
     fg, p = rs.reduced_objective(), rs.parameters(T)
     bound, upper = rs.problem.l1_bound, rs.control_bounds()[1]
     n, nu = V.shape[0], V.shape[1] // 2
+    stages = np.arange(n)
 
     def value(u):
-        J, gV = fg(np.hstack([np.maximum(u, 0), np.maximum(-u, 0)]).T, p)
+        J, gV = fg(rs.control_variables(u).T, p)
         gV = np.asarray(gV).T
         return float(J), np.where(u >= 0, gV[:, :nu], -gV[:, nu:])  # ∇_u J on the face (sign fixed)
 
-    u = V[:, :nu] - V[:, nu:]
+    u = rs.stage_controls(V)
     s = np.sign(u)
     cap = np.where(s > 0, upper[:nu], upper[nu:])  # |u| <= cap
     free = (s != 0) & (np.abs(u) < cap)
     size = np.where(free, np.abs(u), 0.0).sum(axis=1)  # |u_k|_1 over the free controls
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stretch = np.where(size > 0, (bound - (np.abs(u).sum(axis=1) - size)) / size, 0.0)
     saturated = (size > 0) & (np.abs(u).sum(axis=1) >= bound * (1 - _SATURATED))
-    # onto the face: the free controls of a nearly saturated stage scaled to |u_k|_1 = M exactly
-    rows = np.flatnonzero(saturated)
-    scale = (bound - (np.abs(u[rows]).sum(axis=1) - size[rows])) / size[rows]
-    u[rows] = np.where(free[rows], u[rows] * scale[:, None], u[rows])
+    saturated &= ~np.any(free & (np.abs(u) * stretch[:, None] >= cap), axis=1)  # no cap crossed by the stretch
+    u = np.where(saturated[:, None] & free, u * stretch[:, None], u)  # onto the face: |u_k|_1 = M exactly
     J, g = value(u)
     message, k, indefinite = f"{max_iter} Hessians", 0, 0
 
@@ -356,15 +364,19 @@ def face_newton(rs, V: np.ndarray, T: float, *, gtol: float = 1e-10, max_iter: i
         idx = np.flatnonzero(free)
         H = rs.control_hessian(u, p)
         H = (np.triu(H) + np.triu(H, 1).T)[np.ix_(idx, idx)]
-        B = np.zeros((idx.size, n))  # the normals a_k / |a_k| as columns, restricted to F
-        B[np.arange(idx.size), idx // nu] = normals().flat[idx]
+        # P on F is I - B Bᵀ, B the unit normals of the saturated stages as columns (disjoint rows): P H P by
+        # products with B, O(|F|² · saturated stages)
+        rows_of = idx // nu
+        columns = np.flatnonzero(saturated & np.isin(stages, rows_of))
+        B = (rows_of[:, None] == columns[None, :]) * normals().flat[idx][:, None]
+        HB = H @ B
+        K = H - B @ HB.T - HB @ B.T + B @ (B.T @ HB) @ B.T
         Pm = np.eye(idx.size) - B @ B.T
-        K, shift, delta = Pm @ H @ Pm, np.eye(idx.size) - Pm, 0.0
-        factor, scale = _cholesky(K + shift), max(1.0, _max_abs(np.diag(K)))
+        factor, delta, diagonal = _cholesky(K + np.eye(idx.size) - Pm), 0.0, max(1.0, _max_abs(np.diag(K)))
         while factor is None and delta <= _DELTA_MAX:  # singular (a minimiser that is not unique) or indefinite
-            delta = _SEMIDEFINITE * scale if delta == 0.0 else delta * _GROW_FIRST
-            factor = _cholesky(K + delta * Pm + shift)
-        indefinite += delta > _SEMIDEFINITE * scale
+            delta = _SEMIDEFINITE * diagonal if delta == 0.0 else delta * _GROW_FIRST
+            factor = _cholesky(K + delta * Pm + np.eye(idx.size) - Pm)
+        indefinite += delta > _SEMIDEFINITE * diagonal
         if factor is None or indefinite > _FACE_INDEFINITE:
             message = f"stopped: the Hessian on the face was indefinite at {indefinite} steps"
             break
@@ -373,25 +385,22 @@ def face_newton(rs, V: np.ndarray, T: float, *, gtol: float = 1e-10, max_iter: i
         slope = float(np.sum(g * d))
         # the largest step on the face's closure: no sign change, no box bound crossed, no ball overfilled
         toward = s * d
-        reach = np.full(u.shape, np.inf)
         with np.errstate(divide="ignore", invalid="ignore"):
-            reach = np.where(free & (toward < 0), np.abs(u) / -toward, reach)
+            reach = np.where(free & (toward < 0), np.abs(u) / -toward, np.inf)
             reach = np.where(free & (toward > 0), (cap - np.abs(u)) / toward, reach)
             fill = np.where(free, toward, 0.0).sum(axis=1)
             room = np.where(~saturated & (fill > 0), (bound - np.abs(u).sum(axis=1)) / fill, np.inf)
-        t_max = min(1.0, float(reach.min()), float(room.min()))
+        t_max = max(0.0, min(1.0, float(reach.min()), float(room.min())))
         t, accepted = t_max, None
-        if _at_round_off(-0.5 * slope * t_max, J):
-            u_t = u + t * d
-            J_t, g_t = value(u_t)
-            if np.isfinite(J_t) and _max_abs(project(g_t)) <= 0.5 * _max_abs(Pg):
-                accepted = u_t, J_t, g_t
+        if _at_round_off(-0.5 * slope * t_max, J):  # J cannot tell: the step must halve ‖P g‖∞ or be blocked
+            J_t, g_t = value(u + t * d)
+            if np.isfinite(J_t) and (_halves(project(g_t), Pg) or t_max < 1.0 and _at_round_off(J_t - J, J)):
+                accepted = u + t * d, J_t, g_t
         else:
-            while t >= _MIN_STEP * t_max:
-                u_t = u + t * d
-                J_t, g_t = value(u_t)
+            while t > 0 and t >= _MIN_STEP * t_max:
+                J_t, g_t = value(u + t * d)
                 if np.isfinite(J_t) and J_t <= J + _ARMIJO * t * slope:
-                    accepted = u_t, J_t, g_t
+                    accepted = u + t * d, J_t, g_t
                     break
                 t /= 2
         if accepted is None:
@@ -405,7 +414,7 @@ def face_newton(rs, V: np.ndarray, T: float, *, gtol: float = 1e-10, max_iter: i
             free &= ~(at_zero | at_cap)
             saturated |= room <= t_max
             J, g = value(u)
-    V = project_l1_ball(np.hstack([np.maximum(u, 0), np.maximum(-u, 0)]), bound, upper)
+    V = project_l1_ball(rs.control_variables(u), bound, upper)
     J, gV = fg(V.T, p)
     return V, float(J), np.asarray(gV).T, k, message
 
@@ -433,7 +442,8 @@ def augmented_lagrangian_descent(ms, u: np.ndarray, T: float, *, penalty: float 
     there yet is also handed to :func:`face_newton`: Newton on the face the point lies on (which stages saturate,
     which controls are 0), to ``‖P∇J‖∞ <= 1e-10``. If its end point passes the projected-gradient test the face
     was the right one and the phase ends there, at a far more accurate point; if not, it is discarded and the
-    minimisations go on as they would have without it (same iterates, same end point).
+    minimisations go on as they would have without it (same iterates, same end point). At most 60 Hessians are
+    spent on it in all; the message counts them.
 
     Newton on the face, measured on the workload below (``python benchmarks/bench_neural_ode.py``, seed 0; seeds 1
     and 2 by the same call with ``seed``): the phase ends after 2 minimisations instead of 4 at N = 100 (8.8
@@ -498,24 +508,28 @@ def augmented_lagrangian_descent(ms, u: np.ndarray, T: float, *, penalty: float 
         if projected_gradient(V, np.asarray(g).T, bound, upper) <= gtol:
             message = f"projected gradient <= {gtol:g} after {outer} minimisations"
             break
-        if newton:  # the face's minimiser, kept only if the face is the right one
-            V_n, J_n, g_n, hessians, _ = face_newton(ms, V, T, stop=stop)
+        if newton and watch.why is None and face_hessians < _FACE_HESSIANS_IN_ALL:
+            # the face's minimiser, kept only if the face is the right one
+            budget = min(_FACE_HESSIANS, _FACE_HESSIANS_IN_ALL - face_hessians)
+            V_n, J_n, g_n, hessians, _ = face_newton(ms, V, T, stop=stop, max_iter=budget)
             face_hessians += hessians
             if projected_gradient(V_n, g_n, bound, upper) <= gtol:
                 V, J = V_n, J_n
-                message = (f"projected gradient <= {gtol:g} after {outer} minimisations and Newton on the face "
-                           f"({face_hessians} Hessians)")
+                message = f"projected gradient <= {gtol:g} after {outer} minimisations and Newton on the face"
                 break
+            if stop is not None and (why := stop()):
+                watch.why = why
+    newton_note = f"; Newton on the face: {face_hessians} Hessians" if newton else ""
     if watch.why is not None:
         return ReducedSpaceResult(ms.stage_controls(V), float(J), iterations, evaluations,
-                                  time.perf_counter() - start, f"stopped: {watch.why}", method)
+                                  time.perf_counter() - start, f"stopped: {watch.why}{newton_note}", method)
     polish = projected_descent(ms, ms.stage_controls(V), T, gtol=gtol, callback=callback, stop=stop)
     V = ms.control_variables(polish.u)
     return ReducedSpaceResult(polish.u, polish.cost, iterations + polish.iterations,
                               evaluations + polish.evaluations, time.perf_counter() - start,
                               f"{message}, then {polish.iterations} projected-gradient iterations "
                               f"({polish.message.split(';')[0]}); {int(np.sum(V == 0))} of {V.size} split controls "
-                              "exactly 0", method)
+                              f"exactly 0{newton_note}", method)
 
 
 #: Minibatch Adam's defaults: epochs (passes over the samples), batch size, step size (the seed papers'

@@ -516,12 +516,12 @@ def first_order(
 ) -> FirstOrder:
     """The first-order phases of :func:`solve` from its seeded random start, without certification: minibatch
     Adam (with ``presolve="adam"``), then L-BFGS-B on the reduced objective (none with ``presolve="none"``; with an
-    L1 bound, :func:`~turnpike.presolve.augmented_lagrangian_descent` with its own stopping rule); no Newton step,
-    no NLP solver. L-BFGS-B stops when a step decreases
-    J by less than ``rel_decrease`` relative (:func:`solve`'s presolve: 1e-9; 0 in the Hessian-vector mode, as
-    there). The other arguments are :func:`solve`'s;
-    the NLP is built (and cached on the problem) as :func:`solve` builds it, so that certifying the returned
-    controls in the same process (``solve(..., initial_guess=result.u)``) reuses it.
+    L1 bound, :func:`~turnpike.presolve.augmented_lagrangian_descent` with its own stopping rule, which may end by
+    Newton on the face it found); no Newton step on an unconstrained problem, no NLP solver. L-BFGS-B stops when a
+    step decreases J by less than ``rel_decrease`` relative (:func:`solve`'s presolve: 1e-9; 0 in the
+    Hessian-vector mode, as there). The other arguments are :func:`solve`'s; the NLP is built (and cached on the
+    problem) as :func:`solve` builds it, so that certifying the returned controls in the same process
+    (``solve(..., initial_guess=result.u)``) reuses it.
 
     A few hundred gradients against the certificate's Hessians: the cheap part of a solve, which
     :func:`~turnpike.multistart.multistart` runs from every start to choose the ones it certifies.
