@@ -467,9 +467,9 @@ def augmented_lagrangian_descent(ms, u: np.ndarray, T: float, *, penalty: float 
     spent on it in all; the message counts them.
 
     Newton on the face, measured on the workload below (``python benchmarks/bench_neural_ode.py``, seed 0; seeds 1
-    and 2 by the same call with ``seed``): the phase ends after 2 minimisations instead of 4 at N = 100 (8.8
+    and 2 by the same call with ``seed``): the phase ends after 2 minimisations instead of 4 at N = 100 (8.8-9.7
     against 11.3-13.4 s, J = 1.668089 either way), 6 instead of 9 from seed 1 (J = 1.887628) and 2 instead of 4
-    from seed 2 (J = 3.436341); at N = 1000 after 2 minimisations instead of 5 (62 against 120-127 s, J =
+    from seed 2 (J = 3.436341); at N = 1000 after 2 minimisations instead of 5 (62-70 against 120-127 s, J =
     3.658889 either way). The same local minima, as the failed attempts change nothing. In the Hessian-vector mode
     (the sparse example's instance, ``examples/neural_ode_sparse.py``, T = 20 from its cold start, multiple
     shooting with ``presolve="auto"``): 98 against 110 s, 9 minimisations, J = 1.73512 either way.
