@@ -341,8 +341,7 @@ def face_newton(rs, V: np.ndarray, T: float, *, gtol: float = 1e-10, max_iter: i
         raise InputError("face_newton: the problem has constant controls, whose ties the face does not hold")
     fg, p = rs.reduced_objective(), rs.parameters(T)
     bound, upper = rs.problem.l1_bound, rs.control_bounds()[1]
-    n, nu = V.shape[0], V.shape[1] // 2
-    stages = np.arange(n)
+    nu = V.shape[1] // 2
 
     def value(u):
         J, gV = fg(rs.control_variables(u).T, p)
@@ -387,7 +386,7 @@ def face_newton(rs, V: np.ndarray, T: float, *, gtol: float = 1e-10, max_iter: i
         # P on F is I - B Bᵀ, B the unit normals of the saturated stages as columns (disjoint rows): P H P by
         # products with B, O(|F|² · saturated stages)
         rows_of = idx // nu
-        columns = np.flatnonzero(saturated & np.isin(stages, rows_of))
+        columns = np.unique(rows_of[saturated[rows_of]])
         B = (rows_of[:, None] == columns[None, :]) * normals().flat[idx][:, None]
         HB = H @ B
         K = H - B @ HB.T - HB @ B.T + B @ (B.T @ HB) @ B.T
