@@ -338,3 +338,21 @@ def test_the_second_solve_for_exact_zeros_obeys_the_solves_stop():
     assert report["rule"].endswith("ended stopped: stopped by the test")
     kept, report = exact_zeros(built, nlp, first, T, candidates, Stop())  # no limit: as before
     assert report["exact"] and np.all(nlp.controls(kept.w)[candidates] == 0)
+
+
+def test_ipopt_gets_the_options_of_a_start_on_faces_only_where_it_starts_on_faces():
+    """After the projected descent, or from a guess with exact zeros (such a descent's end point): μ = 1e-9 and
+    small pushes; from any other guess (a multiple-shooting warm start, which runs no descent) IPOPT's own."""
+    from turnpike.solve import WARM_FACE_OPTIONS, _starts_on_faces, _warm_start_on_faces
+
+    problem = _convex_l1_problem()
+    smooth = np.full((20, problem.nu), 0.3)
+    on_faces = smooth.copy()
+    on_faces[5:] = 0.0
+    cases = [("auto", True, None, True), ("none", True, None, False), ("lbfgs", False, smooth, True),
+             ("auto", False, smooth, False), ("auto", False, on_faces, True), ("none", False, on_faces, True)]
+    for choice, cold, guess, expected in cases:
+        assert _starts_on_faces(problem, choice, cold, guess) == expected, (choice, cold)
+        opts = _warm_start_on_faces({}, problem, "ipopt", expected, None)
+        assert (opts == WARM_FACE_OPTIONS) == expected
+    assert _warm_start_on_faces({}, problem, "ipopt", True, {"ipopt.mu_init": 1e-3}) == {}  # the user's choice

@@ -315,11 +315,14 @@ def solve(
     """
     start = time.perf_counter()
     P, T, steps, guess_scale = _arguments(problem, T, steps, dt, method, presolve, derivatives, guess_scale, seed)
-    opts = _warm_start_on_faces(solver_options(solver, options, verbose=verbose), P, solver, presolve, options)
     limit = np.inf if time_limit is None else check_positive("time_limit", time_limit)
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be callable as callback(phase, iteration, cost, u), got {callback!r}")
     formulation, why = _formulation(P, formulation, solver, steps, method)
+    # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
+    cold = initial_guess is None or formulation == "reduced"
+    opts = _warm_start_on_faces(solver_options(solver, options, verbose=verbose), P, solver,
+                                _starts_on_faces(P, presolve, cold, initial_guess), options)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     _check_memory(P, steps, formulation, second_order)
     stop = Stop(limit, start=start)
@@ -327,8 +330,6 @@ def solve(
         built, fresh = _built(P, steps, method, solver, opts, formulation, second_order, derivatives)
         nlp = built.nlp
         x_guess, u_guess = _initial_guess(nlp, T, initial_guess, seed, guess_scale)
-        # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
-        cold = initial_guess is None or formulation == "reduced"
         if progress and fresh:
             sys.stderr.write(f"built the {formulation} NLP in {built.build_seconds:.1f} s\n")
         report = _Progress(nlp, callback, verbose, stop, progress)
@@ -532,7 +533,8 @@ def first_order(
     formulation, _ = _formulation(P, formulation, solver, steps, method)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     _check_memory(P, steps, formulation, second_order)
-    opts = _warm_start_on_faces(solver_options(solver, options), P, solver, presolve, options)  # solve's options
+    # the options of solve(..., initial_guess=result.u): its controls are on faces after a descent
+    opts = _warm_start_on_faces(solver_options(solver, options), P, solver, presolve != "none", options)
     built, _ = _built(P, steps, method, solver, opts, formulation, second_order, derivatives)
     nlp, phases = built.nlp, []
     u = _initial_guess(nlp, T, None, seed, guess_scale)[1]
@@ -585,13 +587,25 @@ def _built(P, steps, method, solver, opts, formulation, second_order, derivative
 WARM_FACE_OPTIONS = {"ipopt.bound_push": 1e-10, "ipopt.bound_frac": 1e-10, "ipopt.mu_init": 1e-9}
 
 
-def _warm_start_on_faces(opts: dict, P, solver: str, presolve: str, options: dict | None) -> dict:
-    """``opts`` with :data:`WARM_FACE_OPTIONS` where the projected descent runs first (an L1 bound, IPOPT, a
-    presolve as :func:`_presolve` decides it), unless the user set any of them."""
-    descent = presolve in ("lbfgs", "adam") or (presolve == "auto" and P.n_samples > 1)
-    if P.l1_bound is None or solver != "ipopt" or not descent or (options or {}).keys() & WARM_FACE_OPTIONS.keys():
+def _warm_start_on_faces(opts: dict, P, solver: str, on_faces: bool, options: dict | None) -> dict:
+    """``opts`` with :data:`WARM_FACE_OPTIONS` where IPOPT starts on faces of the L1 balls (an L1 bound, IPOPT,
+    ``on_faces``: see :func:`_starts_on_faces`), unless the user set any of them."""
+    if P.l1_bound is None or solver != "ipopt" or not on_faces or (options or {}).keys() & WARM_FACE_OPTIONS.keys():
         return opts
     return {**opts, **WARM_FACE_OPTIONS}
+
+
+def _starts_on_faces(P, presolve: str, cold: bool, initial_guess) -> bool:
+    """Whether IPOPT starts on faces of the L1 balls: after the projected descent (a presolve as :func:`_presolve`
+    decides it), or from a guess with controls exactly 0 (the end point of such a descent, e.g. of
+    :func:`first_order`). Not from another guess, which a small μ would pin near its bounds: from the solution of
+    cost (B) on the inner two-circles instance of ``examples/neural_ode_sparse.py --inner`` (multiple shooting,
+    N = 40, 200 steps), IPOPT with μ = 1e-9 had not finished after 780 s; with its defaults it took 752 iterations
+    (1026 s, on a loaded machine)."""
+    if presolve in ("lbfgs", "adam") or (presolve == "auto" and cold and P.n_samples > 1):
+        return True
+    u = initial_guess.u if isinstance(initial_guess, Solution) else initial_guess
+    return u is not None and bool(np.any(np.asarray(u) == 0))
 
 
 def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verbose, report, stop):
