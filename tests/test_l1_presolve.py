@@ -342,8 +342,9 @@ def test_the_second_solve_for_exact_zeros_obeys_the_solves_stop():
 
 def test_ipopt_gets_the_options_of_a_start_on_faces_only_where_it_starts_on_faces():
     """After the projected descent, or from a guess with exact zeros (such a descent's end point): μ = 1e-9 and
-    small pushes; from any other guess (a multiple-shooting warm start, which runs no descent) IPOPT's own."""
-    from turnpike.solve import WARM_FACE_OPTIONS, _starts_on_faces, _warm_start_on_faces
+    small pushes; from any other guess (a multiple-shooting warm start, which runs no descent) IPOPT's own. Multiple
+    shooting does not relax the bounds of the split (its parts enter linearly there)."""
+    from turnpike.solve import EXACT_SPLIT_OPTIONS, WARM_FACE_OPTIONS, _l1_options, _starts_on_faces
 
     problem = _convex_l1_problem()
     smooth = np.full((20, problem.nu), 0.3)
@@ -353,6 +354,20 @@ def test_ipopt_gets_the_options_of_a_start_on_faces_only_where_it_starts_on_face
              ("auto", False, smooth, False), ("auto", False, on_faces, True), ("none", False, on_faces, True)]
     for choice, cold, guess, expected in cases:
         assert _starts_on_faces(problem, choice, cold, guess) == expected, (choice, cold)
-        opts = _warm_start_on_faces({}, problem, "ipopt", expected, None)
+        opts = _l1_options({}, problem, "ipopt", "reduced", expected, None)
         assert (opts == WARM_FACE_OPTIONS) == expected
-    assert _warm_start_on_faces({}, problem, "ipopt", True, {"ipopt.mu_init": 1e-3}) == {}  # the user's choice
+        opts = _l1_options({}, problem, "ipopt", "multiple-shooting", expected, None)
+        assert opts == {**EXACT_SPLIT_OPTIONS, **(WARM_FACE_OPTIONS if expected else {})}
+    assert _l1_options({}, problem, "ipopt", "reduced", True, {"ipopt.mu_init": 1e-3}) == {}  # the user's choice
+    assert _l1_options({}, problem, "fatrop", "multiple-shooting", True, None) == {}
+
+
+def test_multiple_shooting_keeps_the_split_inside_the_l1_balls():
+    """The split parts are not relaxed below 0, so |u⁺ - u⁻|_1 <= M holds to rounding at the optimum (with IPOPT's
+    default relaxation it exceeded M by about 2e-8 per component), and the optimum is the reduced formulation's."""
+    problem = _convex_l1_problem()
+    ms = tp.solve(problem, 2.0, steps=20, formulation="multiple-shooting", options={"ipopt.tol": 1e-10})
+    reduced = tp.solve(problem, 2.0, steps=20, formulation="reduced", options={"ipopt.tol": 1e-10})
+    assert ms.success and reduced.success
+    assert np.abs(ms.u).sum(axis=1).max() <= problem.l1_bound * (1 + 1e-12)
+    assert ms.cost == pytest.approx(reduced.cost, rel=1e-8)

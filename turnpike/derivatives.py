@@ -8,14 +8,12 @@ stage's SX gradient, ``map``-ped over the stages. The constraint Jacobian and th
 level further down: the samples of an ensemble are independent given the controls, so their blocks are
 first and second derivatives of one sample's stage (:class:`SampleDerivatives`), evaluated over all
 sample-stages in one call (compiled where that pays, :data:`COMPILE_WORK`) and placed into the sparse
-matrices in numpy (:func:`constraint_jacobian`, :func:`lagrangian_hessian`). On the sparse example's
-instance (N = 8, 56 controls split in 112, RK4) the Hessian is 2.2x fewer SX instructions than that of
-the whole ensemble stage in ``(X, V)``, which differentiates the split's copies twice.
+matrices in numpy (:func:`constraint_jacobian`, :func:`lagrangian_hessian`).
 
-With ``z_k = (X_k, V_k)``, ``p = (h, Y)``, the stage cost
-``c(z_k) = q̄(X_k, u_k) + λ2 h|u_k|² + λ1 h Σ V_k`` (``q̄`` the sample mean of ``q``) and the
-stage part of the constraints ``s(z_k) = (-F(X_k, u_k), [Σ V_k])`` (the bracket only with an L1
-bound), the NLP is
+With ``z_k = (X_k, u_k, [V_k])`` (the split ``V_k = (u⁺_k, u⁻_k)`` only with an L1 term or bound),
+``p = (h, Y)``, the stage cost ``c(z_k) = q̄(X_k, u_k) + λ2 h|u_k|² + λ1 h Σ V_k`` (``q̄`` the sample mean of
+``q``) and the stage part of the constraints ``s(z_k) = (-F(X_k, u_k), [u_k - u⁺_k + u⁻_k], [Σ V_k])`` (the
+brackets with the split, and with an L1 bound), the NLP is
 
 .. math::
 
@@ -26,9 +24,9 @@ bound), the NLP is
   and the identity in those of ``X_{k+1}``.
 * ``hess_lag``: ``(w, p, σ, λ) -> triu ∇²_w (σ J + λᵀ g)``, CasADi's Lagrangian and sign
   convention (``+λᵀ g``, with ``λ`` the ``lam_g`` that ``nlpsol`` returns). It is block diagonal:
-  block k is ``∇²_{z_k}(σ c(z_k) + λ_kᵀ s(z_k))`` (the identity and the L1-bound row are linear
-  and drop out), the last block ``σ ∇²Φ(X_n)``. Only the upper triangle is returned, as IPOPT
-  expects.
+  block k is ``∇²_{z_k}(σ c(z_k) + λ_kᵀ s(z_k))`` in ``(X_k, u_k)`` (the identity, the split's ties and
+  the L1 terms are linear and drop out: nothing in the columns of ``V_k``), the last block ``σ ∇²Φ(X_n)``.
+  Only the upper triangle is returned, as IPOPT expects.
 
 These are passed to ``casadi.nlpsol("ipopt", ...)`` as its options ``grad_f``, ``jac_g`` and
 ``hess_lag``; they equal CasADi's own derivatives of the NLP to rounding.
@@ -257,36 +255,33 @@ def lagrangian_hessian(ms: MultipleShooting, samples: SampleDerivatives) -> Nump
     ``ℓ_{ik} = (σ/N) q_i - ν_{ik}ᵀ F_i`` (``ν_{ik}`` the multipliers of sample i's gaps), whose Hessian in
     ``(x_i, u)`` has the blocks ``Q_{ik}, S_{ik}, R_{ik}``; the control cost adds ``2σλ2h I`` in u. So block k has
     ``Q_{ik}`` on the diagonal of the states, ``S_{ik}`` between sample i's states and the controls, and
-    ``Σ_i R_{ik} + 2σλ2h I`` in the controls; with the L1 split ``u = u⁺ - u⁻`` the control rows and columns are
-    mapped by ``E = (I, -I)`` (``S E`` between states and V, ``Eᵀ R E`` in V). The terminal block is
-    ``(σ/N) ∇²φ(x_{n,i})`` per sample. The pattern is these blocks, dense: the nonzeros the SX Hessian of the
-    whole ensemble stage had on the neural-ODE fields.
+    ``Σ_i R_{ik} + 2σλ2h I`` in the controls ``u_k`` (the split's columns ``V_k`` are empty). The terminal block
+    is ``(σ/N) ∇²φ(x_{n,i})`` per sample. The pattern is these blocks, dense: the nonzeros the SX Hessian of
+    the whole ensemble stage had on the neural-ODE fields.
     """
     P, lay, steps = ms.problem, ms.layout, ms.steps
-    N, nx, nu, ny, n_v = P.n_samples, P.nx, P.nu, P.ny, lay.n_v
+    N, nx, nu, ny = P.n_samples, P.nx, P.nu, P.ny
     n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
     (second, how), terminal = _sample_blocks(samples, "second", M, N), samples.mapped("terminal", N)
 
     # One stage's pattern: per column (ascending), its rows, and where each value sits in the stage's values
-    # (Q of every sample, S of every sample, then R; each column-major), with its sign from E.
+    # (Q of every sample, S of every sample, then R; each column-major).
     o_S, o_R = N * nx * nx, N * nx * nx + N * nu * nx
-    control = np.arange(n_v) % nu
-    sign_v = np.where(np.arange(n_v) < nu, 1.0, -1.0)
-    rows, index, sign, counts = [], [], [], []
+    rows, index, counts = [], [], []
     for i in range(N):  # the state columns of sample i: its own states, upper triangle
         for b in range(nx):
             a = np.arange(b + 1)
-            rows.append(i * nx + a), index.append(i * nx * nx + a + nx * b), sign.append(np.ones(b + 1))
+            rows.append(i * nx + a), index.append(i * nx * nx + a + nx * b)
             counts.append(b + 1)
     states = np.arange(n_state)
-    for c in range(n_v):  # a control column: every state, then the controls up to this one
+    for c in range(nu):  # a column of u_k: every state, then the controls up to this one
         i, b = states // nx, states % nx
         upto = np.arange(c + 1)
         rows.append(np.concatenate([states, n_state + upto]))
-        index.append(np.concatenate([o_S + i * nu * nx + control[c] + nu * b, o_R + control[upto] + nu * control[c]]))
-        sign.append(np.concatenate([np.full(n_state, sign_v[c]), sign_v[upto] * sign_v[c]]))
+        index.append(np.concatenate([o_S + i * nu * nx + c + nu * b, o_R + upto + nu * c]))
         counts.append(n_state + c + 1)
-    rows, index, sign = np.concatenate(rows), np.concatenate(index), np.concatenate(sign)
+    counts += [0] * (lay.n_control - nu)  # the split's columns
+    rows, index = np.concatenate(rows), np.concatenate(index)
     term_cols = [(i, b) for i in range(N) for b in range(nx)]
     term_rows = np.concatenate([i * nx + np.arange(b + 1) for i, b in term_cols])
     term_index = np.concatenate([i * nx * nx + np.arange(b + 1) + nx * b for i, b in term_cols])
@@ -299,8 +294,7 @@ def lagrangian_hessian(ms: MultipleShooting, samples: SampleDerivatives) -> Nump
     def hess_lag(w, p, lam_f, lam_g, out):
         sigma, h, Y = lam_f[0], p[0], p[1:].reshape(N, ny).T
         stages = w[: steps * n_stage].reshape(steps, n_stage)
-        V = stages[:, n_state:]
-        u = V[:, :nu] - V[:, nu:] if lay.split else V
+        u = stages[:, n_state: n_state + nu]
         nu_gap = lam_g.reshape(steps, n_g)[:, :n_state]
         Q, S, R = second(stages[:, :n_state].reshape(M, nx).T, np.repeat(u, N, axis=0).T, np.tile(Y, steps), h,
                          sigma / N, -nu_gap.reshape(M, nx).T)
@@ -310,7 +304,6 @@ def lagrangian_hessian(ms: MultipleShooting, samples: SampleDerivatives) -> Nump
         phi_xx = terminal(w[steps * n_stage:].reshape(N, nx).T, Y)[2].T.reshape(-1)
         blocks = out[0][: steps * index.size].reshape(steps, index.size)  # written in place: 41 MB at 400 stages
         np.take(values, index, axis=1, out=blocks, mode="clip")  # "raise" would go through a temporary
-        blocks *= sign
         np.multiply(phi_xx[term_index], sigma / N, out=out[0][steps * index.size:])
 
     dense = ca.Sparsity.dense
@@ -325,23 +318,22 @@ def constraint_jacobian(ms: MultipleShooting, samples: SampleDerivatives) -> Num
     """IPOPT's ``jac_g`` for ``ms.nlp``: ``(w, p) -> (g, ∂g/∂w)``, assembled in numpy from the blocks of each sample
     and stage (``A_{ik} = ∂F/∂x``, ``B_{ik} = ∂F/∂u`` of :class:`SampleDerivatives`).
 
-    Block row k (the gaps ``X_{k+1} - F(X_k, u_k)`` of stage k, then its L1-bound row ``Σ V_k``, if any) has
-    ``-A_{ik}`` in the columns of sample i's states ``x_{ik}``, ``-B_{ik} E`` in those of ``V_k`` (``E = (I, -I)``
-    with the L1 split), the identity in those of ``X_{k+1}``, and ones in those of ``V_k`` for the L1 row. The
-    gaps' values ``g`` come from the ensemble stage (``ms.stage``), mapped over the stages.
+    Block row k (the gaps ``X_{k+1} - F(X_k, u_k)`` of stage k, then with the split its ties
+    ``u_k - u⁺_k + u⁻_k``, then its L1-bound row ``Σ V_k``, if any) has ``-A_{ik}`` in the columns of sample i's
+    states ``x_{ik}``, ``-B_{ik}`` in those of ``u_k``, the identity in those of ``X_{k+1}``, and constants in
+    the ties (``I, -I, I`` in the columns of ``u_k, u⁺_k, u⁻_k``) and the L1 row (ones in those of ``V_k``). The
+    gaps' values ``g`` come from the ensemble stage (``ms.dynamics``), mapped over the stages.
     """
     P, lay, steps = ms.problem, ms.layout, ms.steps
-    N, nx, nu, ny, n_v = P.n_samples, P.nx, P.nu, P.ny, lay.n_v
+    N, nx, nu, ny = P.n_samples, P.nx, P.nu, P.ny
     n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
-    bound = P.l1_bound is not None
+    split, bound = lay.split, P.l1_bound is not None
     first, how = _sample_blocks(samples, "first", M)
-    stage = Batch(ms.stage.map(steps))
+    dynamics = Batch(ms.dynamics.map(steps))
 
     # One stage k >= 1: per column, its rows relative to block row k, and where each value sits in the stage's
-    # values (A of every sample, then B; each column-major) with its factor; an index of -1 is the constant 1.
+    # values (A of every sample, then B; each column-major) with its factor; an index of -1 is the constant factor.
     o_B = N * nx * nx
-    control = np.arange(n_v) % nu
-    sign_v = np.where(np.arange(n_v) < nu, 1.0, -1.0)
     rows, index, factor, counts, identity = [], [], [], [], []
     for i in range(N):  # the columns of x_ik: the identity of gap k - 1, then -A_ik in sample i's gaps
         for b in range(nx):
@@ -352,13 +344,19 @@ def constraint_jacobian(ms: MultipleShooting, samples: SampleDerivatives) -> Num
             identity += [[True], np.zeros(nx, dtype=bool)]
             counts.append(nx + 1)
     states = np.arange(n_state)
-    for c in range(n_v):  # the columns of V_k: -B_ik E in every gap, then the L1 row
+    for c in range(nu):  # the columns of u_k: -B_ik in every gap, then its tie
         i, a = states // nx, states % nx
-        rows += [states, [n_state] * bound]
-        index += [o_B + i * nx * nu + a + nx * control[c], [-1] * bound]
-        factor += [np.full(n_state, -sign_v[c]), [1.0] * bound]
-        identity += [np.zeros(n_state, dtype=bool), [False] * bound]
-        counts.append(n_state + bound)
+        rows += [states, [n_state + c] * split]
+        index += [o_B + i * nx * nu + a + nx * c, [-1] * split]
+        factor += [-np.ones(n_state), [1.0] * split]
+        identity += [np.zeros(n_state, dtype=bool), [False] * split]
+        counts.append(n_state + split)
+    for c in range(lay.n_control - nu):  # the columns of u⁺_k, then u⁻_k: the tie, then the L1 row
+        rows += [[n_state + c % nu], [n_state + nu] * bound]
+        index += [[-1], [-1] * bound]
+        factor += [[-1.0 if c < nu else 1.0], [1.0] * bound]
+        identity += [[False], [False] * bound]
+        counts.append(1 + bound)
     rows, index = (np.concatenate(v).astype(np.int64) for v in (rows, index))
     factor, identity = np.concatenate(factor), np.concatenate(identity).astype(bool)
     constant = index < 0
@@ -366,30 +364,31 @@ def constraint_jacobian(ms: MultipleShooting, samples: SampleDerivatives) -> Num
     keep0 = ~identity  # stage 0 has no gap before it
     all_rows = np.concatenate([rows[keep0], (rows[None, :] + n_g * np.arange(1, steps)[:, None]).ravel(),
                                (steps - 1) * n_g + states])
-    per_column = np.concatenate([np.asarray(counts) - np.r_[np.ones(n_state, int), np.zeros(n_v, int)],
+    per_column = np.concatenate([np.asarray(counts) - np.r_[np.ones(n_state, int), np.zeros(lay.n_control, int)],
                                  np.tile(counts, steps - 1), np.ones(n_state, int)])
     pattern = _compressed((n_g * steps, lay.n_w), all_rows, per_column)
     n0 = int(keep0.sum())
 
     def jac_g(w, p, out):
         h, Y = p[0], p[1:].reshape(N, ny).T
-        blocks = w[: steps * n_stage].reshape(steps, n_stage)
-        X, V = blocks[:, :n_state], blocks[:, n_state:]
-        u = V[:, :nu] - V[:, nu:] if lay.split else V
-        A, B, _, _ = first(X.reshape(M, nx).T, np.repeat(u, N, axis=0).T, np.tile(Y, steps), h)
+        X, u, V = lay.parts(w[: steps * n_stage].reshape(steps, n_stage).T)
+        A, B, _, _ = first(X.T.reshape(M, nx).T, np.repeat(u.T, N, axis=0).T, np.tile(Y, steps), h)
         values = np.hstack([A.T.reshape(steps, o_B), B.T.reshape(steps, N * nx * nu)])
         body = out[1][n0: n0 + (steps - 1) * index.size].reshape(steps - 1, index.size)
         np.take(values[1:], index, axis=1, out=body, mode="clip")
         body *= factor
-        body[:, constant] = 1.0
+        body[:, constant] = factor[constant]
         head = out[1][:n0]
         head[:] = values[0, index[keep0]] * factor[keep0]
-        head[constant[keep0]] = 1.0
+        head[constant[keep0]] = factor[keep0][constant[keep0]]
         out[1][n0 + (steps - 1) * index.size:] = 1.0
-        X_next = stage(X.T, V.T, p[1:, None], h)[0]  # (n_state, steps)
-        gaps = np.vstack([X[1:], w[steps * n_stage:][None]]) - X_next.T
-        g = np.hstack([gaps, V.sum(axis=1, keepdims=True)]) if bound else gaps
-        out[0][:] = g.reshape(-1)
+        X_next = dynamics(X, u, p[1:, None], h)[0]  # (n_state, steps)
+        rows = [np.hstack([X[:, 1:], w[steps * n_stage:][:, None]]) - X_next]
+        if split:
+            rows.append(u - V[:nu] + V[nu:])
+        if bound:
+            rows.append(V.sum(axis=0, keepdims=True))
+        out[0][:] = np.vstack(rows).T.reshape(-1)
 
     dense = ca.Sparsity.dense
     fn = NumpyFunction("jac_g", jac_g, ["x", "p"], [dense(lay.n_w), dense(1 + ny * N)], ["g", "jac_g_x"],
@@ -408,16 +407,15 @@ def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     P, lay, steps = ms.problem, ms.layout, ms.steps
     n_state, n_stage = lay.n_state, lay.n_stage
 
-    # One stage of the ensemble, SX: z = (X, V) -> its cost c and the gradient.
+    # One stage of the ensemble, SX: z = (X, u, [V]) -> its cost c and the gradient.
     X = ca.SX.sym("X", n_state)
-    V = ca.SX.sym("V", lay.n_v)
+    u = ca.SX.sym("u", P.nu)
+    V = ca.SX.sym("V", lay.n_control - P.nu)  # the split (u⁺, u⁻), or nothing
     Y = ca.SX.sym("Y", P.ny * P.n_samples)
     h = ca.SX.sym("h")
-    z = ca.vertcat(X, V)
-    _, q = ms.stage(X, V, Y, h)
-    c = q[0] + P.l2 * q[1] + P.l1 * q[2]
-    args = [X, V, Y, h]
-    stage_grad = ca.Function("stage_grad", args, [c, ca.gradient(c, z)])
+    _, q = ms.dynamics(X, u, Y, h)
+    c = q[0] + P.l2 * q[1] + P.l1 * h * ca.sum1(V)
+    stage_grad = ca.Function("stage_grad", [X, u, V, Y, h], [c, ca.gradient(c, ca.vertcat(X, u, V))])
 
     phi = ms.terminal(X, Y)
     term_grad = ca.Function("terminal_grad", [X, Y], [phi, ca.gradient(phi, X)])
@@ -427,10 +425,10 @@ def stagewise_derivatives(ms: MultipleShooting) -> dict[str, ca.Function]:
     p = ca.MX.sym("p", 1 + P.ny * P.n_samples)
     hp, Yp = p[0], p[1:]
     stages = ca.reshape(w[: steps * n_stage], n_stage, steps)
-    Xk, Vk = stages[:n_state, :], stages[n_state:, :]
+    Xk, Uk = stages[:n_state, :], stages[n_state : n_state + P.nu, :]
     X_end = w[steps * n_stage :]
 
-    ck, gk = stage_grad.map(steps)(Xk, Vk, Yp, hp)
+    ck, gk = stage_grad.map(steps)(Xk, Uk, stages[n_state + P.nu :, :], Yp, hp)
     phi_n, grad_n = term_grad(X_end, Yp)
     # IPOPT reads the gradient and g as dense vectors: structural zeros must be stored.
     grad = ca.densify(ca.vertcat(ca.vec(gk), grad_n))

@@ -187,12 +187,16 @@ class ReducedSpace:
         """``p = (h, y_1, ..., y_N)`` for horizon ``T``."""
         return np.concatenate([[T / self.steps], self.problem.data_values.reshape(-1)])
 
-    def bounds(self) -> dict[str, np.ndarray]:
-        """``lbx, ubx, lbg, ubg``: the control bounds of every stage, and the L1 bound."""
+    def bounds(self, zero: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``lbx, ubx, lbg, ubg``: the control bounds of every stage, and the L1 bound; the controls marked in
+        ``zero`` (steps, nu), if given, fixed at exactly 0 (``u⁺ = u⁻ = 0`` with the split)."""
         lo, hi = self.problem.control_variable_bounds()
         n_g = self.steps if self.problem.l1_bound is not None else 0
-        return {"lbx": np.tile(lo, self.steps), "ubx": np.tile(hi, self.steps),
-                "lbg": np.full(n_g, -np.inf), "ubg": np.full(n_g, self.problem.l1_bound or 0.0)}
+        lbx, ubx = np.tile(lo, self.steps), np.tile(hi, self.steps)
+        if zero is not None:
+            fixed = self.control_variables(zero.astype(float)) + self.control_variables(-zero.astype(float)) != 0
+            lbx[fixed.reshape(-1)] = ubx[fixed.reshape(-1)] = 0.0
+        return {"lbx": lbx, "ubx": ubx, "lbg": np.full(n_g, -np.inf), "ubg": np.full(n_g, self.problem.l1_bound or 0.0)}
 
     def pack(self, x, u: np.ndarray) -> np.ndarray:
         """The NLP vector from controls (steps, nu); the states ``x`` are not variables here."""

@@ -176,14 +176,16 @@ _DOUBLES_PER_UNIT = 35
 
 def solve_bytes(problem: Problem, steps: int, formulation: str, second_order: str | None = None) -> float:
     """The estimated peak memory (bytes) of the arrays of a solve with ``steps`` intervals (the build aside,
-    see :func:`~turnpike.transcription.build_bytes`). Multiple shooting: ``8 · 35 · steps · (N nx + n_v +
-    Jacobian and Hessian nonzeros of a stage)``; reduced: ``8 · 35 · steps · (N nx + n_v)`` plus three
-    copies of the dense reduced Hessian ``(steps n_v)²`` in its dense mode."""
-    n_state, n_v = problem.n_samples * problem.nx, problem.nu * (2 if problem.split_control else 1)
+    see :func:`~turnpike.transcription.build_bytes`). Multiple shooting: ``8 · 35 · steps · (variables, Jacobian
+    and Hessian nonzeros of a stage)``, the layout of :mod:`turnpike.transcription` (``u`` in the dynamics, its L1
+    split tied to it); reduced: ``8 · 35 · steps · (N nx + n_v)`` plus three copies of the dense reduced Hessian
+    ``(steps n_v)²`` in its dense mode."""
+    n_state, nu, split = problem.n_samples * problem.nx, problem.nu, problem.split_control
+    n_v = nu * (2 if split else 1)
     if formulation == "multiple-shooting":
-        jacobian = n_state * (problem.nx + n_v + 1)
-        hessian = n_state * (problem.nx + n_v) + n_v * n_v
-        return 8.0 * _DOUBLES_PER_UNIT * steps * (n_state + n_v + jacobian + hessian)
+        jacobian = n_state * (problem.nx + nu + 1) + 5 * nu * split  # gaps; ties and the L1 row
+        hessian = n_state * (problem.nx + nu) + nu * nu
+        return 8.0 * _DOUBLES_PER_UNIT * steps * (n_state + nu * (3 if split else 1) + jacobian + hessian)
     dense = 3 * (steps * n_v) ** 2 if second_order == "dense" else 0
     return 8.0 * (_DOUBLES_PER_UNIT * steps * (n_state + n_v) + dense)
 
@@ -321,8 +323,8 @@ def solve(
     formulation, why = _formulation(P, formulation, solver, steps, method)
     # A warm start of multiple shooting brings states worth keeping; the reduced NLP has controls only.
     cold = initial_guess is None or formulation == "reduced"
-    opts = _warm_start_on_faces(solver_options(solver, options, verbose=verbose), P, solver,
-                                _starts_on_faces(P, presolve, cold, initial_guess), options)
+    opts = _l1_options(solver_options(solver, options, verbose=verbose), P, solver, formulation,
+                       _starts_on_faces(P, presolve, cold, initial_guess), options)
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     _check_memory(P, steps, formulation, second_order)
     stop = Stop(limit, start=start)
@@ -434,7 +436,8 @@ def exact_zeros(built, nlp, res, T: float, candidates: np.ndarray, stop: Stop | 
     faces), or without a presolve those below :func:`zero_threshold` at the solver's tolerance. Setting them to
     0 alone moves the other components' gradients by the Hessian times the removed values (measured: 2e-5 on
     the two-circles problem, N = 100, where the removed values were below 5e-6), so the solver runs again from
-    there with both split variables of every candidate fixed at 0 (``u⁺_kj = u⁻_kj = 0``), to its tolerance.
+    there with every candidate's variables fixed at 0 (``u⁺_kj = u⁻_kj = 0``, and ``u_kj`` in multiple shooting), to its
+    tolerance.
     The result is kept if it converged and its projected gradient ``‖Π(V - ∇J) - V‖∞`` over the constraints of
     V in the problem as posed (:func:`~turnpike.presolve.projected_gradient`: the L1 balls, or ``V >= 0``
     without a bound) is at most that of the first solution: the zeros are then optimal for the problem as posed,
@@ -466,10 +469,7 @@ def exact_zeros(built, nlp, res, T: float, candidates: np.ndarray, stop: Stop | 
         return res, {**report, "rule": f"the solver's controls: no second solve ({stop.reason})"}
     snapped = np.where(candidates, 0.0, u)
     x = nlp.simulate(snapped, T)
-    marks = nlp.pack(np.zeros_like(x), candidates.astype(float)) + nlp.pack(np.zeros_like(x), -candidates.astype(float))
-    bounds = nlp.bounds()
-    bounds["ubx"] = np.where(marks > 0, 0.0, bounds["ubx"])
-    again = run(built, w0=nlp.pack(x, snapped), p=p, bounds=bounds,
+    again = run(built, w0=nlp.pack(x, snapped), p=p, bounds=nlp.bounds(zero=candidates),
                 each_iteration=None if stop is None else lambda w, f: stop() is not None)
     report.update(iterations=again.iterations, seconds=again.solve_seconds,
                   largest_change=float(np.abs(u[candidates]).max()))
@@ -534,7 +534,7 @@ def first_order(
     second_order = second_order_mode(P, steps) if formulation == "reduced" else None
     _check_memory(P, steps, formulation, second_order)
     # the options of solve(..., initial_guess=result.u): its controls are on faces after a descent
-    opts = _warm_start_on_faces(solver_options(solver, options), P, solver, presolve != "none", options)
+    opts = _l1_options(solver_options(solver, options), P, solver, formulation, presolve != "none", options)
     built, _ = _built(P, steps, method, solver, opts, formulation, second_order, derivatives)
     nlp, phases = built.nlp, []
     u = _initial_guess(nlp, T, None, seed, guess_scale)[1]
@@ -587,12 +587,24 @@ def _built(P, steps, method, solver, opts, formulation, second_order, derivative
 WARM_FACE_OPTIONS = {"ipopt.bound_push": 1e-10, "ipopt.bound_frac": 1e-10, "ipopt.mu_init": 1e-9}
 
 
-def _warm_start_on_faces(opts: dict, P, solver: str, on_faces: bool, options: dict | None) -> dict:
-    """``opts`` with :data:`WARM_FACE_OPTIONS` where IPOPT starts on faces of the L1 balls (an L1 bound, IPOPT,
-    ``on_faces``: see :func:`_starts_on_faces`), unless the user set any of them."""
-    if P.l1_bound is None or solver != "ipopt" or not on_faces or (options or {}).keys() & WARM_FACE_OPTIONS.keys():
+#: IPOPT's options for the L1 split in multiple shooting: bounds not relaxed. There ``u⁺, u⁻`` enter only linearly
+#: (the ties ``u - u⁺ + u⁻ = 0``, the L1 row and cost, :mod:`turnpike.transcription`), and under IPOPT's default
+#: relaxation of the bounds by 1e-8 the part of each component that should be 0 ends at -1e-8: ``|u⁺ - u⁻|_1``
+#: then exceeds M by up to ``2e-8 nu`` (1.1e-6 on the sparse example's instance, T = 5, with 91 iterations;
+#: unrelaxed: within M, 88 iterations, the same J).
+EXACT_SPLIT_OPTIONS = {"ipopt.bound_relax_factor": 0.0}
+
+
+def _l1_options(opts: dict, P, solver: str, formulation: str, on_faces: bool, options: dict | None) -> dict:
+    """``opts`` with IPOPT's options for the L1 split: :data:`EXACT_SPLIT_OPTIONS` in multiple shooting, and
+    :data:`WARM_FACE_OPTIONS` where IPOPT starts on faces of the L1 balls (an L1 bound, ``on_faces``: see
+    :func:`_starts_on_faces`); neither group where the user set any of its options."""
+    if solver != "ipopt" or not P.split_control:
         return opts
-    return {**opts, **WARM_FACE_OPTIONS}
+    chosen = (options or {}).keys()
+    groups = [EXACT_SPLIT_OPTIONS] * (formulation == "multiple-shooting") + [WARM_FACE_OPTIONS] * (
+        P.l1_bound is not None and on_faces)
+    return {**opts, **{k: v for group in groups if not chosen & group.keys() for k, v in group.items()}}
 
 
 def _starts_on_faces(P, presolve: str, cold: bool, initial_guess) -> bool:
