@@ -6,6 +6,7 @@ import casadi as ca
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from .derivatives import Batch
 from .errors import InputError, SolverError
 from .problem import Problem
 from .solution import Solution
@@ -47,12 +48,12 @@ def resimulate(problem: Problem, solution: Solution, *, rtol: float = 1e-10, ato
             f"solution (x {solution.x.shape}, u {solution.u.shape}) does not belong to problem {problem!r}"
         )
     N, nx = problem.n_samples, problem.nx
-    f = problem.dynamics.map(N)
+    f = Batch(problem.dynamics.map(N))  # numpy in and out, no DM: the integrator calls it 10⁴-10⁵ times
     Y = problem.data_values.T
 
     states = [problem.x0_samples.reshape(-1)]
     for k in range(solution.steps):
-        u = solution.u[k]
+        u = solution.u[k][:, None]
 
         calls = [0]
 
@@ -60,7 +61,7 @@ def resimulate(problem: Problem, solution: Solution, *, rtol: float = 1e-10, ato
             calls[0] += 1
             if calls[0] > max_evaluations:
                 raise _TooLong
-            return np.asarray(f(z.reshape(N, nx).T, u, Y)).T.reshape(-1)
+            return f(z.reshape(N, nx).T, u, Y)[0].T.reshape(-1)
 
         span = (solution.t[k], solution.t[k + 1])
         try:
