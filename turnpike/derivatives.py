@@ -230,12 +230,13 @@ def _compressed(shape: tuple[int, int], rows: np.ndarray, per_column: np.ndarray
 
 #: The multiple-shooting Jacobian and Hessian compile the sample-stage's first- and second-order functions (lane
 #: code, once per machine) when one evaluation runs at least this many of the function's SX instructions
-#: (``n_instructions · N · steps``); below, CasADi's virtual machine evaluates it (about 5 ns an instruction: 0.1 s
-#: here), which needs no compiler and no wait. On the sparse example's instance (N = 8, nx = 7, nu = 56, RK4; 52 k
-#: instructions in the second-order function) the Hessian passes at 50 steps and up; at 100 steps one Hessian took
-#: 0.43 s from the ensemble's SX Hessian, 33 ms compiled (a loaded 2-core machine), and at 400 steps one Jacobian
-#: 121 ms from the ensemble's SX Jacobian, 28 ms compiled (2026-12-03).
-COMPILE_WORK = 20_000_000
+#: (``n_instructions · N · steps``); below, CasADi's virtual machine evaluates it (about 5 ns an instruction: 50 ms
+#: here), which needs no compiler and no wait. On the sparse example's instance (N = 8, nx = 7, nu = 56, RK4) the
+#: first-order function has 7.8 k instructions (its lane code compiled in 3.8 s) and the second-order one 52 k
+#: (76 s): the Jacobian is compiled from 160 steps, the Hessian from 24. At 200 steps one Jacobian took 58 ms in
+#: the virtual machine and 12 ms compiled; at 100 steps one Hessian 0.43 s from the ensemble's SX Hessian, 33 ms
+#: compiled (2026-12-03/04).
+COMPILE_WORK = 10_000_000
 
 
 def _sample_blocks(samples: SampleDerivatives, name: str, items: int, group: int = 1):
