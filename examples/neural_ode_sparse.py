@@ -49,9 +49,11 @@ Run:  python examples/neural_ode_sparse.py --out out/neural_ode/sparse [--inner]
 Writes sparse.json (rewritten after every solve: it holds what is finished so far), sparse.png (|u|_1/M and T*,
 active parameters, switching function), outputs.png, bounds.png (measured T* and E(x(T*)) against the bounds).
 
-Run time: 4 min 32 s on a 2-core machine, peak resident set 987 MiB (measured on 2026-12-03 with the default
-arguments on a quiet machine, /usr/bin/time -v): the eight solves 238 s (the longest, the cold start at T = 20,
-52 s), the zero-error reference of the bounds 13 s.
+Run time: 2 min 38 s on a 2-core machine, peak resident set 664 MB (measured on 2026-12-04 with the default
+arguments, OMP_NUM_THREADS=1, /usr/bin/time -v; three other runs that day 2:28 to 2:45): the eight solves 132 s
+(the longest, the cold start at T = 20, 33 s), the zero-error reference of the bounds 13 s. Right after it, the
+code before multiple shooting tied u to its L1 split took 3 min 55 s and 981 MB. The first run on a machine also
+compiles the Hessian's and the Jacobian's lane code once (turnpike.derivatives.COMPILE_WORK: 76 s and 4 s).
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ FORMULATION = "multiple-shooting"
 # Cold starts of this instance go to IPOPT directly (presolve="none"): the augmented-Lagrangian presolve made for many
 # samples (turnpike.presolve) took 35 k L-BFGS-B iterations (110 s) at T = 20 and ended at a worse local optimum
 # (1.73512) than IPOPT alone from the same start in 68 iterations (1.66347, 51 s); at T = 5 both reach 1.62993 in about
-# 24 s (measured on 2026-12-03).
+# 24 s (measured on 2026-12-03, before multiple shooting tied u to its split: IPOPT alone now takes 30 s at T = 20).
 PRESOLVE = "none"
 
 
