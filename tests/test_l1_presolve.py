@@ -371,3 +371,15 @@ def test_multiple_shooting_keeps_the_split_inside_the_l1_balls():
     assert ms.success and reduced.success
     assert np.abs(ms.u).sum(axis=1).max() <= problem.l1_bound * (1 + 1e-12)
     assert ms.cost == pytest.approx(reduced.cost, rel=1e-8)
+
+
+def test_fatrop_reads_the_tied_split_stage_by_stage():
+    """Per stage the constraints are the gaps, the ties u - u⁺ + u⁻ = 0 and the L1 row, in FATROP's order (gaps,
+    then path constraints): its structure detection accepts them and it reaches IPOPT's optimum."""
+    problem = _convex_l1_problem()
+    fatrop = tp.solve(problem, 2.0, steps=20, formulation="multiple-shooting", solver="fatrop",
+                      options={"fatrop.tol": 1e-9})
+    ipopt = tp.solve(problem, 2.0, steps=20, formulation="multiple-shooting", options={"ipopt.tol": 1e-10})
+    assert fatrop.success and ipopt.success
+    assert fatrop.cost == pytest.approx(ipopt.cost, rel=1e-7)
+    np.testing.assert_allclose(fatrop.u, ipopt.u, atol=1e-5)
