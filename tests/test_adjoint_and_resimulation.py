@@ -70,3 +70,18 @@ def test_pendulum_long_horizon_passes_near_the_static_optimum():
     assert sol.success
     np.testing.assert_allclose(sol.x[mid], x, atol=1e-4)
     np.testing.assert_allclose(sol.u[mid], u, atol=1e-4)
+
+
+def test_resimulation_of_dynamics_with_structural_zeros():
+    """dx0/dt = x1 + u, dx1/dt = 0 written as a structural zero: the frozen state stays put and, with u constant on
+    each interval, x0 moves by h (x1 + u_k) per interval exactly."""
+    x, u = ca.SX.sym("x", 2), ca.SX.sym("u")
+    f = ca.SX(2, 1)
+    f[0] = x[1] + u
+    prob = tp.Problem(state=x, control=u, x0=[0.1, 0.2], dynamics=f, running_cost=ca.sumsqr(x) + u**2)
+    sol = tp.solve(prob, 1.0, steps=10)
+    assert sol.success
+    exact = 0.1 + np.concatenate([[0.0], np.cumsum(sol.h * (0.2 + sol.u[:, 0]))])
+    states = tp.resimulate(prob, sol).reshape(sol.steps + 1, 2)
+    np.testing.assert_allclose(states[:, 1], 0.2, atol=1e-14)
+    np.testing.assert_allclose(states[:, 0], exact, atol=1e-10)

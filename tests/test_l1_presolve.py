@@ -359,6 +359,7 @@ def test_ipopt_gets_the_options_of_a_start_on_faces_only_where_it_starts_on_face
         opts = _l1_options({}, problem, "ipopt", "multiple-shooting", expected, None)
         assert opts == {**EXACT_SPLIT_OPTIONS, **(WARM_FACE_OPTIONS if expected else {})}
     assert _l1_options({}, problem, "ipopt", "reduced", True, {"ipopt.mu_init": 1e-3}) == {}  # the user's choice
+    assert _l1_options({}, problem, "ipopt", "multiple-shooting", False, {"ipopt": {"bound_relax_factor": 1e-3}}) == {}
     assert _l1_options({}, problem, "fatrop", "multiple-shooting", True, None) == {}
 
 
@@ -383,3 +384,41 @@ def test_fatrop_reads_the_tied_split_stage_by_stage():
     assert fatrop.success and ipopt.success
     assert fatrop.cost == pytest.approx(ipopt.cost, rel=1e-7)
     np.testing.assert_allclose(fatrop.u, ipopt.u, atol=1e-5)
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_bounds_with_zeros_fix_exactly_the_marked_controls(split):
+    """bounds(zero=...) of both transcriptions: the marked controls' variables at 0 (u⁺ and u⁻, and u itself in
+    multiple shooting), nothing else; in multiple shooting the ties of the marked controls dropped (±∞)."""
+    from problems import Pendulum
+    from turnpike.reduced import ReducedSpace
+    from turnpike.transcription import MultipleShooting
+
+    def newly_fixed(nlp):
+        before, after = nlp.bounds(), nlp.bounds(zero)
+        return (after["lbx"] == 0) & (after["ubx"] == 0) & (before["lbx"] != before["ubx"])
+
+    problem = _convex_l1_problem(cap=0.6) if split else Pendulum()
+    steps, nu = 4, problem.nu
+    zero = np.zeros((steps, nu), dtype=bool)
+    zero[1, 0] = zero[3, nu - 1] = True
+    marked = list(zip(*np.nonzero(zero), strict=True))
+
+    n_v = 2 * nu if split else nu  # reduced: V_k = (u⁺_k, u⁻_k) with the split, else u_k; stage-major
+    expected = np.zeros(steps * n_v, dtype=bool)
+    for k, j in marked:
+        expected[[k * n_v + j] + ([k * n_v + nu + j] if split else [])] = True
+    np.testing.assert_array_equal(newly_fixed(ReducedSpace(problem, steps)), expected)
+
+    ms = MultipleShooting(problem, steps)
+    n_state, n_stage = problem.nx * problem.n_samples, ms.layout.n_stage
+    expected = np.zeros(ms.layout.n_w, dtype=bool)
+    for k, j in marked:
+        first = k * n_stage + n_state  # u_k, then u⁺_k and u⁻_k with the split
+        expected[[first + j] + ([first + nu + j, first + 2 * nu + j] if split else [])] = True
+    np.testing.assert_array_equal(newly_fixed(ms), expected)
+    dropped = np.isinf(ms.bounds(zero)["lbg"]) & np.isinf(ms.bounds(zero)["ubg"])
+    ties = np.zeros((steps, ms.n_g_stage), dtype=bool)
+    if split:
+        ties[:, n_state : n_state + nu] = zero
+    np.testing.assert_array_equal(dropped, ties.reshape(-1))

@@ -117,10 +117,15 @@ class Batch:
     """``fn`` evaluated on numpy arrays through CasADi's buffer interface (no DM conversions).
 
     Inputs are broadcast to ``fn``'s input shapes; outputs are new Fortran-ordered arrays of
-    ``fn``'s output shapes.
+    ``fn``'s output shapes. A function with sparse inputs or outputs (structural zeros) is wrapped once in one
+    with dense ones, since the buffers hold every entry.
     """
 
     def __init__(self, fn: ca.Function):
+        sparse = [fn.sparsity_in(i) for i in range(fn.n_in())] + [fn.sparsity_out(i) for i in range(fn.n_out())]
+        if not all(s.is_dense() for s in sparse):
+            args = [ca.MX.sym(fn.name_in(i), fn.size_in(i)) for i in range(fn.n_in())]
+            fn = ca.Function(fn.name(), args, [ca.densify(out) for out in fn.call(args)])
         self.fn = fn
         self.buffer, self.evaluate = fn.buffer()
 

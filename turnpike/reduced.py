@@ -194,7 +194,8 @@ class ReducedSpace:
         n_g = self.steps if self.problem.l1_bound is not None else 0
         lbx, ubx = np.tile(lo, self.steps), np.tile(hi, self.steps)
         if zero is not None:
-            fixed = self.control_variables(zero.astype(float)) + self.control_variables(-zero.astype(float)) != 0
+            marks = np.asarray(zero, dtype=float)
+            fixed = (self.control_variables(marks) != 0) | (self.control_variables(-marks) != 0)
             lbx[fixed.reshape(-1)] = ubx[fixed.reshape(-1)] = 0.0
         return {"lbx": lbx, "ubx": ubx, "lbg": np.full(n_g, -np.inf), "ubg": np.full(n_g, self.problem.l1_bound or 0.0)}
 

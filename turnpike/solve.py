@@ -24,7 +24,7 @@ from .presolve import (
 from .problem import Problem
 from .reduced import ReducedSpace, second_order_mode
 from .solution import Solution, StaticSolution
-from .solvers import DERIVATIVES, built_solver, run, solver_options
+from .solvers import DERIVATIVES, built_solver, ipopt_options, run, solver_options
 from .static import StaticNLP
 from .stopping import Interrupted, Stop
 from .transcription import INTEGRATORS, MultipleShooting, build_bytes
@@ -200,8 +200,7 @@ def _check_memory(problem: Problem, steps: int, formulation: str, second_order: 
 
 def _limited_memory(options: dict) -> dict:
     """IPOPT's options with a limited-memory Hessian, unless they choose the Hessian themselves."""
-    nested = options.get("ipopt") if isinstance(options.get("ipopt"), dict) else {}
-    if "ipopt.hessian_approximation" in options or "hessian_approximation" in nested:
+    if "ipopt.hessian_approximation" in ipopt_options(options):
         return options
     return {**options, "ipopt.hessian_approximation": "limited-memory"}
 
@@ -598,10 +597,10 @@ EXACT_SPLIT_OPTIONS = {"ipopt.bound_relax_factor": 0.0}
 def _l1_options(opts: dict, P, solver: str, formulation: str, on_faces: bool, options: dict | None) -> dict:
     """``opts`` with IPOPT's options for the L1 split: :data:`EXACT_SPLIT_OPTIONS` in multiple shooting, and
     :data:`WARM_FACE_OPTIONS` where IPOPT starts on faces of the L1 balls (an L1 bound, ``on_faces``: see
-    :func:`_starts_on_faces`); neither group where the user set any of its options."""
+    :func:`_starts_on_faces`); neither group where the user set any of its options (flat or nested)."""
     if solver != "ipopt" or not P.split_control:
         return opts
-    chosen = (options or {}).keys()
+    chosen = ipopt_options(options).keys()
     groups = [EXACT_SPLIT_OPTIONS] * (formulation == "multiple-shooting") + [WARM_FACE_OPTIONS] * (
         P.l1_bound is not None and on_faces)
     return {**opts, **{k: v for group in groups if not chosen & group.keys() for k, v in group.items()}}

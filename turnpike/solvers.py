@@ -47,7 +47,7 @@ import numpy as np
 from .errors import InputError, SolverError, check_choice
 from .problem import Problem
 
-__all__ = ["DERIVATIVES", "SOLVERS", "NLPResult", "Built", "built_solver", "run", "solver_options"]
+__all__ = ["DERIVATIVES", "SOLVERS", "NLPResult", "Built", "built_solver", "ipopt_options", "run", "solver_options"]
 
 SOLVERS = ("ipopt", "fatrop")
 DERIVATIVES = ("auto", "stage-wise", "casadi")
@@ -167,11 +167,18 @@ def _derivative_mode(nlp, solver: str, options: dict, derivatives: str) -> str:
     return "stage-wise"
 
 
+def ipopt_options(options: dict | None) -> dict:
+    """IPOPT's options among ``options``, flat (``"ipopt.tol"``), whether given so or nested (``{"ipopt": {...}}``,
+    which CasADi also accepts; a flat one wins)."""
+    options = options or {}
+    nested = options.get("ipopt") if isinstance(options.get("ipopt"), dict) else {}
+    flat = {k: v for k, v in options.items() if k.startswith("ipopt.")}
+    return {**{f"ipopt.{k}": v for k, v in nested.items()}, **flat}
+
+
 def _exact_hessian(options: dict) -> bool:
     """Whether IPOPT will ask for the Lagrangian Hessian (not ``hessian_approximation = limited-memory``)."""
-    nested = options.get("ipopt") if isinstance(options.get("ipopt"), dict) else {}
-    value = options.get("ipopt.hessian_approximation", nested.get("hessian_approximation", "exact"))
-    return value == "exact"
+    return ipopt_options(options).get("ipopt.hessian_approximation", "exact") == "exact"
 
 
 class _Iterations(ca.Callback):

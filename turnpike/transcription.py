@@ -121,7 +121,7 @@ def build_bytes(problem: Problem, method: str) -> float:
     """The estimated peak memory (bytes) of building :class:`MultipleShooting` for ``problem``:
     ``BUILD_BYTES_PER_UNIT · N · n_f · (nx + n_v)``, ``n_f`` the instructions of one sample's stage
     (built here, in SX). It does not depend on the number of steps (the stage is ``map``-ped)."""
-    n_v = problem.nu * (3 if problem.split_control else 1)
+    n_v = problem.nu * (2 if problem.split_control else 1)  # measured with this count (the split's u⁺, u⁻)
     n_f = stage_function(problem, method).n_instructions()
     return float(BUILD_BYTES_PER_UNIT) * problem.n_samples * n_f * (problem.nx + n_v)
 
