@@ -194,9 +194,9 @@ class ReducedSpace:
         n_g = self.steps if self.problem.l1_bound is not None else 0
         lbx, ubx = np.tile(lo, self.steps), np.tile(hi, self.steps)
         if zero is not None:
-            marks = np.asarray(zero, dtype=float)
-            fixed = (self.control_variables(marks) != 0) | (self.control_variables(-marks) != 0)
-            lbx[fixed.reshape(-1)] = ubx[fixed.reshape(-1)] = 0.0
+            zero = np.asarray(zero, dtype=float)
+            fixed = (self.pack(None, zero) != 0) | (self.pack(None, -zero) != 0)  # u_kj, or u⁺_kj and u⁻_kj
+            lbx[fixed] = ubx[fixed] = 0.0
         return {"lbx": lbx, "ubx": ubx, "lbg": np.full(n_g, -np.inf), "ubg": np.full(n_g, self.problem.l1_bound or 0.0)}
 
     def pack(self, x, u: np.ndarray) -> np.ndarray:

@@ -303,11 +303,9 @@ class MultipleShooting:
             g_lo[-1], g_hi[-1] = -np.inf, P.l1_bound
         lbg, ubg = np.tile(g_lo, self.steps), np.tile(g_hi, self.steps)
         if zero is not None:
-            zero = np.asarray(zero, dtype=float)
-            fixed = np.zeros((self.steps, lay.n_stage), dtype=bool)
-            fixed[:, lay.n_state :] = np.hstack([zero, self.control_variables(zero) + self.control_variables(-zero)]
-                                                if lay.split else [zero]) != 0
-            lbx[: fixed.size][fixed.reshape(-1)] = ubx[: fixed.size][fixed.reshape(-1)] = 0.0
+            zero, states = np.asarray(zero, dtype=float), np.zeros((self.steps + 1, P.n_samples, P.nx))
+            fixed = (self.pack(states, zero) != 0) | (self.pack(states, -zero) != 0)  # u_kj, u⁺_kj, u⁻_kj
+            lbx[fixed] = ubx[fixed] = 0.0
             if lay.split:
                 ties = np.zeros((self.steps, self.n_g_stage), dtype=bool)
                 ties[:, lay.n_state : lay.n_state + P.nu] = zero != 0
