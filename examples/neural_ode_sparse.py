@@ -49,17 +49,23 @@ Run:  python examples/neural_ode_sparse.py --out out/neural_ode/sparse [--inner]
 Writes sparse.json (rewritten after every solve: it holds what is finished so far), sparse.png (|u|_1/M and T*,
 active parameters, switching function), outputs.png, bounds.png (measured T* and E(x(T*)) against the bounds).
 
-Run time: 2 min 38 s on a 2-core machine, peak resident set 664 MB (measured on 2026-12-04 with the default
-arguments, OMP_NUM_THREADS=1, /usr/bin/time -v; three other runs that day 2:28 to 2:45): the eight solves 132 s
-(the longest, the cold start at T = 20, 33 s), the zero-error reference of the bounds 13 s. Right after it, the
-code before multiple shooting tied u to its L1 split took 3 min 55 s and 981 MB. The first run on a machine also
-compiles the Hessian's and the Jacobian's lane code once (turnpike.derivatives.COMPILE_WORK: 76 s and 4 s).
+Run time: 1 min 45 s on a 2-core machine (measured on 2026-12-04, default arguments, runs of 1:43 to 1:46), with
+at most 0.87 GB in all (the peak of the summed proportional set sizes of its processes; the continuation's process
+peaks at 0.79 GB, at T = 40). Two processes share the work: one runs the continuation in T (93 s of solves), the
+other meanwhile the cold start at T = 20 (27 s), the zero-error reference of the bounds (15 s) and the scalar case
+(6 s). The solves themselves are not faster: on one core (taskset -c 0) the run took 2 min 34 s, and the code that
+solved everything in one process 2 min 20 s (0.61 GB) on both cores, in the same session. The first run on a
+machine also compiles the Hessian's and the Jacobian's lane code once (turnpike.derivatives.COMPILE_WORK: 76 s and
+4 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import casadi as ca
@@ -247,11 +253,33 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     points, labels = concentric_spheres(N, D, seed=0)
     prob = NeuralODEClassification(points, labels, field="outer", cost="sparse", weight=LAMBDA, l1_bound=BOUND)
+    # Two processes share the work: one runs the continuation in T, the other meanwhile what does not wait for it
+    # (the cold starts after the first horizon's, the zero-error reference, the scalar case), each task in a fresh
+    # process that returns its memory when done. One BLAS thread each, or OpenBLAS's idle threads spin on the
+    # other's core (measured: 134 s against 98 s).
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as chain, \
+            ProcessPoolExecutor(1, mp_context=spawn, max_tasks_per_child=1) as side:
+        study(prob, chain, side, args)
 
-    # Two passes of continuation in T, keeping the lowest certified cost per horizon: ascending (the previous
-    # controls, then zeros: T* < T) with cold starts at COLD_TOO, then descending (the next horizon's controls,
-    # truncated). J_T is nondecreasing in T (the integrand is >= 0), a check that no horizon is left at a worse
-    # local optimum than a longer one.
+
+def study(prob, chain, side, args) -> None:
+    """The continuation in T on ``chain``, the other solves on ``side`` (pools of one process each), then the
+    bounds and the figures.
+
+    Two passes of continuation in T, keeping the lowest certified cost per horizon: ascending (the previous
+    controls, then zeros: T* < T) with cold starts at COLD_TOO, then descending (the next horizon's controls,
+    truncated). J_T is nondecreasing in T (the integrand is >= 0), a check that no horizon is left at a worse
+    local optimum than a longer one.
+    """
+
+    def next_solve(T, **kwargs):
+        return chain.submit(solve, prob, T, **kwargs).result()
+
+    cold = {T: side.submit(solve, prob, T) for T in sorted(COLD_TOO - {HORIZONS[0]})}
+    reference_job, scalar_job = side.submit(reference_control, prob), side.submit(scalar_case)
     best: dict[float, tuple] = {}
     tried: dict[float, list] = {T: [] for T in HORIZONS}
     result = {"instance": {"data": f"two spheres in R^{D}, radii (1, 2), N = {N}, seed 0", "field": "outer",
@@ -268,23 +296,25 @@ def main() -> None:
 
     for T in HORIZONS:
         steps = round(T / DT)
-        if T == HORIZONS[0] or T in COLD_TOO:
-            consider(T, *solve(prob, T), "cold")
+        if T == HORIZONS[0]:
+            consider(T, *next_solve(T), "cold")
+        elif T in cold:
+            consider(T, *cold[T].result(), "cold")
         shorter = [S for S in best if S < T]
         if shorter:
             previous = best[max(shorter)][0]
             guess = np.zeros((steps, prob.nu))
             guess[: previous.steps] = previous.u
-            consider(T, *solve(prob, T, guess=guess, options=WARM), f"ascending from T = {previous.T:g}")
+            consider(T, *next_solve(T, guess=guess, options=WARM), f"ascending from T = {previous.T:g}")
     for T in HORIZONS[-2::-1]:
         longer = best[min(S for S in best if S > T)][0]
-        consider(T, *solve(prob, T, guess=longer.u[: round(T / DT)].copy(), options=WARM),
+        consider(T, *next_solve(T, guess=longer.u[: round(T / DT)].copy(), options=WARM),
                  f"descending from T = {longer.T:g}")
     missing = [T for T in HORIZONS if T not in best]
     if missing:
         raise SystemExit(f"no start converged for T = {missing}: {tried}")
 
-    reference = reference_control(prob)
+    reference = reference_job.result()
     result["reference"] = {"layers": len(reference.u), "time": reference.T, "residual": reference.residual,
                            "message": reference.message, "max_l1": float(np.abs(reference.u).sum(axis=1).max())}
     rows, solutions, switchings = [], [], []
@@ -330,7 +360,7 @@ def main() -> None:
     ax.legend(fontsize=8)
     fig.savefig(args.out / "outputs.png", dpi=110)
 
-    result["scalar_case"] = scalar_case()
+    result["scalar_case"] = scalar_job.result()
     write_json(record, result)
     if args.inner:
         result["inner_two_circles"] = inner_two_circles()
