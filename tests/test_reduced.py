@@ -178,6 +178,21 @@ def test_descent_callback_sees_every_iterate_with_its_cost():
     assert all(b <= a for a, b in zip(costs, costs[1:], strict=False)) and costs[-1] == res.cost
 
 
+def test_descent_stops_at_its_first_step_that_decreases_j_by_less_than_rel_decrease():
+    """The documented rule (scipy's ``ftol``): every step but the last decreases J by more than ``rel_decrease``
+    relative to max(|J|, 1), the last by less; without it (0) the descent goes on further."""
+    prob, T, steps = two_circles(), 2.0, 20
+    rs = ReducedSpace(prob, steps, "rk4")
+    u0 = 0.1 * np.random.default_rng(0).standard_normal((steps, prob.nu))
+    costs = []
+    res = reduced_space_descent(rs, u0, T, rel_decrease=1e-6,
+                                callback=lambda intermediate_result: costs.append(intermediate_result.fun))
+    J = [float(rs.reduced_objective()(u0.T, rs.parameters(T))[0]), *costs]
+    decrease = [(a - b) / max(abs(a), abs(b), 1.0) for a, b in zip(J, J[1:], strict=False)]
+    assert "RELATIVE REDUCTION" in res.message and decrease[-1] <= 1e-6 and min(decrease[:-1]) > 1e-6
+    assert reduced_space_descent(rs, u0, T, rel_decrease=0.0).iterations > res.iterations
+
+
 def test_chord_steps_reach_the_minimum_of_plain_newton_with_fewer_hessians():
     """Reusing a positive definite Hessian's factorisation changes the path, not the limit: from the
     same start near a strict minimum (two circles, after L-BFGS), Newton with chord steps (some steps

@@ -130,7 +130,7 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
 
     v0 = np.clip(ms.control_variables(u).reshape(-1), *zip(*bounds, strict=True))
     res = minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": memory},
+                   options={"maxiter": max_iter, "ftol": rel_decrease, "gtol": 1e-10, "maxcor": memory},
                    callback=watch if watch.wanted else None)
     if not np.isfinite(res.fun):  # the descent left the region where the dynamics are defined
         return ReducedSpaceResult(u, np.nan, int(res.nit), int(res.nfev), time.perf_counter() - start,
