@@ -11,7 +11,16 @@ import pytest
 from compilers import compiler_gone, hanging_compiler
 
 from turnpike.codegen import lanes_function
-from turnpike.compiled import LANES, UNUSED_DAYS, compiled, compiler, lanes_library, lanes_map, prune_cache
+from turnpike.compiled import (
+    LANES,
+    LARGE_LOOP,
+    UNUSED_DAYS,
+    compiled,
+    compiler,
+    lanes_library,
+    lanes_map,
+    prune_cache,
+)
 
 
 def every_operation():
@@ -95,6 +104,25 @@ def test_lanes_map_matches_casadi_map(monkeypatch, threads):
     np.testing.assert_allclose(sums, want_sums, rtol=1e-13)
     with pytest.raises(ValueError, match="groups"):
         mapped(M, 4, X, 0.7, Z)
+
+
+def test_a_lane_loop_past_gccs_reference_limit_is_vectorised_and_right(monkeypatch, tmp_path):
+    """A function with more inputs and outputs than GCC's default limit of memory references per vectorised loop
+    (1000): lanes_map still gives CasADi's map, and its tanh is libmvec's vector version (a _ZGV symbol), which
+    GCC's default flags leave scalar."""
+    if compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path))
+    n = LARGE_LOOP // 2 + 1
+    x, s = ca.SX.sym("x", n), ca.SX.sym("s")
+    fn = ca.Function("wide", [x, s], [ca.tanh(x) * s + x[::-1]])
+    mapped = lanes_map(fn, shared={1})
+    assert mapped is not None and mapped.build.startswith("4 lanes, -O1 -ftree-vectorize")
+    X = np.random.default_rng(0).standard_normal((n, 21))
+    np.testing.assert_allclose(mapped(21, 1, X, 0.7)[0], fn.map(21)(X, 0.7).full(), rtol=1e-14, atol=1e-15)
+    if "-lmvec" in mapped.build:
+        library = next(tmp_path.glob("turnpike_map_wide_*.so")).read_bytes()
+        assert b"_ZGV" in library and b"tanh" in library
 
 
 def test_the_cache_deletes_what_has_not_been_used_and_keeps_the_rest(monkeypatch, tmp_path):

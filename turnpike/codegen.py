@@ -88,6 +88,7 @@ class LaneFunction:
     name: str
     shared: frozenset[int]
     calls: frozenset[str]  # the libm functions the code calls (VECTOR_MATH declarations are limited to them)
+    references: int  # memory references in the lane loop: the inputs read and the outputs written
 
     @property
     def key(self) -> str:
@@ -108,14 +109,16 @@ def lanes_function(fn: ca.Function, name: str, shared: set[int] = frozenset()) -
     """
     if not fn.is_a("SXFunction") or fn.n_instructions() > MAX_INSTRUCTIONS:
         return None
-    calls = set()
+    calls, references = set(), 0
     for k in range(fn.n_instructions()):
         op = fn.instruction_id(k)
         if op in LIBM_CALLS:
             calls.add(LIBM_CALLS[op])
-        elif op not in _TEMPLATES and op not in (ca.OP_INPUT, ca.OP_OUTPUT, ca.OP_CONST):
+        elif op in (ca.OP_INPUT, ca.OP_OUTPUT):
+            references += 1
+        elif op not in _TEMPLATES and op != ca.OP_CONST:
             return None
-    return LaneFunction(fn, name, frozenset(shared), frozenset(calls))
+    return LaneFunction(fn, name, frozenset(shared), frozenset(calls), references)
 
 
 def _write(fn: ca.Function, name: str, shared: frozenset[int]) -> str:

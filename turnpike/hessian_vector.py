@@ -15,11 +15,12 @@ For the reduced objective of :mod:`turnpike.reduced` (``x_{k+1} = F(x_k, u_k)`` 
   ``(δx_k, v_k, δp_{k+1})``, summed over the samples and divided by N.
 
 Each stage function is one sample's SX function (its size grows like the width of the network,
-never like its square), written by :func:`turnpike.codegen.lanes_function` for ``LANES`` samples at
-a time and compiled like :func:`turnpike.compiled.ensemble_gradient`, whose loop this one follows:
-the blocks of samples are split over :func:`~turnpike.compiled.threads` threads and the partial sums
-added in order. One call also returns J and ∇J. Memory: the states and their tangents of one block,
-``2 (steps + 1) nx LANES`` numbers per thread.
+never like its square), written by :func:`turnpike.codegen.lanes_function` for ``TP_LANES`` samples
+at a time (:func:`turnpike.compiled.lanes_library`) and compiled like
+:func:`turnpike.compiled.ensemble_gradient`, whose loop this one follows: the blocks of samples are
+split over :func:`~turnpike.compiled.threads` threads and the partial sums added in order. One call
+also returns J and ∇J. Memory: the states and their tangents of one block, ``2 (steps + 1) nx
+TP_LANES`` numbers per thread.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import casadi as ca
 import numpy as np
 
 from .codegen import lanes_function
-from .compiled import LANES, lanes_library, threads
+from .compiled import lanes_library, threads
 
 __all__ = ["ensemble_hessian_vector"]
 
@@ -199,5 +200,5 @@ def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function):
             raise RuntimeError("the compiled Hessian-vector product could not allocate its work memory")
         return float(J[0]), grad, hv
 
-    product.build = f"{LANES} lanes, {built[1]}"
+    product.build = built[1]
     return product
