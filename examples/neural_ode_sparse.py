@@ -49,14 +49,15 @@ Run:  python examples/neural_ode_sparse.py --out out/neural_ode/sparse [--inner]
 Writes sparse.json (rewritten after every solve: it holds what is finished so far), sparse.png (|u|_1/M and T*,
 active parameters, switching function), outputs.png, bounds.png (measured T* and E(x(T*)) against the bounds).
 
-Run time: 1 min 45 s on a 2-core machine (measured on 2026-12-04, default arguments, runs of 1:43 to 1:46), with
-at most 0.87 GB in all (the peak of the summed proportional set sizes of its processes; the continuation's process
-peaks at 0.79 GB, at T = 40). Two processes share the work: one runs the continuation in T (93 s of solves), the
-other meanwhile the cold start at T = 20 (27 s), the zero-error reference of the bounds (15 s) and the scalar case
-(6 s). The solves themselves are not faster: on one core (taskset -c 0) the run took 2 min 34 s, and the code that
-solved everything in one process 2 min 20 s (0.61 GB) on both cores, in the same session. The first run on a
-machine also compiles the Hessian's and the Jacobian's lane code once (turnpike.derivatives.COMPILE_WORK: 76 s and
-4 s).
+Run time: 1 min 30 s on a 2-core machine (measured on 2026-12-04, default arguments, runs of 89 and 91 s), with at
+most 0.85 GB in all (the peak of the summed proportional set sizes of its processes; the continuation's process
+peaks at 0.78 GB, at T = 40). Two processes share the work: one runs the continuation in T (about 83 s of solves),
+the other meanwhile the cold start at T = 20 (25 s), the zero-error reference of the bounds (15 s) and the scalar
+case (6 s). On one core (taskset -c 0) the run takes 2 min 17 s; the code that solved everything in one process took
+2 min 20 s (0.61 GB) on both cores earlier that day, before the lane code of large stage functions was vectorised
+(turnpike.compiled.lanes_library: IPOPT's function evaluations at T = 20 4.2 -> 2.2 s). The first run on a machine
+also compiles the stage derivatives' lane code, alone before the other process starts (turnpike.derivatives.
+COMPILE_WORK): 2 min 51 s and 1.65 GB in all (the compiler's 1.4 GB) with an empty TURNPIKE_CACHE.
 """
 
 from __future__ import annotations
@@ -278,8 +279,6 @@ def study(prob, chain, side, args) -> None:
     def next_solve(T, **kwargs):
         return chain.submit(solve, prob, T, **kwargs).result()
 
-    cold = {T: side.submit(solve, prob, T) for T in sorted(COLD_TOO - {HORIZONS[0]})}
-    reference_job, scalar_job = side.submit(reference_control, prob), side.submit(scalar_case)
     best: dict[float, tuple] = {}
     tried: dict[float, list] = {T: [] for T in HORIZONS}
     result = {"instance": {"data": f"two spheres in R^{D}, radii (1, 2), N = {N}, seed 0", "field": "outer",
@@ -294,18 +293,21 @@ def study(prob, chain, side, args) -> None:
         if sol.success and (T not in best or sol.cost < best[T][0].cost):
             best[T] = (sol, seconds, start)
 
+    # The first solve runs alone: on a machine's first run it compiles the stage derivatives, which the other
+    # process then finds in the cache (both compiling them at once took 3.2 GB).
+    consider(HORIZONS[0], *next_solve(HORIZONS[0]), "cold")
+    cold = {T: side.submit(solve, prob, T) for T in sorted(COLD_TOO - {HORIZONS[0]})}
+    reference_job, scalar_job = side.submit(reference_control, prob), side.submit(scalar_case)
     for T in HORIZONS:
         steps = round(T / DT)
-        if T == HORIZONS[0]:
-            consider(T, *next_solve(T), "cold")
-        elif T in cold:
-            consider(T, *cold[T].result(), "cold")
         shorter = [S for S in best if S < T]
         if shorter:
             previous = best[max(shorter)][0]
             guess = np.zeros((steps, prob.nu))
             guess[: previous.steps] = previous.u
             consider(T, *next_solve(T, guess=guess, options=WARM), f"ascending from T = {previous.T:g}")
+        if T in cold:  # solved meanwhile by the other process
+            consider(T, *cold[T].result(), "cold")
     for T in HORIZONS[-2::-1]:
         longer = best[min(S for S in best if S > T)][0]
         consider(T, *next_solve(T, guess=longer.u[: round(T / DT)].copy(), options=WARM),
