@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import turnpike as tp
+import turnpike.compiled
 from problems.datasets import chessboard, concentric_spheres
 from problems.neural_ode import ACTIVATIONS, FIELDS, NeuralODEClassification
-from turnpike.compiled import compiler
+from turnpike.compiled import compiler, ensemble_gradient
 from turnpike.ensemble import EnsembleObjective, NotLiftable, lift
 from turnpike.hessian_vector import ensemble_hessian_vector
 from turnpike.krylov import newton_cg, second_order_verdict, smallest_eigenvalues
@@ -91,6 +92,32 @@ def test_gradient_and_hessian_vector_products_agree(field, activation):
         np.testing.assert_allclose(Hv_c, dense, rtol=0, atol=1e-12 * scale)
     rs_hv = rs.hessian_vector(u, p, v)  # whichever path the transcription took, with the control cost
     np.testing.assert_allclose(rs_hv, dense + 2 * prob.l2 * p[0] * v, rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.skipif(compiler() is None, reason="needs a C compiler")
+def test_the_build_for_large_lane_loops_computes_the_same_derivatives(monkeypatch, tmp_path):
+    """With every lane loop taken as large (LARGE_LOOP = 0: 4 lanes, -O1, vectorised, as from width about 100),
+    the compiled J, gradient and Hessian-vector product equal the matrix path's, 10 samples in blocks of 4 (the
+    last one padded)."""
+    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path))
+    monkeypatch.setattr(turnpike.compiled, "LARGE_LOOP", 0)
+    prob, steps, T = small_problem("bottleneck", "tanh"), 5, 2.0
+    one, phi = recursion_stage(prob, stage_function(prob, "rk4"))[:2]
+    gradient, product = ensemble_gradient(one, phi), ensemble_hessian_vector(one, phi)
+    assert gradient.build.startswith("4 lanes, -O1") and product.build.startswith("4 lanes, -O1")
+    objective = EnsembleObjective(prob, steps, "rk4")
+    rng = np.random.default_rng(2)
+    u, v, y, h = 0.5 * rng.standard_normal((steps, prob.nu)), rng.standard_normal((steps, prob.nu)), \
+        prob.data_values, T / steps
+    J_ref, g_ref = objective.value_and_gradient(u, y, h)
+    Hv_ref = objective.hessian_vector(u, y, h, v)
+    J, g = gradient(prob.x0_samples, u, y, h)
+    J_p, g_p, Hv = product(prob.x0_samples, u, y, h, v)
+    for value in (J, J_p):
+        assert value == pytest.approx(J_ref, rel=1e-13)
+    for got in (g, g_p):
+        np.testing.assert_allclose(got, g_ref, rtol=0, atol=1e-13 * np.abs(g_ref).max())
+    np.testing.assert_allclose(Hv, Hv_ref, rtol=0, atol=1e-12 * np.abs(Hv_ref).max())
 
 
 def test_adjoint_of_the_matrix_path_satisfies_the_adjoint_equation():
