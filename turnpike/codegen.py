@@ -30,9 +30,10 @@ import casadi as ca
 __all__ = ["LIBM_CALLS", "MAX_INSTRUCTIONS", "VECTOR_MATH", "LaneFunction", "lanes_function", "symbolic_key"]
 
 #: The largest SX function (in CasADi instructions) that is written as C for the compiler. Measured with
-#: gcc 12 -O2 on the lane code of the bottleneck field's stage reverse mode (16 RK4 steps, D = 3): 10.7 k
-#: instructions (width 50) compile in 5 s, 42 k (width 200) in 27 s with 0.46 GB; the bottleneck's second-order stage
-#: of width 16 (243 k instructions) took gcc past 22 GB, that of width 50 (1.9 M) crashed it.
+#: gcc 12 on the lane code of the bottleneck field's stage reverse mode (16 RK4 steps, D = 3): 10.7 k
+#: instructions (width 50) compile in 5 s (-O2), 42 k (width 200) in 23 s with 0.53 GB (a large loop:
+#: -O1, vectorised, see turnpike.compiled.lanes_library); the bottleneck's second-order stage of width 16
+#: (243 k instructions) took gcc past 22 GB, that of width 50 (1.9 M) crashed it.
 MAX_INSTRUCTIONS = 60_000
 
 _BINARY = {
