@@ -11,9 +11,10 @@ directly: u(t) minimises λ|u|_1 + s(t)ᵀu over the L1 ball, s the switching fu
 of the ball where several tie (singular arcs). After T* the states rest and s(t) = (T - t) c_L(x(T)), giving the
 stopping law (T - T*)|c_L|_∞ = λ: the final residual is O(λ/T) and T* converges like T*_∞ - O(1/T).
 
-"Zero" is exactly 0: tp.solve re-solves with the components IPOPT left at its tolerance's size fixed at 0 and keeps
-that solution if the projected gradient of the problem as posed does not rise (sol.stats["zeros"]); where it does
-not keep it, |u_kj| <= tol/(h λ δ) with δ = 1e-3 (zero_threshold: the size IPOPT leaves on a component whose
+"Zero" is exactly 0: tp.solve solves with the components the presolve left at 0 fixed there and keeps that solution
+if none of them would leave 0 in the problem as posed, or re-solves IPOPT's solution with its components at its
+tolerance's size fixed at 0 and keeps it if the projected gradient does not rise (sol.stats["zeros"]); where neither
+holds, |u_kj| <= tol/(h λ δ) with δ = 1e-3 (zero_threshold: the size IPOPT leaves on a component whose
 switching value is 0.1% below the price). Non-convexity: different starts stop at different local optima (at
 T = 20 the cold start reached J = 1.66347, the warm start from T = 10 1.68125, the descending one from T = 40
 1.66357; at T = 10 the ascending start 1.66961, the descending one 1.65253). Every horizon is solved in an ascending

@@ -179,10 +179,12 @@ def project_l1_ball(V: np.ndarray, bound: float, upper) -> np.ndarray:
     return v
 
 
-def projected_gradient(V: np.ndarray, gradient: np.ndarray, bound: float, upper) -> float:
+def projected_gradient(V: np.ndarray, gradient: np.ndarray, bound: float, upper, where=None) -> float:
     """``‖Π(V - ∇J) - V‖∞`` (Π: :func:`project_l1_ball`): zero exactly at the first-order (KKT) points of ``J``
-    over the L1 balls, the measure of stationarity that :func:`projected_descent` stops on."""
-    return float(np.abs(project_l1_ball(V - gradient, bound, upper) - V).max())
+    over the L1 balls, the measure of stationarity that :func:`projected_descent` stops on. ``where`` (a boolean
+    mask of V's shape), if given, takes the norm over those components only (0 if there are none)."""
+    step = np.abs(project_l1_ball(V - gradient, bound, upper) - V)
+    return float(step.max(initial=0.0, where=True if where is None else where))
 
 
 #: Spectral projected gradient: the iterations of the nonmonotone line search's memory (Grippo-Lampariello-Lucidi,

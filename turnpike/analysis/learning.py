@@ -54,9 +54,10 @@ def stopping_time(solution: Solution, threshold: float | None = None) -> float:
 
     An interior-point solver returns controls at the level of its tolerance, not exact zeros. Where
     :func:`turnpike.solve` made them exact (``solution.stats["zeros"]["exact"]``, see
-    :func:`turnpike.solve.exact_zeros`), the default ``threshold=None`` counts exact zeros only, and T* depends on
-    no threshold; else it is 1e-5, and ``threshold`` decides what counts as zero (see :func:`zero_threshold` for
-    a value tied to the tolerance). Returns ``T`` when the last interval is active, ``0`` when no interval is.
+    :func:`turnpike.solve.solve_on_face` and :func:`turnpike.solve.exact_zeros`), the default ``threshold=None``
+    counts exact zeros only, and T* depends on no threshold; else it is 1e-5, and ``threshold`` decides what
+    counts as zero (see :func:`zero_threshold` for a value tied to the tolerance). Returns ``T`` when the last
+    interval is active, ``0`` when no interval is.
     """
     if threshold is None:
         threshold = 0.0 if solution.stats.get("zeros", {}).get("exact") else 1e-5
