@@ -1,10 +1,11 @@
 """Solve times of the two-circles neural-ODE problem under the costs (A), (B) and (C) (issue #4, speed report).
 
-Run:  python benchmarks/bench_neural_ode.py [--cap 600] [--cap-large 1800] [--formulation auto] [--json FILE]
+Run:  python benchmarks/bench_neural_ode.py [--cap 600] [--cap-large 1800] [--formulation auto] [--seed 0]
+      [--sizes 100 1000] [--json FILE]
 
 Workload: the catalogue entry ``neural-ode`` (``NeuralODEClassification.example``): two circles (radii 1, 2) of N
 points in d = 2, inner field dx_i/dt = w tanh(A x_i + b) (10 controls per layer), squared loss on x_2, T = 10 with
-steps = 100 (RK4), seeded random start (seed 0), IPOPT tol 1e-8 (the default). Costs, λ = 1e-2:
+steps = 100 (RK4), seeded random start (``--seed``, 0 by default), IPOPT tol 1e-8 (the default). Costs, λ = 1e-2:
 (A) "erm" E(x(T)) + λ∫|u|²; (B) "turnpike" with α = 1; (C) "sparse" ∫E + λ∫|u|_1 with M = 10 (M = 1 or 2 leaves the
 inner field stuck at a local optimum with 50% accuracy; with M = 10 it learns).
 Cases: N = 100 for A, B, C; N = 1000 for B, then A and C.
@@ -36,7 +37,7 @@ T, STEPS, LAMBDA, BOUND = 10.0, 100, 1e-2, 10.0
 CASES = [(100, "erm"), (100, "turnpike"), (100, "sparse"), (1000, "turnpike"), (1000, "erm"), (1000, "sparse")]
 
 
-def run_case(n: int, cost: str, cap: float, formulation: str) -> dict:
+def run_case(n: int, cost: str, cap: float, formulation: str, seed: int) -> dict:
     """One solve in this process; returns its numbers."""
     import turnpike as tp
     from problems.neural_ode import NeuralODEClassification
@@ -46,7 +47,7 @@ def run_case(n: int, cost: str, cap: float, formulation: str) -> dict:
         params["l1_bound"] = BOUND
     prob = NeuralODEClassification.example(**params)
     start = time.perf_counter()
-    sol = tp.solve(prob, T, STEPS, options={"ipopt.max_wall_time": cap}, formulation=formulation)
+    sol = tp.solve(prob, T, STEPS, options={"ipopt.max_wall_time": cap}, formulation=formulation, seed=seed)
     seconds = time.perf_counter() - start
     capped = sol.status == "Maximum_WallTime_Exceeded"
     return {"N": n, "cost": cost, "success": sol.success, "status": sol.status, "capped": capped,
@@ -76,23 +77,26 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=600.0, help="IPOPT wall-time cap for N = 100, seconds")
     parser.add_argument("--cap-large", type=float, default=1800.0, help="the cap for N = 1000, seconds")
     parser.add_argument("--formulation", default="auto", choices=["auto", "multiple-shooting", "reduced"])
+    parser.add_argument("--seed", type=int, default=0, help="the seed of the random start (default 0)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], choices=[100, 1000],
+                        help="the N to run (default: both)")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     parser.add_argument("--case", nargs=2, metavar=("N", "COST"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         n, cost = int(args.case[0]), args.case[1]
-        print(json.dumps(run_case(n, cost, args.cap, args.formulation)))
+        print(json.dumps(run_case(n, cost, args.cap, args.formulation, args.seed)))
         return
 
     print(f"commit {commit()}, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores, "
-          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, formulation {args.formulation}")
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, formulation {args.formulation}, seed {args.seed}")
     print(f"{'N':>5} {'cost':>9} {'ok':>4} {'seconds':>8} {'build':>6} {'presolve':>8} {'solve':>7} {'iter':>5} "
           f"{'formulation':>18} {'J':>10} {'E(x(T))':>9} {'acc':>5} {'resim':>8} {'u = 0':>6}  status")
     rows = []
-    for n, cost in CASES:
+    for n, cost in [case for case in CASES if case[0] in args.sizes]:
         cap = args.cap if n <= 100 else args.cap_large
         command = [sys.executable, __file__, "--case", str(n), cost, "--cap", str(cap),
-                   "--formulation", args.formulation]
+                   "--formulation", args.formulation, "--seed", str(args.seed)]
         try:
             out = subprocess.run(command, capture_output=True, text=True, timeout=cap + 300)
             row = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {
