@@ -17,6 +17,7 @@ from turnpike.compiled import (
     UNUSED_DAYS,
     compiled,
     compiler,
+    compiling,
     lanes_library,
     lanes_map,
     prune_cache,
@@ -201,6 +202,44 @@ def test_a_timed_out_library_is_not_retried_in_its_other_variants_and_ctrl_c_kil
         compiled(ca.Function("interrupted", [x], [x * 3]))
     timer.join()
     assert compiler_gone(pid_file)
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads the process table in /proc")
+def test_a_background_compilation_runs_during_its_block_and_an_error_there_kills_it(monkeypatch, tmp_path):
+    """compiling() starts the compiler before its block runs (the hanging compiler's child exists inside it), and
+    an exception that leaves the block kills the compiler, process group and all, caches nothing (no library, no
+    failure remembered, no partial file) and is raised."""
+
+    pid_file = hanging_compiler(monkeypatch, tmp_path)
+    x = ca.SX.sym("x")
+    with pytest.raises(RuntimeError, match="while building"):
+        with compiling(ca.Function("background", [x], [x * 5])):
+            for _ in range(100):  # the fake compiler writes its child's pid once it runs
+                if pid_file.exists() and pid_file.read_text().strip():
+                    break
+                time.sleep(0.05)
+            assert pid_file.read_text().strip()
+            raise RuntimeError("an error while building")
+    assert compiler_gone(pid_file)
+    assert not list((tmp_path / "cache").glob("*"))
+
+
+def test_a_background_compilation_gives_the_function_compiled_gives(monkeypatch, tmp_path):
+    """The function compiling() yields returns the compiled function (the same numbers as the SX function), and
+    again the same object when called twice; with a compiler that fails, None."""
+    if compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path))
+    x = ca.SX.sym("x", 2)
+    fn = ca.Function("background_sin", [x], [ca.sin(x) * x])
+    with compiling(fn) as result:
+        fast = result()
+        assert fast is result() and fast is not None
+    np.testing.assert_allclose(np.asarray(fast([0.3, -1.2])), np.asarray(fn([0.3, -1.2])), rtol=1e-15)
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setenv("TURNPIKE_CACHE", str(tmp_path / "failing"))
+    with compiling(fn) as result:
+        assert result() is None
 
 
 def test_functions_over_the_size_limit_are_not_compiled(monkeypatch):

@@ -16,7 +16,8 @@ use and does not grow with every problem ever solved.
 
 Three things are compiled:
 
-* :func:`compiled`: one SX function, loaded back as a CasADi ``external`` (and then ``map``-ped).
+* :func:`compiled`: one SX function, loaded back as a CasADi ``external`` (and then ``map``-ped);
+  :func:`compiling` does it in the background, while the caller builds something else.
 * :func:`lanes_map`: one SX function evaluated over many items (sample-stages) ``LANES`` at a time,
   an output optionally summed over groups of items (the reduced Hessian's stage derivatives).
 * :func:`ensemble_gradient`: the reduced objective ``J`` of an ensemble and its gradient by the
@@ -51,6 +52,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import casadi as ca
@@ -59,7 +61,7 @@ import numpy as np
 from .codegen import LIBM_CALLS, MAX_INSTRUCTIONS, VECTOR_MATH, LaneFunction, lanes_function, symbolic_key
 
 __all__ = ["COMPILE_SECONDS", "LANES", "UNUSED_DAYS", "cache_dir", "compiled", "compiler", "ensemble_gradient",
-           "lanes_library", "lanes_map", "prune_cache", "threads"]
+           "compiling", "lanes_library", "lanes_map", "prune_cache", "threads"]
 
 # -fno-math-errno, -fno-trapping-math: math functions need not set errno and operations need not raise
 # floating-point exceptions (nothing reads either), so the compiler may inline and vectorise them (floor,
@@ -138,41 +140,95 @@ def _shared_library(name: str, key: str, source: Callable[[], str], flags: tuple
     The cache is keyed by ``key`` (what determines the source: the symbolic functions, see
     :func:`~turnpike.codegen.symbolic_key`), the compiler command and the machine: a cached library is found
     without writing its source."""
-    cc = compiler()
-    if cc is None or os.environ.get("TURNPIKE_COMPILE", "1") == "0":
-        return None
-    command = (cc, *_FLAGS, *flags)
-    digest = hashlib.sha256((key + " ".join(command) + _machine()).encode()).hexdigest()[:20]
-    target = cache_dir() / f"{name}_{digest}.so"
-    failed = target.with_suffix(".failed")
-    if target.exists():
-        try:
-            os.utime(target)  # its last use, for prune_cache
-        except OSError:
-            pass
-        return target
-    if failed.exists():
-        if failed.read_text() == _TIMED_OUT:
-            raise CompileTimeout(f"compiling {name} ran past {COMPILE_SECONDS} s (recorded in {failed})")
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.c"
+    return _Compilation(name, key, source, flags).result()
+
+
+class _Compilation:
+    """A shared library being compiled (:func:`_shared_library`): the source is written and the compiler started
+    at construction, :meth:`result` waits for it (the library, or None), :meth:`cancel` kills it. A library found
+    in the cache (or a failure remembered there) is the result at once."""
+
+    def __init__(self, name: str, key: str, source: Callable[[], str], flags: tuple[str, ...] = ()):
+        self.target = self.process = self.tmp = None
+        cc = compiler()
+        if cc is None or os.environ.get("TURNPIKE_COMPILE", "1") == "0":
+            return
+        command = (cc, *_FLAGS, *flags)
+        digest = hashlib.sha256((key + " ".join(command) + _machine()).encode()).hexdigest()[:20]
+        target = cache_dir() / f"{name}_{digest}.so"
+        self.failed = target.with_suffix(".failed")
+        if target.exists():
+            try:
+                os.utime(target)  # its last use, for prune_cache
+            except OSError:
+                pass
+            self.target = target
+            return
+        if self.failed.exists():
+            if self.failed.read_text() == _TIMED_OUT:
+                raise CompileTimeout(f"compiling {name} ran past {COMPILE_SECONDS} s (recorded in {self.failed})")
+            return
+        self.name, self.tmp = name, tempfile.TemporaryDirectory()
+        path = Path(self.tmp.name) / f"{name}.c"
         path.write_text(source())
-        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        self.partial, self.final = target.with_suffix(f".{os.getpid()}.tmp"), target
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            status = _compile([cc, *_FLAGS, str(path), "-o", str(partial), *flags])
+            # in a session of its own: cc runs cc1, as and ld as children, which killing cc alone would leave
+            self.process = subprocess.Popen([cc, *_FLAGS, str(path), "-o", str(self.partial), *flags],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            start_new_session=True)
+        except OSError:
+            self.tmp.cleanup()
+        self.started = time.monotonic()
+
+    def result(self) -> Path | None:
+        """The library, once compiled (None if that failed). Raises :class:`CompileTimeout` after
+        :data:`COMPILE_SECONDS` from the start (the compiler's whole process group is then killed); Ctrl-C while
+        it waits kills it too, and is raised."""
+        if self.process is None:
+            return self.target
+        process, self.process = self.process, None
+        try:
+            try:
+                status = process.wait(timeout=max(0.0, COMPILE_SECONDS - (time.monotonic() - self.started)))
+            except BaseException as exc:  # the time-out, or Ctrl-C (its own session does not get the SIGINT)
+                _kill(process)
+                if not isinstance(exc, subprocess.TimeoutExpired):
+                    self.partial.unlink(missing_ok=True)
+                    raise
+                status = -1
             if status != 0:  # a failure or a time-out: not tried again (delete the cache to retry)
-                failed.write_text(_TIMED_OUT if status == -1 else "")
-                partial.unlink(missing_ok=True)
+                self.failed.write_text(_TIMED_OUT if status == -1 else "")
+                self.partial.unlink(missing_ok=True)
                 if status == -1:
-                    raise CompileTimeout(f"compiling {name} ran past {COMPILE_SECONDS} s")
+                    raise CompileTimeout(f"compiling {self.name} ran past {COMPILE_SECONDS} s")
                 return None
-            os.replace(partial, target)
+            os.replace(self.partial, self.final)
         except OSError:
             return None
-    prune_cache()
-    return target
+        finally:
+            self.tmp.cleanup()
+        self.target = self.final
+        prune_cache()
+        return self.target
+
+    def cancel(self) -> None:
+        """Kill the compiler if it still runs (nothing is cached: a later request compiles again)."""
+        if self.process is not None:
+            process, self.process = self.process, None
+            _kill(process)
+            self.partial.unlink(missing_ok=True)
+            self.tmp.cleanup()
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """Kill a compiler's process group and reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 #: Seconds a compilation may take; then the compiler's whole process group is killed.
@@ -186,40 +242,45 @@ class CompileTimeout(Exception):
     which would take as long."""
 
 
-def _compile(command: list[str]) -> int:
-    """Run the compiler ``command`` in a process group of its own; its exit status, or -1 after
-    :data:`COMPILE_SECONDS` (the whole group is killed: ``cc`` runs ``cc1``, ``as`` and ``ld`` as children,
-    which killing ``cc`` alone would leave running)."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        return process.wait(timeout=COMPILE_SECONDS)
-    except BaseException as exc:  # the time-out, or Ctrl-C (its own session does not get the terminal's SIGINT)
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
-        if isinstance(exc, subprocess.TimeoutExpired):
-            return -1
-        raise
-
-
 def compiled(fn: ca.Function) -> ca.Function | None:
     """``fn`` (an SX function) as a compiled shared library, or None when that is not possible (no
     compiler, a failed compilation, or more than :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions)."""
-    if fn.n_instructions() > MAX_INSTRUCTIONS:
-        return None
+    with compiling(fn) as result:
+        return result()
+
+
+@contextmanager
+def compiling(fn: ca.Function):
+    """Within: ``fn`` compiled in the background, while the block builds other things (the compiler is a
+    process of its own; CasADi is used only here, before it starts). Yields a function that waits for the
+    compiler and returns what :func:`compiled` returns; the block's end waits for it too, and leaving the
+    block by an exception (Ctrl-C included) kills it."""
+    compilation = None
+    if fn.n_instructions() <= MAX_INSTRUCTIONS:
+        try:
+            compilation = _Compilation(f"turnpike_{fn.name()}", f"{_CASADI_SOURCE}\n{symbolic_key(fn)}",
+                                       lambda: _casadi_source([fn]))
+        except CompileTimeout:
+            pass
+
+    @functools.cache
+    def result() -> ca.Function | None:
+        try:
+            target = None if compilation is None else compilation.result()
+        except CompileTimeout:
+            return None
+        try:
+            return None if target is None else ca.external(fn.name(), str(target))
+        except RuntimeError:
+            return None
+
     try:
-        target = _shared_library(f"turnpike_{fn.name()}", f"{_CASADI_SOURCE}\n{symbolic_key(fn)}",
-                                 lambda: _casadi_source([fn]))
-    except CompileTimeout:
-        return None
-    if target is None:
-        return None
-    try:
-        return ca.external(fn.name(), str(target))
-    except RuntimeError:
-        return None
+        yield result
+    except BaseException:
+        if compilation is not None:
+            compilation.cancel()
+        raise
+    result()
 
 
 # The loop around the stage functions, written by turnpike.codegen for TP_LANES samples at a time (arrays

@@ -54,7 +54,7 @@ from __future__ import annotations
 import casadi as ca
 import numpy as np
 
-from .compiled import compiled, ensemble_gradient
+from .compiled import compiling, ensemble_gradient
 from .derivatives import Batch, NumpyFunction, SampleDerivatives
 from .ensemble import EnsembleObjective
 from .hessian_vector import ensemble_hessian_vector
@@ -140,9 +140,9 @@ class ReducedSpace:
         self._one, self._phi = one, phi_fn
         self.samples = SampleDerivatives(one, phi_fn)  # the dense Hessian's stage blocks, built on first use
         self.second_order = second_order_mode(P, steps)
-        fast_one = compiled(one)
-        fast_one = one if fast_one is None else fast_one
-        self._gradient = ensemble_gradient(one, phi_fn)  # J and ∇J, one C call
+        with compiling(one) as compiled_one:  # the simulation's stage compiles while the gradient is built
+            self._gradient = ensemble_gradient(one, phi_fn)  # J and ∇J, one C call
+            fast_one = compiled_one() or one
         self.compiled = fast_one is not one and self._gradient is not None
         self._objective = None  # the ensemble objective with Hessian-vector products, on first use
         self._product = None  # the compiled Hessian-vector product, on first use
