@@ -9,7 +9,9 @@ a call of glibc's vector math library libmvec, 4 values per call with AVX2).
 
 Layout: an input or output with ``n`` nonzeros is ``n * TP_LANES`` doubles, nonzero-major, so the lanes
 of one nonzero are contiguous; an input marked *shared* (a control, the step) is its ``n`` nonzeros,
-the same for every lane. Each operation is the scalar C operation CasADi's own code generator
+the same for every lane, read before the loop (the vectoriser's dependence analysis then does not see
+them: its memory grows like the square of the loop's memory references, and the controls are most of
+them in the second-order stages of wide networks). Each operation is the scalar C operation CasADi's own code generator
 writes, so a lane's values are those of a scalar evaluation up to the libm/libmvec difference in
 transcendentals (libmvec's are within 4 ulp).
 
@@ -89,7 +91,8 @@ class LaneFunction:
     name: str
     shared: frozenset[int]
     calls: frozenset[str]  # the libm functions the code calls (VECTOR_MATH declarations are limited to them)
-    references: int  # memory references in the lane loop: the inputs read and the outputs written
+    references: int  # the inputs read and the outputs written (shared inputs included): its interface's size
+    loop_references: int  # those the lane loop makes (shared inputs are read before it): what GCC's vectoriser sees
 
     @property
     def key(self) -> str:
@@ -110,25 +113,30 @@ def lanes_function(fn: ca.Function, name: str, shared: set[int] = frozenset()) -
     """
     if not fn.is_a("SXFunction") or fn.n_instructions() > MAX_INSTRUCTIONS:
         return None
-    calls, references = set(), 0
+    calls, references, invariant = set(), 0, 0
     for k in range(fn.n_instructions()):
         op = fn.instruction_id(k)
         if op in LIBM_CALLS:
             calls.add(LIBM_CALLS[op])
         elif op in (ca.OP_INPUT, ca.OP_OUTPUT):
             references += 1
+            invariant += op == ca.OP_INPUT and fn.instruction_input(k)[0] in shared
         elif op not in _TEMPLATES and op != ca.OP_CONST:
             return None
-    return LaneFunction(fn, name, frozenset(shared), frozenset(calls), references)
+    return LaneFunction(fn, name, frozenset(shared), frozenset(calls), references, references - invariant)
 
 
 def _write(fn: ca.Function, name: str, shared: frozenset[int]) -> str:
-    lines = []
+    lines, invariants = [], []
     for k in range(fn.n_instructions()):
         op, args, res = fn.instruction_id(k), fn.instruction_input(k), fn.instruction_output(k)
         if op == ca.OP_INPUT:
             i, nz = args
-            lines.append(f"w{res[0]} = in{i}[{nz}];" if i in shared else f"w{res[0]} = in{i}[{nz} * TP_LANES + l];")
+            if i in shared:  # read before the loop: a loop invariant, not one of the loop's memory references
+                invariants.append(f"const double s{i}_{nz} = in{i}[{nz}];")
+                lines.append(f"w{res[0]} = s{i}_{nz};")
+            else:
+                lines.append(f"w{res[0]} = in{i}[{nz} * TP_LANES + l];")
         elif op == ca.OP_OUTPUT:
             o, nz = res
             lines.append(f"out{o}[{nz} * TP_LANES + l] = w{args[0]};")
@@ -137,7 +145,7 @@ def _write(fn: ca.Function, name: str, shared: frozenset[int]) -> str:
         else:
             lines.append(f"w{res[0]} = {_TEMPLATES[op].format(*(f'w{i}' for i in args))};")
     pointers = [f"const double* in{i} = in[{i}];" for i in range(fn.n_in())]
-    pointers += [f"double* out{o} = out[{o}];" for o in range(fn.n_out())]
+    pointers += [f"double* out{o} = out[{o}];" for o in range(fn.n_out())] + invariants
     work = ", ".join(f"w{i}" for i in range(fn.sz_w())) or "w0"
     body = "\n    ".join(lines)
     source = (f"static void {name}(const double* const* in, double* const* out) {{\n  " + "\n  ".join(pointers)

@@ -50,6 +50,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -140,7 +141,12 @@ def _shared_library(name: str, key: str, source: Callable[[], str], flags: tuple
     The cache is keyed by ``key`` (what determines the source: the symbolic functions, see
     :func:`~turnpike.codegen.symbolic_key`), the compiler command and the machine: a cached library is found
     without writing its source."""
-    return _Compilation(name, key, source, flags).result()
+    compilation = _Compilation(name, key, source, flags)
+    try:
+        return compilation.result()
+    except BaseException:  # e.g. a signal's exception raised as result() is entered
+        compilation.cancel()
+        raise
 
 
 class _Compilation:
@@ -172,15 +178,19 @@ class _Compilation:
         path = Path(self.tmp.name) / f"{name}.c"
         path.write_text(source())
         self.partial, self.final = target.with_suffix(f".{os.getpid()}.tmp"), target
+        self.started = time.monotonic()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            # in a session of its own: cc runs cc1, as and ld as children, which killing cc alone would leave
-            self.process = subprocess.Popen([cc, *_FLAGS, str(path), "-o", str(self.partial), *flags],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                            start_new_session=True)
+            # In a session of its own: cc runs cc1, as and ld as children, which killing cc alone would leave.
+            with _signals_deferred():  # a signal's exception raised inside Popen would leave a compiler unkilled
+                self.process = subprocess.Popen([cc, *_FLAGS, str(path), "-o", str(self.partial), *flags],
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                start_new_session=True)
         except OSError:
             self.tmp.cleanup()
-        self.started = time.monotonic()
+        except BaseException:  # a signal's exception, raised as the signals are released
+            self.cancel()
+            raise
 
     def result(self) -> Path | None:
         """The library, once compiled (None if that failed). Raises :class:`CompileTimeout` after
@@ -222,6 +232,24 @@ class _Compilation:
             self.tmp.cleanup()
 
 
+@contextmanager
+def _signals_deferred():
+    """Within (in the main thread, where Python runs signal handlers): SIGINT and SIGTERM are noted, not handled;
+    on leaving, the handlers are put back and each noted signal is raised again, so that its handler runs then."""
+    noted, previous = [], {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not None:  # None: a handler not set from Python, left alone
+                previous[signum] = signal.signal(signum, lambda number, _frame: noted.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in noted:
+            signal.raise_signal(signum)
+
+
 def _kill(process: subprocess.Popen) -> None:
     """Kill a compiler's process group and reap it."""
     try:
@@ -256,12 +284,6 @@ def compiling(fn: ca.Function):
     compiler and returns what :func:`compiled` returns; the block's end waits for it too, and leaving the
     block by an exception (Ctrl-C included) kills it."""
     compilation = None
-    if fn.n_instructions() <= MAX_INSTRUCTIONS:
-        try:
-            compilation = _Compilation(f"turnpike_{fn.name()}", f"{_CASADI_SOURCE}\n{symbolic_key(fn)}",
-                                       lambda: _casadi_source([fn]))
-        except CompileTimeout:
-            pass
 
     @functools.cache
     def result() -> ca.Function | None:
@@ -275,12 +297,18 @@ def compiling(fn: ca.Function):
             return None
 
     try:
+        if fn.n_instructions() <= MAX_INSTRUCTIONS:
+            try:
+                compilation = _Compilation(f"turnpike_{fn.name()}", f"{_CASADI_SOURCE}\n{symbolic_key(fn)}",
+                                           lambda: _casadi_source([fn]))
+            except CompileTimeout:
+                pass
         yield result
+        result()
     except BaseException:
         if compilation is not None:
             compilation.cancel()
         raise
-    result()
 
 
 # The loop around the stage functions, written by turnpike.codegen for TP_LANES samples at a time (arrays
@@ -628,6 +656,12 @@ CHUNK_BLOCKS, MAX_CHUNKS, PARTIAL_NUMBERS = 4, 64, 4_000_000
 #: (compiled in 27 s), 0.17 s with 4 lanes and -O2 (32 s), 0.16-0.20 s with 8 lanes and -O2 (51 s).
 LARGE_LOOP = 1000
 _LARGE_FLAGS = ("-O1", "-ftree-vectorize", "--param", "loop-max-datarefs-for-datadeps=1000000")
+#: A large lane loop with more memory references than this (:attr:`~turnpike.codegen.LaneFunction.loop_references`:
+#: the shared inputs are read before it) is compiled as scalar code (-O1, 4 lanes): the vectoriser's dependence
+#: analysis takes memory that grows like the square of the references. Measured with gcc 12 on the second-order
+#: substep of the bottleneck of width 200 (one function, -O1, vectorised): 5653 references (the controls read in
+#: the loop) took 16.7 s and 1.30 GB, 2849 (read before it) 20.6 s and 0.53 GB.
+MAX_VECTOR_REFERENCES = 4000
 
 
 def lanes_library(name: str, written: list[LaneFunction], header: str = "",
@@ -658,7 +692,8 @@ def lanes_library(name: str, written: list[LaneFunction], header: str = "",
         attempts.insert(0, (vector_math, ("-fno-builtin-sin", "-fno-builtin-cos", "-lmvec", "-lm")))
     attempts = [(decl, ("-march=native", *libs)) for decl, libs in attempts] + attempts
     if large:
-        attempts = [(decl, (*_LARGE_FLAGS, *flags)) for decl, flags in attempts] + attempts
+        scalar = max(w.loop_references for w in written) > MAX_VECTOR_REFERENCES
+        attempts = [(decl, (*(("-O1",) if scalar else _LARGE_FLAGS), *flags)) for decl, flags in attempts] + attempts
     for declarations, flags in attempts:
         def source(declarations=declarations):
             return header + declarations + "".join(w.source for w in written) + code
