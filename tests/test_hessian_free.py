@@ -17,7 +17,7 @@ from turnpike.compiled import compiler, ensemble_gradient
 from turnpike.ensemble import EnsembleObjective, NotLiftable, lift
 from turnpike.hessian_vector import ensemble_hessian_vector
 from turnpike.krylov import newton_cg, second_order_verdict, smallest_eigenvalues
-from turnpike.reduced import ReducedSpace, recursion_stage, second_order_mode
+from turnpike.reduced import ReducedSpace, recursion_stage, second_order_mode, substep_recursion
 from turnpike.transcription import stage_function
 
 
@@ -84,9 +84,10 @@ def test_gradient_and_hessian_vector_products_agree(field, activation):
     central = (objective.value_and_gradient(u + eps * v, y, p[0])[1]
                - objective.value_and_gradient(u - eps * v, y, p[0])[1]) / (2 * eps)
     assert np.abs(central - Hv).max() <= 1e-8 * scale
-    compiled = ensemble_hessian_vector(*recursion_stage(prob, stage_function(prob, "rk4"))[:2])
+    substep, terminal, z0, coefficients = substep_recursion(prob, "rk4")
+    compiled = ensemble_hessian_vector(substep, terminal, coefficients)
     if compiled is not None:
-        J_c, g_c, Hv_c = compiled(prob.x0_samples, u, y, p[0], v)
+        J_c, g_c, Hv_c = compiled(z0, u, y, p[0], v)
         assert J_c == pytest.approx(J_ref, rel=1e-13)
         np.testing.assert_allclose(g_c, g_ref, rtol=1e-12, atol=1e-13 * np.abs(g_ref).max())
         np.testing.assert_allclose(Hv_c, dense, rtol=0, atol=1e-12 * scale)
@@ -103,7 +104,8 @@ def test_the_build_for_large_lane_loops_computes_the_same_derivatives(monkeypatc
     monkeypatch.setattr(turnpike.compiled, "LARGE_LOOP", 0)
     prob, steps, T = small_problem("bottleneck", "tanh"), 5, 2.0
     one, phi = recursion_stage(prob, stage_function(prob, "rk4"))[:2]
-    gradient, product = ensemble_gradient(one, phi), ensemble_hessian_vector(one, phi)
+    substep, terminal, z0, coefficients = substep_recursion(prob, "rk4")
+    gradient, product = ensemble_gradient(one, phi), ensemble_hessian_vector(substep, terminal, coefficients)
     assert gradient.build.startswith("4 lanes, -O1") and product.build.startswith("4 lanes, -O1")
     objective = EnsembleObjective(prob, steps, "rk4")
     rng = np.random.default_rng(2)
@@ -112,12 +114,39 @@ def test_the_build_for_large_lane_loops_computes_the_same_derivatives(monkeypatc
     J_ref, g_ref = objective.value_and_gradient(u, y, h)
     Hv_ref = objective.hessian_vector(u, y, h, v)
     J, g = gradient(prob.x0_samples, u, y, h)
-    J_p, g_p, Hv = product(prob.x0_samples, u, y, h, v)
+    J_p, g_p, Hv = product(z0, u, y, h, v)
     for value in (J, J_p):
         assert value == pytest.approx(J_ref, rel=1e-13)
     for got in (g, g_p):
         np.testing.assert_allclose(got, g_ref, rtol=0, atol=1e-13 * np.abs(g_ref).max())
     np.testing.assert_allclose(Hv, Hv_ref, rtol=0, atol=1e-12 * np.abs(Hv_ref).max())
+
+
+@pytest.mark.skipif(compiler() is None, reason="needs a C compiler")
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_the_compiled_product_over_the_integrators_stages_is_the_intervals(method):
+    """The compiled Hessian-vector product runs the recursion over the integrator's stages one at a time
+    (substep_function: a state (x, a, ξ), the interval's control on each of its stages); its J, gradient and
+    product equal those of the interval's stage function by the matrix path (EnsembleObjective), with each
+    integrator, and on a problem whose terminal cost reads a constant control (carried in the state: the
+    relaxation problem of tests/test_constant_controls.py, γ = 2)."""
+    from test_constant_controls import relaxation
+
+    for prob in (small_problem("bottleneck", "tanh"), relaxation(2.0, l2=0.1)):
+        steps, h = 6, 0.3
+        substep, terminal, z0, coefficients = substep_recursion(prob, method)
+        assert coefficients.shape[0] == {"euler": 1, "midpoint": 2, "rk4": 4}[method]
+        product = ensemble_hessian_vector(substep, terminal, coefficients)
+        rng = np.random.default_rng(5)
+        u, v = 0.5 * rng.standard_normal((steps, prob.nu)), rng.standard_normal((steps, prob.nu))
+        u[:, prob.constant_controls], v[:, prob.constant_controls] = 0.7, 0.4  # one value on every interval
+        objective, y = EnsembleObjective(prob, steps, method), prob.data_values
+        J_ref, g_ref = objective.value_and_gradient(u, y, h)
+        Hv_ref = objective.hessian_vector(u, y, h, v)
+        J, g, Hv = product(z0, u, y, h, v)
+        assert J == pytest.approx(J_ref, rel=1e-13)
+        np.testing.assert_allclose(g, g_ref, rtol=0, atol=1e-13 * np.abs(g_ref).max())
+        np.testing.assert_allclose(Hv, Hv_ref, rtol=0, atol=1e-12 * np.abs(Hv_ref).max())
 
 
 def test_adjoint_of_the_matrix_path_satisfies_the_adjoint_equation():

@@ -127,7 +127,8 @@ def test_the_augmented_lagrangian_ends_at_the_optimum_of_the_convex_problem():
 def test_the_augmented_lagrangian_ends_by_newton_on_the_face_with_either_hessian():
     """The phase ends by Newton on the face of a projected point, far below the first-order tolerance, at IPOPT's
     optimum, whether the Hessian on the face comes from the dense reduced Hessian or from Hessian-vector products
-    (the same matrix: the same end point)."""
+    (the same matrix up to round-off: the same states; u is not unique, a saturated stage may trade components of
+    equal price, and round-off decides where along that set each ends)."""
     problem = _convex_l1_problem()
     T, steps = 4.0, 20
     start = 0.1 * np.random.default_rng(3).normal(size=(steps, problem.nu))
@@ -142,8 +143,8 @@ def test_the_augmented_lagrangian_ends_by_newton_on_the_face_with_either_hessian
         assert "Newton on the face" in result.message.split(",")[0]
         assert projected_gradient(V, g.reshape(V.shape), problem.l1_bound, rs.control_bounds()[1]) <= 1e-9
         assert J == pytest.approx(alone.cost, abs=1e-8)
-        ends.append(result.u)
-    np.testing.assert_allclose(ends[0], ends[1], atol=1e-8)
+        ends.append(rs.simulate(result.u, T))
+    np.testing.assert_allclose(ends[0], ends[1], atol=1e-7)
 
 
 def test_a_face_newton_that_fails_changes_nothing(monkeypatch):

@@ -44,18 +44,18 @@ _LOOP = r"""
    turnpike.compiled's gradient loop). */
 typedef struct {
   long long first, last, chunk, blocks, n, N;
-  const double *x0, *u, *y, *v;
+  const double *x0, *u, *y, *v, *c;
   double h, *J, *grad, *hv;
   int failed;
 } tp_task;
 
 static void* tp_run(void* data) {
   tp_task* t = (tp_task*) data;
-  const long long nx = TP_NX, nu = TP_NU, ny = TP_NY, L = TP_LANES, n = t->n;
-  double* memory = malloc(sizeof(double) * L * (2 * (n + 1) * nx + 4 * nx + ny + 2 * nu + 2));
+  const long long nx = TP_NX, nu = TP_NU, ny = TP_NY, L = TP_LANES, n = t->n, s = TP_SUBSTEPS, m = n * s;
+  double* memory = malloc(sizeof(double) * L * (2 * (m + 1) * nx + 4 * nx + ny + 2 * nu + 2));
   t->failed = !memory;
   if (!memory) return NULL;
-  double *xs = memory, *dxs = xs + (n + 1) * nx * L, *p = dxs + (n + 1) * nx * L, *dp = p + nx * L;
+  double *xs = memory, *dxs = xs + (m + 1) * nx * L, *p = dxs + (m + 1) * nx * L, *dp = p + nx * L;
   double *p_prev = dp + nx * L, *dp_prev = p_prev + nx * L, *y = dp_prev + nx * L, *g_u = y + ny * L;
   double *hv_u = g_u + nu * L, *q = hv_u + nu * L, *phi = q + L;
   double h = t->h;
@@ -71,27 +71,29 @@ static void* tp_run(void* data) {
       for (long long j = 0; j < nx; ++j) { xs[j * L + l] = t->x0[i * nx + j]; dxs[j * L + l] = 0; }
       for (long long j = 0; j < ny; ++j) y[j * L + l] = t->y[i * ny + j];
     }
-    for (long long k = 0; k < n; ++k) {
-      const double* in[] = {xs + k * nx * L, t->u + k * nu, y, &h, dxs + k * nx * L, t->v + k * nu};
+    for (long long k = 0; k < m; ++k) {  /* substep k: stage k % s of interval k / s */
+      const double* in[] = {xs + k * nx * L, t->u + k / s * nu, y, &h, t->c + k % s * 3, dxs + k * nx * L,
+                            t->v + k / s * nu};
       double* out[] = {xs + (k + 1) * nx * L, q, dxs + (k + 1) * nx * L};
       tp_step_jvp(in, out);
       for (long long l = 0; l < valid; ++l) total += q[l];
     }
     {
-      const double* in[] = {xs + n * nx * L, y, dxs + n * nx * L};
+      const double* in[] = {xs + m * nx * L, y, dxs + m * nx * L};
       double* out[] = {phi, p, dp};
       tp_terminal_hvp(in, out);
     }
     for (long long l = 0; l < valid; ++l) total += phi[l];
-    for (long long k = n - 1; k >= 0; --k) {
-      const double* in[] = {xs + k * nx * L, t->u + k * nu, y, &h, p, dxs + k * nx * L, t->v + k * nu, dp};
+    for (long long k = m - 1; k >= 0; --k) {
+      const double* in[] = {xs + k * nx * L, t->u + k / s * nu, y, &h, t->c + k % s * 3, p, dxs + k * nx * L,
+                            t->v + k / s * nu, dp};
       double* out[] = {p_prev, g_u, dp_prev, hv_u};
       tp_step_vjp_jvp(in, out);
       for (long long j = 0; j < nu; ++j) {
-        double s = 0, r = 0;
-        for (long long l = 0; l < valid; ++l) { s += g_u[j * L + l]; r += hv_u[j * L + l]; }
-        grad[k * nu + j] += s;
-        hv[k * nu + j] += r;
+        double g = 0, r = 0;
+        for (long long l = 0; l < valid; ++l) { g += g_u[j * L + l]; r += hv_u[j * L + l]; }
+        grad[k / s * nu + j] += g;
+        hv[k / s * nu + j] += r;
       }
       double* swap = p; p = p_prev; p_prev = swap;
       swap = dp; dp = dp_prev; dp_prev = swap;
@@ -106,7 +108,8 @@ static void* tp_run(void* data) {
 /* J, its gradient and the product of its Hessian with v, all (1/N) sum_i, summed chunk by chunk as the gradient
    loop does (the numbers do not depend on `threads`). Returns 0, or 1 if memory could not be had. */
 int tp_ensemble_hessian_vector(long long N, long long n, const double* x0, const double* u, const double* y,
-                               double h, const double* v, long long threads, double* J, double* grad, double* hv) {
+                               double h, const double* c, const double* v, long long threads, double* J,
+                               double* grad, double* hv) {
   const long long nu = TP_NU, blocks = (N + TP_LANES - 1) / TP_LANES;
   long long chunk = TP_CHUNK_BLOCKS, most = TP_PARTIAL_NUMBERS / (2 * n * nu + 1);  /* chunks whose sums fit */
   most = most < 1 ? 1 : (most > TP_MAX_CHUNKS ? TP_MAX_CHUNKS : most);
@@ -121,7 +124,7 @@ int tp_ensemble_hessian_vector(long long N, long long n, const double* x0, const
   }
   double *J_c = partial + 2 * chunks * n * nu, *hv_c = partial + chunks * n * nu;
   for (long long t = 0; t < threads; ++t) {
-    tp_task task = {chunks * t / threads, chunks * (t + 1) / threads, chunk, blocks, n, N, x0, u, y, v, h, J_c,
+    tp_task task = {chunks * t / threads, chunks * (t + 1) / threads, chunk, blocks, n, N, x0, u, y, v, c, h, J_c,
                     partial, hv_c, 0};
     tasks[t] = task;
   }
@@ -145,11 +148,11 @@ int tp_ensemble_hessian_vector(long long N, long long n, const double* x0, const
 
 def stage_functions(step: ca.Function, terminal: ca.Function) -> list[ca.Function]:
     """The three SX functions of the loop (see the module docstring), from one sample's step
-    ``(x, u, y, h) -> (x_next, q)`` and terminal cost ``(x, y) -> φ``."""
-    x, u, y, h = (step.sx_in(i) for i in range(4))
+    ``(x, u, y, h, c) -> (x_next, q)`` and terminal cost ``(x, y) -> φ``."""
+    x, u, y, h, c = step.sx_in()
     dx, du = ca.SX.sym("dx", x.numel()), ca.SX.sym("du", u.numel())
     p, dp = ca.SX.sym("p", x.numel()), ca.SX.sym("dp", x.numel())
-    x_next, q = step(x, u, y, h)
+    x_next, q = step(x, u, y, h, c)
     z, dz = ca.vertcat(x, u), ca.vertcat(dx, du)
     ell = q + ca.dot(p, x_next)
     gz = ca.gradient(ell, z)
@@ -158,28 +161,32 @@ def stage_functions(step: ca.Function, terminal: ca.Function) -> list[ca.Functio
     g_phi = ca.gradient(phi, x)
     nx = x.numel()
     return [
-        ca.Function("tp_step_jvp", [x, u, y, h, dx, du],
+        ca.Function("tp_step_jvp", [x, u, y, h, c, dx, du],
                     [ca.densify(e) for e in (x_next, q, ca.jtimes(x_next, z, dz))]),
-        ca.Function("tp_step_vjp_jvp", [x, u, y, h, p, dx, du, dp],
+        ca.Function("tp_step_vjp_jvp", [x, u, y, h, c, p, dx, du, dp],
                     [ca.densify(e) for e in (gz[:nx], gz[nx:], dgz[:nx], dgz[nx:])]),
         ca.Function("tp_terminal_hvp", [x, y, dx], [ca.densify(e) for e in (phi, g_phi, ca.jtimes(g_phi, x, dx))]),
     ]
 
 
-def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function):
+def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function, coefficients: np.ndarray):
     """``(x0, u, y, h, v) -> (J, ∇J, ∇²J v)`` for the ensemble, compiled, or None when that is not possible
     (no compiler, a stage function over :data:`~turnpike.codegen.MAX_INSTRUCTIONS`, ...).
 
-    ``x0`` (N, nx), ``u`` and ``v`` (steps, nu), ``y`` (N, ny); J and its derivatives are those of
-    :func:`turnpike.compiled.ensemble_gradient` (the ensemble terms only, no control costs).
+    ``step`` is one stage of the integrator, ``(z, u, y, h, c) -> (z_next, q)``, taken with ``c =
+    coefficients[j % s]`` at substep j of interval ``j // s`` (s rows; :func:`turnpike.reduced.substep_recursion`).
+    ``x0`` (N, the size of z: its initial values), ``u`` and ``v`` (steps, nu), ``y`` (N, ny); J and its derivatives
+    are those of :func:`turnpike.compiled.ensemble_gradient` (the ensemble terms only, no control costs).
     """
     functions = stage_functions(step, terminal)
-    shared = {"tp_step_jvp": {1, 3, 5}, "tp_step_vjp_jvp": {1, 3, 6}, "tp_terminal_hvp": set()}
+    shared = {"tp_step_jvp": {1, 3, 4, 6}, "tp_step_vjp_jvp": {1, 3, 4, 7}, "tp_terminal_hvp": set()}
     written = [lanes_function(f, f.name(), shared=shared[f.name()]) for f in functions]
     if any(w is None for w in written):
         return None
     x, u, y = (step.sx_in(i) for i in range(3))
-    sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel())))
+    coefficients = np.ascontiguousarray(coefficients, dtype=float)
+    sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (
+        ("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()), ("SUBSTEPS", coefficients.shape[0])))
     built = lanes_library("turnpike_ensemble_hessian_vector", written, sizes, _LOOP)
     if built is None:
         return None
@@ -189,14 +196,15 @@ def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function):
         return None
     pointer = ctypes.c_void_p
     loop.argtypes = [ctypes.c_longlong, ctypes.c_longlong, pointer, pointer, pointer, ctypes.c_double, pointer,
-                     ctypes.c_longlong, pointer, pointer, pointer]
+                     pointer, ctypes.c_longlong, pointer, pointer, pointer]
     loop.restype = ctypes.c_int
 
     def product(x0, u, y, h, v) -> tuple[float, np.ndarray, np.ndarray]:
         x0, u, y, v = (np.ascontiguousarray(a, dtype=float) for a in (x0, u, y, v))
         J, grad, hv = np.zeros(1), np.empty_like(u), np.empty_like(u)
-        if loop(x0.shape[0], u.shape[0], x0.ctypes.data, u.ctypes.data, y.ctypes.data, float(h), v.ctypes.data,
-                threads(), J.ctypes.data, grad.ctypes.data, hv.ctypes.data) != 0:
+        if loop(x0.shape[0], u.shape[0], x0.ctypes.data, u.ctypes.data, y.ctypes.data, float(h),
+                coefficients.ctypes.data, v.ctypes.data, threads(), J.ctypes.data, grad.ctypes.data,
+                hv.ctypes.data) != 0:
             raise RuntimeError("the compiled Hessian-vector product could not allocate its work memory")
         return float(J[0]), grad, hv
 

@@ -59,7 +59,7 @@ from .derivatives import Batch, NumpyFunction, SampleDerivatives
 from .ensemble import EnsembleObjective
 from .hessian_vector import ensemble_hessian_vector
 from .problem import Problem
-from .transcription import stage_function
+from .transcription import stage_function, substep_function
 
 __all__ = ["DENSE_HESSIAN_ROWS", "DENSE_STAGE_CONTROLS", "ReducedSpace", "recursion_stage", "second_order_mode"]
 
@@ -82,7 +82,8 @@ def second_order_mode(problem: Problem, steps: int) -> str:
     return "dense" if small else "hessian-vector"
 
 
-def recursion_stage(problem: Problem, step: ca.Function) -> tuple[ca.Function, ca.Function, np.ndarray]:
+def recursion_stage(problem: Problem, step: ca.Function, x0: np.ndarray | None = None
+                    ) -> tuple[ca.Function, ca.Function, np.ndarray]:
     """``(step, terminal, x0)`` of the reduced recursions, whose terminal cost reads the state alone.
 
     φ may depend on the constant controls ``θ = u[c]`` (a trainable output map). The last interval's
@@ -90,23 +91,36 @@ def recursion_stage(problem: Problem, step: ca.Function) -> tuple[ca.Function, c
     u_k[c])`` from ``ϑ_0 = 0``, and the terminal cost is ``φ(x_n, θ = ϑ_n, y)``: the same numbers, and the
     adjoint recursions (compiled, dense or Hessian-vector) need no term of their own for it. Without such a
     dependence, ``(step, φ(x, 0, y), x0)`` (φ then does not read u).
+
+    ``step`` is ``(x, u, y, h, ...) -> (x_next, q)``: inputs after h are passed through, and the state may hold
+    more than the problem's (φ reads its first ``nx`` entries), e.g. :func:`substep_recursion`'s; ``x0`` (N, its
+    size) is then its initial state (default: the problem's ``x0``).
     """
     P = problem
-    x, u, y, h = (step.sx_in(i) for i in range(4))
-    read = ca.which_depends(P.terminal_cost(x, u, y), u, 1, False)
+    x, u, y, h, *rest = step.sx_in()
+    x0 = P.x0_samples if x0 is None else x0
+    read = ca.which_depends(P.terminal_cost(x[: P.nx], u, y), u, 1, False)
     c = [j for j in P.constant_controls if read[j]]
     if not c:
-        terminal = ca.Function("phi", [x, y], [P.terminal_cost(x, 0, y)], ["x", "y"], ["phi"])
-        return step, terminal, P.x0_samples
+        terminal = ca.Function("phi", [x, y], [P.terminal_cost(x[: P.nx], 0, y)], ["x", "y"], ["phi"])
+        return step, terminal, x0
     carried = ca.SX.sym("theta", len(c))
     held = ca.SX.zeros(P.nu)
     held[c] = carried
-    x_next, q = step(x, u, y, h)
+    x_next, q = step(x, u, y, h, *rest)
     state = ca.vertcat(x, carried)
-    step = ca.Function(f"{step.name()}_carrying", [state, u, y, h], [ca.vertcat(x_next, u[c]), q],
-                       ["x", "u", "y", "h"], ["x_next", "q"])
-    terminal = ca.Function("phi", [state, y], [P.terminal_cost(x, held, y)], ["x", "y"], ["phi"])
-    return step, terminal, np.hstack([P.x0_samples, np.zeros((P.n_samples, len(c)))])
+    step = ca.Function(f"{step.name()}_carrying", [state, u, y, h, *rest], [ca.vertcat(x_next, u[c]), q],
+                       step.name_in(), ["x_next", "q"])
+    terminal = ca.Function("phi", [state, y], [P.terminal_cost(x[: P.nx], held, y)], ["x", "y"], ["phi"])
+    return step, terminal, np.hstack([x0, np.zeros((P.n_samples, len(c)))])
+
+
+def substep_recursion(problem: Problem, method: str) -> tuple[ca.Function, ca.Function, np.ndarray, np.ndarray]:
+    """``(substep, terminal, z0, coefficients)``: :func:`recursion_stage` of the integrator's stages taken one by one
+    (:func:`~turnpike.transcription.substep_function`), from ``z0 = (x0, 0, x0)`` (and ``ϑ_0 = 0``)."""
+    substep, coefficients = substep_function(problem, method)
+    x0 = problem.x0_samples
+    return (*recursion_stage(problem, substep, np.hstack([x0, np.zeros_like(x0), x0])), coefficients)
 
 
 class ReducedSpace:
@@ -348,11 +362,12 @@ class ReducedSpace:
         :attr:`hessian_vector_method`.
         """
         if self._product is None:
-            self._product = ensemble_hessian_vector(self._one, self._phi) or False
+            substep, terminal, self._z0, coefficients = substep_recursion(self.problem, self.method)
+            self._product = ensemble_hessian_vector(substep, terminal, coefficients) or False
         copies, v = np.asarray(v, dtype=float), self._tie(v)
         u = self.controls(u)
         if self._product:
-            Hv = self._product(self._x0, u, self._data(p).T, p[0], v)[2]
+            Hv = self._product(self._z0, u, self._data(p).T, p[0], v)[2]
         else:
             Hv = self.objective.hessian_vector(u, self._data(p).T, p[0], v)
         return self._untie(Hv + 2 * self.problem.l2 * p[0] * v, copies, p[0])

@@ -83,6 +83,41 @@ def integrator_step(rhs, x, h, method: str):
     return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), h / 6 * (l1 + 2 * l2 + 2 * l3 + l4)
 
 
+#: The integrators as sequences of their stages ``(c, b)``, each stage evaluating the field once: stage i at ``ξ_i``
+#: with ``ξ_1 = x``, ``ξ_{i+1} = x + h c_i k_i`` (each of these methods' stages uses only the one before), and
+#: ``x_next = x + h Σ_i b_i k_i``, ``q = h Σ_i b_i l_i`` (:func:`integrator_step`, summed in another order).
+STAGES = {"euler": ((0.0, 1.0),), "midpoint": ((0.5, 0.0), (0.0, 1.0)),
+          "rk4": ((0.5, 1 / 6), (0.5, 1 / 3), (1.0, 1 / 3), (0.0, 1 / 6))}
+
+
+def substep_function(problem: Problem, method: str) -> tuple[ca.Function, np.ndarray]:
+    """One stage of ``method`` (:data:`STAGES`) on one sample, as a step of its own: ``(substep, coefficients)``.
+
+    ``substep(z, u, y, h, c) -> (z_next, q)`` on the state ``z = (x, a, ξ)`` (``3 nx``: the interval's start, the
+    sum ``Σ b_j k_j`` so far, the point of the next evaluation), with ``c = (c_i, b_i, last_i)`` row i of
+    ``coefficients`` (s, 3): ``k = f(ξ, u)``, ``a' = a + b_i k``, ``q = h b_i L(ξ, u)`` and ``z_next = (x, a', x + h
+    c_i k)``, or at the interval's last stage (``last_i = 1``) ``z_next = (x', 0, x')`` with ``x' = x + h a'``. Steps
+    ``j = 0, 1, …`` with ``c = coefficients[j % s]`` and the control of interval ``j // s``, from ``z_0 = (x_0, 0,
+    x_0)``, give every ``s``-th state ``(x_k, 0, x_k)`` and, summed over the interval's stages, its q, as the stage
+    function does: one field evaluation per function, where the interval's function holds s of them (a quarter
+    of the code with RK4, for compiled derivatives that grow with it; :mod:`turnpike.hessian_vector`).
+    """
+    check_choice("method", method, INTEGRATORS)
+    f, L = problem.dynamics, problem.running_cost
+    z, u, y = ca.SX.sym("z", 3 * problem.nx), ca.SX.sym("u", problem.nu), ca.SX.sym("y", problem.ny)
+    h, c = ca.SX.sym("h"), ca.SX.sym("c", 3)
+    x, a, xi = ca.vertsplit(z, [0, problem.nx, 2 * problem.nx, 3 * problem.nx])
+    k, l = f(xi, u, y), L(xi, u, y)
+    a_next = a + c[1] * k
+    x_next = x + h * a_next
+    z_next = (1 - c[2]) * ca.vertcat(x, a_next, x + h * c[0] * k) + c[2] * ca.vertcat(
+        x_next, ca.SX.zeros(problem.nx), x_next)
+    coefficients = np.array([(ci, bi, 0.0) for ci, bi in STAGES[method]])
+    coefficients[-1, 2] = 1.0
+    return ca.Function(f"substep_{method}", [z, u, y, h, c], [z_next, h * c[1] * l],
+                       ["x", "u", "y", "h", "c"], ["x_next", "q"]), coefficients
+
+
 _stages: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # problem -> {method: stage function}
 
 
