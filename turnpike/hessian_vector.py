@@ -14,13 +14,16 @@ For the reduced objective of :mod:`turnpike.reduced` (``x_{k+1} = F(x_k, u_k)`` 
   i.e. the forward mode of the stage's ``(x, u, p) -> ∇_{x,u} ℓ`` (the "stage vjp") in the direction
   ``(δx_k, v_k, δp_{k+1})``, summed over the samples and divided by N.
 
-Each stage function is one sample's SX function (its size grows like the width of the network,
-never like its square), written by :func:`turnpike.codegen.lanes_function` for ``TP_LANES`` samples
-at a time (:func:`turnpike.compiled.lanes_library`) and compiled like
+The steps are the integrator's stages taken one at a time (:func:`turnpike.reduced.substep_recursion`: four
+per RK4 interval, each with one evaluation of the field, on the state ``(x, a, ξ)``; the gradient and the product
+in ``u_k`` are summed over the stages of interval k), so the functions compiled hold one evaluation of the field,
+not four (at width 200, 23 k instructions instead of 95 k). Each is one sample's SX function (its size grows like
+the width of the network, never like its square), written by :func:`turnpike.codegen.lanes_function` for
+``TP_LANES`` samples at a time (:func:`turnpike.compiled.lanes_library`) and compiled like
 :func:`turnpike.compiled.ensemble_gradient`, whose loop this one follows: the blocks of samples are
 split over :func:`~turnpike.compiled.threads` threads and the partial sums added in order. One call
-also returns J and ∇J. Memory: the states and their tangents of one block, ``2 (steps + 1) nx
-TP_LANES`` numbers per thread.
+also returns J and ∇J. Memory: the states and their tangents of one block at every stage, ``2 (s steps + 1)
+nz TP_LANES`` numbers per thread (s stages per interval, ``nz = 3 nx``).
 """
 
 from __future__ import annotations
