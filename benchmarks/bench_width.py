@@ -32,7 +32,10 @@ Part 2, ``sweep``: the same data at N = 1000 (``--sweep-points``), 16 steps, wid
 the build of the toolbox's transcription (``ReducedSpace``, with a fresh compilation cache: the first
 solve on a machine), one gradient, one exact Hessian-vector product (compiled where the stage functions
 are within the compile budget, else CasADi's matrix path; both when both exist), against one torch
-forward + backward of the same network in float64. Times are the median of 5 (after one warm-up).
+forward + backward of the same network in float64. Times are the median of 5 (after one warm-up). The
+compilers' peak memory during the build and during the Hessian-vector product's first call (where its
+library is compiled) is the largest sum of the resident sets of the job's compiler processes (cc, cc1, as,
+ld), read from /proc every 0.1 s.
 
 Every job is a fresh process; its peak memory is that process's peak resident set size. Results are
 printed and saved as JSON (``--out``).
@@ -70,6 +73,50 @@ def chessboard_problem(activation: str, hidden: int, n_train: int | None = 2397)
     problem = NeuralODEClassification(points[train], labels[train], field="bottleneck", hidden=hidden, augment=1,
                                       activation=activation, cost="turnpike", weight=1e-2, alpha=1.0)
     return problem, points[test], labels[test]
+
+
+class CompilerMemory:
+    """Within: the peak over time of the summed resident sets of this process's compiler descendants (cc, cc1,
+    as, ld, ...), read from /proc every 0.1 s by a thread; ``peak_mb`` after (None where /proc is missing)."""
+
+    NAMES = {"cc", "gcc", "cc1", "as", "ld", "collect2"}
+
+    def __enter__(self):
+        import threading
+
+        self.peak_mb, self._done = (0.0 if Path("/proc").exists() else None), threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        if self.peak_mb is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        if self.peak_mb is not None:
+            self._thread.join()
+
+    def _sample(self):
+        while not self._done.wait(0.1):
+            self.peak_mb = max(self.peak_mb, self._compilers_kb() / 1024)
+
+    def _compilers_kb(self) -> int:
+        parents, names, rss = {}, {}, {}
+        for entry in Path("/proc").iterdir():
+            try:
+                stat, status = (entry / "stat").read_text(), (entry / "status").read_text()
+                pid = int(entry.name)
+            except (OSError, ValueError):
+                continue
+            names[pid] = stat[stat.index("(") + 1: stat.rindex(")")]
+            parents[pid] = int(stat[stat.rindex(")") + 2:].split()[1])
+            rss[pid] = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0)
+        me, total = os.getpid(), 0
+        for pid, name in names.items():
+            ancestor = pid
+            while ancestor > 1 and ancestor != me:
+                ancestor = parents.get(ancestor, 0)
+            total += rss[pid] if name in self.NAMES and ancestor == me else 0
+        return total
 
 
 def _median_seconds(call, repeats: int = 5) -> float:
@@ -166,19 +213,23 @@ def job_width(spec: dict) -> dict:
     torch.set_num_threads(1)
     problem, _, _ = chessboard_problem("tanh", spec["width"], n_train=spec["points"])
     start = time.perf_counter()
-    rs = ReducedSpace(problem, STEPS, "rk4")
+    with CompilerMemory() as build_memory:
+        rs = ReducedSpace(problem, STEPS, "rk4")
     build = time.perf_counter() - start
     p = rs.parameters(T)
     u = initial_controls(STEPS, problem.nu, seed=0)
     v = np.random.default_rng(1).standard_normal(u.shape)
     gradient = _median_seconds(lambda: rs.ensemble_cost(u, p))
     start = time.perf_counter()
-    rs.hessian_vector(u, p, v)
+    with CompilerMemory() as product_memory:
+        rs.hessian_vector(u, p, v)
     product_build = time.perf_counter() - start
     product = _median_seconds(lambda: rs.hessian_vector(u, p, v))
     out = {"width": spec["width"], "nu": problem.nu, "build_seconds": build, "gradient_seconds": gradient,
            "gradient_method": rs.gradient_method, "hessian_vector_build_seconds": product_build,
-           "hessian_vector_seconds": product, "hessian_vector_method": rs.hessian_vector_method}
+           "hessian_vector_seconds": product, "hessian_vector_method": rs.hessian_vector_method,
+           "build_compiler_peak_mb": build_memory.peak_mb,
+           "hessian_vector_compiler_peak_mb": product_memory.peak_mb}
     start = time.perf_counter()
     objective = EnsembleObjective(problem, STEPS, "rk4")
     out["matrix_build_seconds"] = time.perf_counter() - start
@@ -271,8 +322,8 @@ def chessboard_part(activations: list[str], presolves: list[str], budget: float,
 
 def sweep_part(points: int, widths: list[int]) -> list[dict]:
     print(f"\nwidth sweep: N = {points}, {STEPS} RK4 steps, tanh, one core (medians of 5)", flush=True)
-    print(f"  {'width':>5} {'nu':>5} {'build':>8} {'grad':>8} {'Hv':>8} {'torch f+b':>9} {'grad/torch':>10} "
-          f"{'Hv/2 grad':>9} {'MX grad':>8} {'MX Hv':>8}  Hv by", flush=True)
+    print(f"  {'width':>5} {'nu':>5} {'build':>8} {'cc MB':>6} {'Hv 1st':>7} {'cc MB':>6} {'grad':>8} {'Hv':>8} "
+          f"{'torch f+b':>9} {'grad/torch':>10} {'Hv/2 grad':>9} {'MX grad':>8} {'MX Hv':>8}  Hv by", flush=True)
     rows = []
     for width in widths:
         out = run_job("width", {"width": width, "points": points, "fresh_cache": True}, timeout=1800)
@@ -281,7 +332,10 @@ def sweep_part(points: int, widths: list[int]) -> list[dict]:
             print(f"  {width:5d} failed: {out['failed']}")
             continue
         torch_fb = out["torch_forward_backward_seconds"]
-        print(f"  {width:5d} {out['nu']:5d} {out['build_seconds']:7.1f}s {out['gradient_seconds'] * 1e3:6.1f}ms "
+        megabytes = [f"{m:6.0f}" if m is not None else f"{'-':>6}" for m in (
+            out["build_compiler_peak_mb"], out["hessian_vector_compiler_peak_mb"])]
+        print(f"  {width:5d} {out['nu']:5d} {out['build_seconds']:7.1f}s {megabytes[0]} "
+              f"{out['hessian_vector_build_seconds']:6.1f}s {megabytes[1]} {out['gradient_seconds'] * 1e3:6.1f}ms "
               f"{out['hessian_vector_seconds'] * 1e3:6.1f}ms {torch_fb * 1e3:7.1f}ms "
               f"{out['gradient_seconds'] / torch_fb:10.2f} "
               f"{out['hessian_vector_seconds'] / (2 * out['gradient_seconds']):9.2f} "

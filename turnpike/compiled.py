@@ -653,7 +653,10 @@ CHUNK_BLOCKS, MAX_CHUNKS, PARTIAL_NUMBERS = 4, 64, 4_000_000
 #: forward-over-reverse mode from width about 40) is compiled with that limit lifted, 4 lanes and ``-O1
 #: -ftree-vectorize``. Measured on the stage reverse mode of width 200 (16 RK4 steps, N = 1000, one core): a
 #: gradient in 0.58 s as scalar code (8 lanes, -O2, compiled in 29 s), 0.17 s vectorised with 4 lanes and -O1
-#: (compiled in 27 s), 0.17 s with 4 lanes and -O2 (32 s), 0.16-0.20 s with 8 lanes and -O2 (51 s).
+#: (compiled in 27 s), 0.17 s with 4 lanes and -O2 (32 s), 0.16-0.20 s with 8 lanes and -O2 (51 s). The count is
+#: of every input read and output written (:attr:`~turnpike.codegen.LaneFunction.references`): since the shared
+#: inputs are read before the loop, it measures the function's size rather than GCC's count (at width 100 the
+#: gradient's loop holds fewer than 1000; with 8 lanes and -O2 it compiled in 11.9 s against 7.4 s, as fast).
 LARGE_LOOP = 1000
 _LARGE_FLAGS = ("-O1", "-ftree-vectorize", "--param", "loop-max-datarefs-for-datadeps=1000000")
 #: A large lane loop with more memory references than this (:attr:`~turnpike.codegen.LaneFunction.loop_references`:
@@ -670,8 +673,9 @@ def lanes_library(name: str, written: list[LaneFunction], header: str = "",
     compiled with ``TP_LANES`` lanes and ``header`` first: the library and how it was built
     (e.g. ``"8 lanes, -march=native -lmvec -lm"``), or None.
 
-    ``TP_LANES`` is :data:`LANES`, or 4 with :data:`_LARGE_FLAGS` where a lane loop has more than
-    :data:`LARGE_LOOP` memory references (first tried with those flags, then without). Tried in turn until
+    ``TP_LANES`` is :data:`LANES`, or 4 with :data:`_LARGE_FLAGS` where a lane function has more than
+    :data:`LARGE_LOOP` references (first tried with those flags, then without), with ``-O1`` alone (scalar code)
+    where a lane loop has more than :data:`MAX_VECTOR_REFERENCES`. Tried in turn until
     one compiles: for this processor (``-march=native``) with libmvec's vector versions of the
     transcendentals called (where the C library has them), then without libmvec, then each again for the
     generic processor.

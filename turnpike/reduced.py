@@ -61,7 +61,8 @@ from .hessian_vector import ensemble_hessian_vector
 from .problem import Problem
 from .transcription import stage_function, substep_function
 
-__all__ = ["DENSE_HESSIAN_ROWS", "DENSE_STAGE_CONTROLS", "ReducedSpace", "recursion_stage", "second_order_mode"]
+__all__ = ["DENSE_HESSIAN_ROWS", "DENSE_STAGE_CONTROLS", "ReducedSpace", "recursion_stage", "second_order_mode",
+           "substep_recursion"]
 
 #: The dense reduced Hessian is formed when it has at most this many rows (``steps·n_v``: 72 MB of
 #: numbers, a Cholesky factorisation of about 1 s) ...

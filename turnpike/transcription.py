@@ -57,8 +57,8 @@ from .derivatives import stagewise_derivatives
 from .errors import InputError, check_choice
 from .problem import Problem
 
-__all__ = ["BUILD_BYTES_PER_UNIT", "INTEGRATORS", "MultipleShooting", "build_bytes", "integrator_step",
-           "stage_function"]
+__all__ = ["BUILD_BYTES_PER_UNIT", "INTEGRATORS", "STAGES", "MultipleShooting", "build_bytes", "integrator_step",
+           "stage_function", "substep_function"]
 
 INTEGRATORS = ("euler", "midpoint", "rk4")
 
