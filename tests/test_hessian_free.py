@@ -5,9 +5,13 @@ turnpike.reduced (the second-order adjoint, condensed), the compiled gradient, c
 the gradient, numpy's eigvalsh.
 """
 
+import time
+from pathlib import Path
+
 import casadi as ca
 import numpy as np
 import pytest
+from compilers import compiler_gone, hanging_compiler
 
 import turnpike as tp
 import turnpike.compiled
@@ -16,7 +20,7 @@ from problems.neural_ode import ACTIVATIONS, FIELDS, NeuralODEClassification
 from turnpike.compiled import compiler, ensemble_gradient
 from turnpike.ensemble import EnsembleObjective, NotLiftable, lift
 from turnpike.hessian_vector import ensemble_hessian_vector
-from turnpike.krylov import newton_cg, second_order_verdict, smallest_eigenvalues
+from turnpike.krylov import _steihaug, newton_cg, second_order_verdict, smallest_eigenvalues
 from turnpike.reduced import ReducedSpace, recursion_stage, second_order_mode, substep_recursion
 from turnpike.transcription import stage_function
 
@@ -206,6 +210,25 @@ def test_newton_cg_follows_negative_curvature_and_lanczos_tells_a_saddle():
     assert smallest_eigenvalues(lambda v: hv(trapped.x, v), 2, k=1).verdict == "saddle point"
 
 
+def test_a_rejected_steps_path_gives_the_step_for_the_smaller_radius():
+    """The conjugate-gradient iterates do not depend on the trust-region radius until they cross it, so the
+    step for a smaller radius, read off the kept path, is the step conjugate gradients compute afresh with that
+    radius: for a positive definite and an indefinite Hessian, at radii inside and beyond the interior step."""
+    rng = np.random.default_rng(3)
+    Q = np.linalg.qr(rng.standard_normal((40, 40)))[0]
+    g = rng.standard_normal(40)
+    for eigenvalues in (np.geomspace(1e-2, 1e2, 40), np.linspace(-1.0, 5.0, 40)):
+        H = Q @ np.diag(eigenvalues) @ Q.T
+        path = _steihaug(lambda v, H=H: H @ v, g, 1e6, 200)
+        for radius in (1e-3, 0.1, 1.0, 10.0, 1e3):
+            fresh = _steihaug(lambda v, H=H: H @ v, g, radius, 200)
+            d, Hd, negative = path.at(radius)
+            np.testing.assert_allclose(d, fresh.end[0], rtol=1e-10, atol=1e-12 * radius)
+            np.testing.assert_allclose(Hd, H @ d, rtol=1e-9, atol=1e-9 * np.linalg.norm(H @ d))
+            assert negative == fresh.negative
+            assert np.linalg.norm(d) <= radius * (1 + 1e-12)
+
+
 def test_second_order_mode_and_formulation_rule():
     points, labels = chessboard(60, seed=0)
     wide = NeuralODEClassification(points, labels, field="bottleneck", hidden=16, augment=1)
@@ -299,3 +322,33 @@ def test_lift_reads_an_input_written_as_a_concatenation_of_symbols():
     shooting = tp.solve(tracking, 2.0, 20, formulation="multiple-shooting", options={"ipopt.tol": 1e-10})
     assert reduced.success and shooting.success
     assert reduced.cost == pytest.approx(shooting.cost, rel=1e-6)
+
+
+@pytest.mark.skipif(compiler() is None or not Path("/proc").exists(),
+                    reason="needs a C compiler and the process table in /proc")
+def test_the_products_library_compiles_during_a_block_and_a_stop_kills_it(monkeypatch, tmp_path):
+    """ReducedSpace.hessian_vector_compiling starts the product's compiler before its block runs; a block left
+    with a stop reason kills it (nothing cached, no product built). Then, with the real compiler, a block without
+    a stop leaves the compiled product, equal to the matrix path's (EnsembleObjective)."""
+    prob, steps, T = small_problem("bottleneck", "tanh"), 5, 2.0
+    rs = ReducedSpace(prob, steps, "rk4")
+    real_cc = compiler()
+    pid_file = hanging_compiler(monkeypatch, tmp_path)
+    with rs.hessian_vector_compiling(stop=lambda: "time limit"):
+        for _ in range(100):  # the fake compiler writes its child's pid once it runs
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.05)
+        assert pid_file.read_text().strip()
+    assert compiler_gone(pid_file)
+    assert not list((tmp_path / "cache").glob("*")) and rs.hessian_vector_method is None
+
+    monkeypatch.setenv("CC", real_cc)
+    with rs.hessian_vector_compiling(stop=lambda: None):
+        pass
+    assert rs.hessian_vector_method.startswith("compiled")
+    rng = np.random.default_rng(4)
+    u, v, p = 0.5 * rng.standard_normal((steps, prob.nu)), rng.standard_normal((steps, prob.nu)), rs.parameters(T)
+    Hv_ref = EnsembleObjective(prob, steps, "rk4").hessian_vector(u, prob.data_values, T / steps, v)
+    np.testing.assert_allclose(rs.hessian_vector(u, p, v), Hv_ref + 2 * prob.l2 * p[0] * v, rtol=0,
+                               atol=1e-12 * np.abs(Hv_ref).max())

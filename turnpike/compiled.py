@@ -680,6 +680,16 @@ def lanes_library(name: str, written: list[LaneFunction], header: str = "",
     transcendentals called (where the C library has them), then without libmvec, then each again for the
     generic processor.
     """
+    with lanes_compiling(name, written, header, code) as result:
+        return result()
+
+
+@contextmanager
+def lanes_compiling(name: str, written: list[LaneFunction], header: str = "", code: str = ""):
+    """Within: :func:`lanes_library`'s first attempt compiled in the background, while the block does other
+    work. Yields a function that waits for it and returns what :func:`lanes_library` returns (the later attempts,
+    where the first fails, are compiled then); the block's end waits too, and leaving it by an exception kills
+    the compiler (as :func:`compiling`)."""
     large = max(w.references for w in written) > LARGE_LOOP
     lanes = 4 if large else LANES
     calls = set().union(*(w.calls for w in written))
@@ -698,16 +708,40 @@ def lanes_library(name: str, written: list[LaneFunction], header: str = "",
     if large:
         scalar = max(w.loop_references for w in written) > MAX_VECTOR_REFERENCES
         attempts = [(decl, (*(("-O1",) if scalar else _LARGE_FLAGS), *flags)) for decl, flags in attempts] + attempts
-    for declarations, flags in attempts:
-        def source(declarations=declarations):
-            return header + declarations + "".join(w.source for w in written) + code
+
+    def start(declarations: str, flags: tuple[str, ...]) -> _Compilation:
+        return _Compilation(name, key + declarations, lambda: header + declarations + "".join(
+            w.source for w in written) + code, flags)
+
+    first = None
+
+    @functools.cache
+    def result() -> tuple[Path, str] | None:
         try:
-            target = _shared_library(name, key + declarations, source, flags)
+            for i, (declarations, flags) in enumerate(attempts):
+                compilation = first if i == 0 else start(declarations, flags)
+                try:
+                    target = compilation.result()
+                except BaseException:
+                    compilation.cancel()
+                    raise
+                if target is not None:
+                    return target, f"{lanes} lanes, {' '.join(flags)}"
         except CompileTimeout:
             return None
-        if target is not None:
-            return target, f"{lanes} lanes, {' '.join(flags)}"
-    return None
+        return None
+
+    try:
+        try:
+            first = start(*attempts[0])
+        except CompileTimeout:
+            result = functools.cache(lambda: None)
+        yield result
+        result()
+    except BaseException:
+        if first is not None:
+            first.cancel()
+        raise
 
 
 def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | None = None):

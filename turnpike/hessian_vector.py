@@ -29,14 +29,16 @@ nz TP_LANES`` numbers per thread (s stages per interval, ``nz = 3 nx``).
 from __future__ import annotations
 
 import ctypes
+import functools
+from contextlib import contextmanager
 
 import casadi as ca
 import numpy as np
 
 from .codegen import lanes_function
-from .compiled import lanes_library, threads
+from .compiled import lanes_compiling, threads
 
-__all__ = ["ensemble_hessian_vector"]
+__all__ = ["compiling_hessian_vector", "ensemble_hessian_vector"]
 
 # tp_step_jvp (x, u, y, h, dx, du) -> (x_next, q, dx_next); tp_terminal_hvp (x, y, dx) -> (φ, ∇φ, ∇²φ dx);
 # tp_step_vjp_jvp (x, u, y, h, p, dx, du, dp) -> (∇_x ℓ, ∇_u ℓ, their derivative in (dx, du, dp)), ℓ = q + p·x_next.
@@ -181,16 +183,32 @@ def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function, coefficien
     ``x0`` (N, the size of z: its initial values), ``u`` and ``v`` (steps, nu), ``y`` (N, ny); J and its derivatives
     are those of :func:`turnpike.compiled.ensemble_gradient` (the ensemble terms only, no control costs).
     """
+    with compiling_hessian_vector(step, terminal, coefficients) as product:
+        return product()
+
+
+@contextmanager
+def compiling_hessian_vector(step: ca.Function, terminal: ca.Function, coefficients: np.ndarray):
+    """Within: :func:`ensemble_hessian_vector`'s library compiled in the background (its C code is written before
+    the block starts, with CasADi). Yields a function that waits for the compiler and returns what
+    :func:`ensemble_hessian_vector` returns; leaving the block by an exception kills the compiler
+    (:func:`~turnpike.compiled.lanes_compiling`)."""
     functions = stage_functions(step, terminal)
     shared = {"tp_step_jvp": {1, 3, 4, 6}, "tp_step_vjp_jvp": {1, 3, 4, 7}, "tp_terminal_hvp": set()}
     written = [lanes_function(f, f.name(), shared=shared[f.name()]) for f in functions]
     if any(w is None for w in written):
-        return None
+        yield lambda: None
+        return
     x, u, y = (step.sx_in(i) for i in range(3))
     coefficients = np.ascontiguousarray(coefficients, dtype=float)
     sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (
         ("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()), ("SUBSTEPS", coefficients.shape[0])))
-    built = lanes_library("turnpike_ensemble_hessian_vector", written, sizes, _LOOP)
+    with lanes_compiling("turnpike_ensemble_hessian_vector", written, sizes, _LOOP) as built:
+        yield functools.cache(lambda: _loaded(built(), coefficients))
+
+
+def _loaded(built, coefficients: np.ndarray):
+    """The product from the compiled library ``built`` (``(path, build)`` or None), or None."""
     if built is None:
         return None
     try:

@@ -54,33 +54,71 @@ class NewtonCGResult:
                 "negative_curvature": self.negative_curvature, "seconds": self.seconds, "message": self.message}
 
 
-def _steihaug(hvp, g: np.ndarray, radius: float, max_products: int):
+class _SteihaugPath:
+    """The conjugate-gradient path of :func:`_steihaug`: its iterates ``d_0 = 0, d_1, ...`` and their products
+    ``H d_j``, ending at the step taken. Along the path ``‖d_j‖`` increases (Steihaug's theorem; Nocedal & Wright,
+    Theorem 7.3), and the iterates do not depend on the radius until the boundary is crossed, so the step for a
+    smaller radius is where the path crosses it (:meth:`at`): what conjugate gradients would compute again, at no
+    product. ``products``: spent; ``negative``: the path ended along a direction of non-positive curvature."""
+
+    def __init__(self, g: np.ndarray):
+        self.points, self.products_of_points = [np.zeros_like(g)], [np.zeros_like(g)]
+        self.products, self.negative = 0, False
+
+    def add(self, d: np.ndarray, Hd: np.ndarray) -> None:
+        self.points.append(d)
+        self.products_of_points.append(Hd)
+
+    @property
+    def end(self):
+        """The step and its product ``(d, Hd)``."""
+        return self.points[-1], self.products_of_points[-1]
+
+    def at(self, radius: float):
+        """``(d, Hd, negative)`` where the path leaves the ball ``‖d‖ <= radius`` (its end if it stays inside);
+        ``negative``: that point is on the path's last segment, along a direction of non-positive curvature."""
+        last = len(self.points) - 1
+        for j in range(1, last + 1):
+            if np.linalg.norm(self.points[j]) >= radius:
+                d, p = self.points[j - 1], self.points[j] - self.points[j - 1]
+                Hd, Hp = self.products_of_points[j - 1], self.products_of_points[j] - self.products_of_points[j - 1]
+                tau = _to_boundary(d, p, radius)
+                return d + tau * p, Hd + tau * Hp, self.negative and j == last
+        return (*self.end, self.negative)
+
+
+def _steihaug(hvp, g: np.ndarray, radius: float, max_products: int) -> _SteihaugPath:
     """Approximately minimise ``m(d) = gᵀd + dᵀHd/2`` over ``‖d‖₂ <= radius`` by conjugate gradients.
 
     Stops at the boundary, on a direction p with ``pᵀHp <= 0`` (followed to the boundary), when the
     residual ``‖Hd + g‖`` is below ``min(0.5, ‖g‖^½) ‖g‖`` (superlinear convergence), or after
-    ``max_products`` products. Returns ``(d, Hd, products, negative curvature met)``.
+    ``max_products`` products. Returns the path (:class:`_SteihaugPath`), which ends at the step.
     """
-    d, Hd = np.zeros_like(g), np.zeros_like(g)
+    path = _SteihaugPath(g)
+    d, Hd = path.end
     r = g.copy()
     p = -r
     g_norm = float(np.linalg.norm(g))
     tolerance = min(0.5, np.sqrt(g_norm)) * g_norm
     rr = float(r @ r)
     for products in range(1, max_products + 1):
+        path.products = products
         Hp = hvp(p)
         curvature = float(p @ Hp)
         if curvature <= 0 or np.linalg.norm(d + (rr / curvature) * p) >= radius:
             tau = _to_boundary(d, p, radius)
-            return d + tau * p, Hd + tau * Hp, products, curvature <= 0
+            path.add(d + tau * p, Hd + tau * Hp)
+            path.negative = curvature <= 0
+            return path
         alpha = rr / curvature
         d, Hd, r = d + alpha * p, Hd + alpha * Hp, r + alpha * Hp
+        path.add(d, Hd)
         rr_new = float(r @ r)
         if np.sqrt(rr_new) <= tolerance:
-            return d, Hd, products, False
+            return path
         p = -r + (rr_new / rr) * p
         rr = rr_new
-    return d, Hd, max_products, False
+    return path
 
 
 def _to_boundary(d: np.ndarray, p: np.ndarray, radius: float) -> float:
@@ -108,12 +146,16 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
     a quarter of ``‖d‖`` when ρ < 1/4 and doubles when ρ > 3/4 with the step on the boundary. Near
     the optimum the predicted decrease falls below the round-off of J (``1e3 eps |J|``); there a step
     is accepted if it halves ``‖∇J‖∞``; otherwise the iteration stops if the step was an interior
-    (full) Newton step, and the radius shrinks if the trust region had cut it short.
+    (full) Newton step, and the radius shrinks if the trust region had cut it short. A rejected step's
+    conjugate-gradient path is kept: the next step from the same point is where that path crosses the smaller
+    radius (:class:`_SteihaugPath`), with no new product (from the end of 3000 L-BFGS-B iterations on the tanh
+    chessboard of ``benchmarks/bench_width.py``, the first step, 153 products to the radius 1, was rejected).
     """
     start = time.perf_counter()
     x = np.asarray(x, dtype=float).copy()
     J, g = value_and_gradient(x)
     evaluations, products, curved, iterations = 1, 0, 0, 0
+    path = None  # the conjugate-gradient path at x, kept while steps from x are rejected
     message = f"stopped: {max_iter} iterations"
     while iterations < max_iter:
         g_max = float(np.max(np.abs(g)))
@@ -126,7 +168,11 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
         if stop is not None and (why := stop()):
             message = f"stopped: {why}"
             break
-        d, Hd, spent, negative = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg)
+        spent = 0
+        if path is None:
+            path = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg)
+            spent = path.products
+        d, Hd, negative = path.at(radius)
         products, iterations = products + spent, iterations + 1
         predicted = -(float(g @ d) + 0.5 * float(d @ Hd))
         J_new, g_new = value_and_gradient(x + d)
@@ -152,7 +198,7 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
             print(f"newton-cg {iterations:4d}  J {J:.10e}  |g|inf {g_max:.2e}  CG {spent:3d}  rho {rho:.2f}  "
                   f"radius {radius:.2e}{'  negative curvature' if negative else ''}", flush=True)
         if accepted:
-            x, J, g = x + d, J_new, g_new
+            x, J, g, path = x + d, J_new, g_new, None
             curved += negative
             if callback is not None:
                 callback(x, J, float(np.max(np.abs(g))))

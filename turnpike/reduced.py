@@ -51,13 +51,15 @@ for unstable systems over long horizons multiple shooting is the better conditio
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import casadi as ca
 import numpy as np
 
 from .compiled import compiling, ensemble_gradient
 from .derivatives import Batch, NumpyFunction, SampleDerivatives
 from .ensemble import EnsembleObjective
-from .hessian_vector import ensemble_hessian_vector
+from .hessian_vector import compiling_hessian_vector
 from .problem import Problem
 from .transcription import stage_function, substep_function
 
@@ -124,6 +126,10 @@ def substep_recursion(problem: Problem, method: str) -> tuple[ca.Function, ca.Fu
     return (*recursion_stage(problem, substep, np.hstack([x0, np.zeros_like(x0), x0])), coefficients)
 
 
+class _NotWanted(Exception):
+    """Raised to leave :meth:`ReducedSpace.hessian_vector_compiling` with its compiler killed."""
+
+
 class ReducedSpace:
     """The reduced (single-shooting) NLP of an ensemble ``problem`` on ``steps`` intervals.
 
@@ -161,6 +167,7 @@ class ReducedSpace:
         self.compiled = fast_one is not one and self._gradient is not None
         self._objective = None  # the ensemble objective with Hessian-vector products, on first use
         self._product = None  # the compiled Hessian-vector product, on first use
+        self._pending = None  # within hessian_vector_compiling: waits for the product's compiler
         # How ∇J is evaluated (reported in sol.stats["gradient"]).
         self.gradient_method = ("compiled adjoint, stage Jacobians kept" if getattr(self._gradient, "stored", False)
                                 else "compiled adjoint, stage reverse mode") + f" ({self._gradient.build})" \
@@ -362,9 +369,11 @@ class ReducedSpace:
         15x faster than CasADi's VM on the width-16 bottleneck), else :attr:`objective`'s; which one is
         :attr:`hessian_vector_method`.
         """
+        if self._product is None and self._pending is not None:  # compiling in the background: wait for it
+            self._product = self._pending() or False
         if self._product is None:
-            substep, terminal, self._z0, coefficients = substep_recursion(self.problem, self.method)
-            self._product = ensemble_hessian_vector(substep, terminal, coefficients) or False
+            with self.hessian_vector_compiling():
+                pass
         copies, v = np.asarray(v, dtype=float), self._tie(v)
         u = self.controls(u)
         if self._product:
@@ -372,6 +381,30 @@ class ReducedSpace:
         else:
             Hv = self.objective.hessian_vector(u, self._data(p).T, p[0], v)
         return self._untie(Hv + 2 * self.problem.l2 * p[0] * v, copies, p[0])
+
+    @contextmanager
+    def hessian_vector_compiling(self, stop=None):
+        """Within: the compiled Hessian-vector product of :meth:`hessian_vector` compiled in the background, while
+        the block does other work (:func:`~turnpike.solve.solve`: during the descents that come before Newton-CG;
+        at width 200 the library takes about 30 s to compile). A product inside the block waits for it; so does
+        the block's end, unless ``stop()`` (a :class:`~turnpike.stopping.Stop`) then gives a reason: leaving the
+        block so, or by an exception, kills the compiler. Nothing where the product is already built or being
+        compiled."""
+        if self._product is not None or self._pending is not None:
+            yield
+            return
+        substep, terminal, self._z0, coefficients = substep_recursion(self.problem, self.method)
+        try:
+            with compiling_hessian_vector(substep, terminal, coefficients) as self._pending:
+                yield
+                if self._product is None and stop is not None and stop():
+                    raise _NotWanted
+                if self._product is None:
+                    self._product = self._pending() or False
+        except _NotWanted:
+            pass
+        finally:
+            self._pending = None
 
     @property
     def hessian_vector_method(self) -> str | None:

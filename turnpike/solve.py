@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -690,17 +690,21 @@ def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verb
         # (C), 50 steps: 1.0 against 16.1 ms), so a multiple-shooting solve descends on one too.
         descent = nlp if isinstance(nlp, ReducedSpace) else ReducedSpace(P, nlp.steps, nlp.method)
         phases, stats["presolve"] = [], {"seconds": time.perf_counter() - start}
-        if presolve == "adam":
-            adam = minibatch_descent(descent, u_guess, T, seed=seed, callback=report.descent("adam", 1), stop=stop)
-            stats["presolve"].update(adam=adam.summary(), seconds=stats["presolve"]["seconds"] + adam.seconds)
-            if np.isfinite(adam.cost):
-                u_guess, x_guess = adam.u, None
-                phases.append("Adam")
-        # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
-        # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
-        pre = reduced_space_descent(descent, u_guess, T,
-                                    rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
-                                    callback=report.descent("lbfgs", 100), stop=stop)
+        # Newton-CG's Hessian-vector product compiles during the descents.
+        newton_cg_follows = presolve in ("auto", "adam") and unconstrained(nlp) and second_order == "hessian-vector"
+        with nlp.hessian_vector_compiling(stop) if newton_cg_follows else nullcontext():
+            if presolve == "adam":
+                adam = minibatch_descent(descent, u_guess, T, seed=seed, callback=report.descent("adam", 1),
+                                         stop=stop)
+                stats["presolve"].update(adam=adam.summary(), seconds=stats["presolve"]["seconds"] + adam.seconds)
+                if np.isfinite(adam.cost):
+                    u_guess, x_guess = adam.u, None
+                    phases.append("Adam")
+            # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
+            # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
+            pre = reduced_space_descent(descent, u_guess, T,
+                                        rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
+                                        callback=report.descent("lbfgs", 100), stop=stop)
         u_guess, x_guess = pre.u, None
         phases.append("augmented Lagrangian L-BFGS-B, projected gradient" if P.l1_bound is not None else "L-BFGS-B")
         stats["presolve"].update(cost=pre.cost, seconds=stats["presolve"]["seconds"] + pre.seconds,
