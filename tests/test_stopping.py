@@ -52,6 +52,26 @@ def test_the_callback_stops_the_presolve_and_ipopt_does_not_go_on():
     assert sol.stats["iterations"] == 0
 
 
+def test_a_stop_after_the_presolve_converged_leaves_ipopts_certificate():
+    """IPOPT asks its iteration callback before its convergence test. A stop requested at the Newton phase's last
+    step, where ‖∇J‖∞ <= tol, still lets IPOPT's iteration 0 test the point: certified, at the cost and controls
+    of the solve that was not stopped. A stop at the phase's first step, where the gradient is larger, is not."""
+    full = tp.solve(spheres(), 2.0, 10)
+    newton = full.stats["presolve"]["newton"]
+    assert full.success and full.stats["iterations"] == 0 and newton["gradient_norm"] <= 1e-8
+    last = newton["iterations"]  # the phase's callback is told of every step, the last at the converged point
+
+    stopped = tp.solve(spheres(), 2.0, 10, callback=lambda phase, k, cost, u: phase == "newton" and k == last)
+    assert stopped.success and stopped.status == "Solve_Succeeded" and stopped.stats["iterations"] == 0
+    assert stopped.cost == full.cost
+    np.testing.assert_array_equal(stopped.u, full.u)
+
+    early = tp.solve(spheres(), 2.0, 10, callback=lambda phase, k, cost, u: phase == "newton" and k == 1)
+    rs = ReducedSpace(spheres(), 10, "rk4")
+    assert np.abs(rs._value_and_gradient(early.u.reshape(-1), rs.parameters(2.0))[1]).max() > 1e-8
+    assert not early.success and early.status == "stopped: stopped by the callback"
+
+
 def test_the_callback_stops_multiple_shooting():
     sol = tp.solve(Pendulum(), 5.0, 50, formulation="multiple-shooting",
                    callback=lambda phase, k, cost, u: k == 2)

@@ -295,7 +295,9 @@ def solve(
             phase stops at its current iterate once they are spent (Newton-CG at the end of its step,
             IPOPT at the end of its iteration): ``success`` False, status ``"stopped: time limit of S
             s"``. The build and the second-order report after IPOPT (at most 300 Hessian-vector
-            products) are not cut short. FATROP cannot be stopped: it runs to its own end.
+            products) are not cut short. A presolve that ends where ``‖∇J‖∞ <= tol`` on an unconstrained
+            problem is still handed to IPOPT, whose first convergence test (no step) certifies it.
+            FATROP cannot be stopped: it runs to its own end.
         progress: write the build time, then one status line (phase, iteration, cost, seconds so far)
             redrawn at most twice a second, on stderr (the CLI turns it on when stderr is a terminal).
 
@@ -352,6 +354,7 @@ def solve(
                         if stats["zeros"]["exact"] or attempt.status == "User_Requested_Stop":
                             res = attempt
                     if res is None:
+                        report.certify_start = _certifiable(nlp, w0, T, tol, solver, stop)
                         res = run(built, w0=w0, p=nlp.parameters(T), bounds=nlp.bounds(),
                                   each_iteration=report.iteration)
                     if attempt is not None and res is not attempt:  # the refused face's solve counts too
@@ -725,6 +728,17 @@ def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verb
     return stats, x_guess, u_guess
 
 
+def _certifiable(nlp, w0, T: float, tol: float, solver: str, stop: Stop) -> bool:
+    """Whether IPOPT may check the start ``w0`` although the time limit (or the callback) asked the solve to stop
+    during the presolve: IPOPT asks its iteration callback before its convergence test, so a stop request at
+    iteration 0 would end the solve "User_Requested_Stop" even at a point it accepts. That check costs no step
+    where ``‖∇J(w0)‖∞ <= tol`` on an unconstrained problem (IPOPT's scaled dual infeasibility is at most the
+    unscaled one there, and nothing else enters its error), so it is allowed then, and not after a signal."""
+    if stop() is None or stop.interrupted or solver != "ipopt" or not unconstrained(nlp):
+        return False
+    return float(np.max(np.abs(nlp._value_and_gradient(w0, nlp.parameters(T))[1]))) <= tol
+
+
 class _Progress:
     """The progress of every phase, to the user's ``callback(phase, iteration, cost, u)`` (a True return asks
     ``stop`` to stop); with ``verbose``, printed (every 100th L-BFGS iteration; the Newton phases and IPOPT
@@ -736,6 +750,7 @@ class _Progress:
         self.progress, self.shown = progress, 0.0
         self.wanted = callback is not None or verbose or progress
         self.iterations = {}
+        self.certify_start = False  # IPOPT's iteration 0 goes on to its convergence test even after a stop request
 
     def _tell(self, *args) -> None:
         if self.callback(*args):
@@ -760,7 +775,7 @@ class _Progress:
         self.show("IPOPT", k, float(f))
         if self.callback is not None:
             self._tell("ipopt", k, float(f), self.transcription.controls(w))
-        return self.stop() is not None
+        return self.stop() is not None and not (k == 0 and self.certify_start)
 
     def descent(self, name: str, every: int):
         """The callback of a descent phase (its iterates as scipy's OptimizeResult: ``x``, ``fun``), or None
