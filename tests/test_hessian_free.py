@@ -229,6 +229,26 @@ def test_a_rejected_steps_path_gives_the_step_for_the_smaller_radius():
             assert np.linalg.norm(d) <= radius * (1 + 1e-12)
 
 
+def test_a_stop_inside_conjugate_gradients_tries_the_step_so_far():
+    """A quadratic J = gᵀx + xᵀHx/2 with cond(H) = 1e4, where a step takes many products: a stop reason that
+    appears after the 5th product ends the step there (no more products), the step so far is taken (on a
+    quadratic the model is J, so it decreases J by what it predicts), and the iteration reports the stop."""
+    rng = np.random.default_rng(5)
+    Q = np.linalg.qr(rng.standard_normal((60, 60)))[0]
+    H, g = Q @ np.diag(np.geomspace(1e-2, 1e2, 60)) @ Q.T, rng.standard_normal(60)
+    count = []
+
+    def hv(x, v):
+        count.append(1)
+        return H @ v
+
+    result = newton_cg(lambda x: (g @ x + 0.5 * x @ H @ x, g + H @ x), hv, np.zeros(60), radius=1e6,
+                       stop=lambda: "enough" if len(count) >= 5 else None)
+    assert result.message == "stopped: enough" and not result.converged
+    assert result.products == 5 and len(count) == 5 and result.iterations == 1
+    assert result.cost < 0  # J(0) = 0
+
+
 def test_second_order_mode_and_formulation_rule():
     points, labels = chessboard(60, seed=0)
     wide = NeuralODEClassification(points, labels, field="bottleneck", hidden=16, augment=1)

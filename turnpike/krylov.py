@@ -87,12 +87,13 @@ class _SteihaugPath:
         return (*self.end, self.negative)
 
 
-def _steihaug(hvp, g: np.ndarray, radius: float, max_products: int) -> _SteihaugPath:
+def _steihaug(hvp, g: np.ndarray, radius: float, max_products: int, stop=None) -> _SteihaugPath:
     """Approximately minimise ``m(d) = gᵀd + dᵀHd/2`` over ``‖d‖₂ <= radius`` by conjugate gradients.
 
     Stops at the boundary, on a direction p with ``pᵀHp <= 0`` (followed to the boundary), when the
-    residual ``‖Hd + g‖`` is below ``min(0.5, ‖g‖^½) ‖g‖`` (superlinear convergence), or after
-    ``max_products`` products. Returns the path (:class:`_SteihaugPath`), which ends at the step.
+    residual ``‖Hd + g‖`` is below ``min(0.5, ‖g‖^½) ‖g‖`` (superlinear convergence), after
+    ``max_products`` products, or when ``stop()`` gives a reason (asked after every product from the second;
+    each iterate decreases m). Returns the path (:class:`_SteihaugPath`), which ends at the step.
     """
     path = _SteihaugPath(g)
     d, Hd = path.end
@@ -102,6 +103,8 @@ def _steihaug(hvp, g: np.ndarray, radius: float, max_products: int) -> _Steihaug
     tolerance = min(0.5, np.sqrt(g_norm)) * g_norm
     rr = float(r @ r)
     for products in range(1, max_products + 1):
+        if products > 1 and stop is not None and stop():
+            return path
         path.products = products
         Hp = hvp(p)
         curvature = float(p @ Hp)
@@ -138,7 +141,8 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
         gtol: stop when ``‖∇J‖∞ <= gtol`` (converged).
         max_iter: trust-region steps at most; max_cg: Hessian-vector products per step at most.
         radius: the first trust-region radius (2-norm of the step).
-        stop: asked before every step (``stop()``: a reason or None); with a reason it stops, not converged.
+        stop: asked before every step and after every Hessian-vector product from a step's second (``stop()``: a
+            reason or None); with a reason the step so far is tried, and the iteration stops, not converged.
         callback: called as ``callback(x, J, ‖∇J‖∞)`` after every accepted step.
         verbose: one line per step.
 
@@ -170,7 +174,7 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
             break
         spent = 0
         if path is None:
-            path = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg)
+            path = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg, stop)
             spent = path.products
         d, Hd, negative = path.at(radius)
         products, iterations = products + spent, iterations + 1

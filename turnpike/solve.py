@@ -292,7 +292,8 @@ def solve(
             iterate: ``success`` False, status ``"stopped: stopped by the callback"``. Its own time counts
             in the solve's.
         time_limit: seconds (> 0) for the whole call, counted from its start (the build included). Every
-            phase stops at its current iterate once they are spent (Newton-CG at the end of its step,
+            phase stops at its current iterate once they are spent (Newton-CG after its next product, with
+            the step so far tried,
             IPOPT at the end of its iteration): ``success`` False, status ``"stopped: time limit of S
             s"``. The build and the second-order report after IPOPT (at most 300 Hessian-vector
             products) are not cut short. A presolve that ends where ``‖∇J‖∞ <= tol`` on an unconstrained
