@@ -372,7 +372,7 @@ class ReducedSpace:
         if self._product is None and self._pending is not None:  # compiling in the background: wait for it
             self._product = self._pending() or False
         if self._product is None:
-            with self.hessian_vector_compiling():
+            with self.hessian_vector_compiling():  # compiled now: the block's end waits for it
                 pass
         copies, v = np.asarray(v, dtype=float), self._tie(v)
         u = self.controls(u)
