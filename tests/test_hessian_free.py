@@ -21,6 +21,7 @@ from turnpike.compiled import compiler, ensemble_gradient
 from turnpike.ensemble import EnsembleObjective, NotLiftable, lift
 from turnpike.hessian_vector import ensemble_hessian_vector
 from turnpike.krylov import _steihaug, newton_cg, second_order_verdict, smallest_eigenvalues
+from turnpike.presolve import HANDOVER_WINDOW
 from turnpike.reduced import ReducedSpace, recursion_stage, second_order_mode, substep_recursion
 from turnpike.transcription import stage_function
 
@@ -273,6 +274,9 @@ def test_chessboard_width_16_is_trained_and_certified():
     assert sol.success, sol.status
     assert sol.stats["second_order"]["mode"] == "hessian-vector"
     assert sol.stats["second_order"]["verdict"] in ("local minimum", "saddle point", "not determined")
+    # L-BFGS-B handed over to Newton-CG by the Hessian-vector mode's rule (J settled), not at an iteration cap
+    lbfgs = sol.stats["presolve"]["lbfgs"]
+    assert lbfgs["message"].startswith(f"relative decrease over {HANDOVER_WINDOW} iterations"), lbfgs
     rs = ReducedSpace(prob, 16, "rk4")
     J, g = rs._value_and_gradient(sol.u.reshape(-1), rs.parameters(5.0))
     assert J == pytest.approx(sol.cost, rel=1e-10)

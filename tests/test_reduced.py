@@ -193,6 +193,22 @@ def test_descent_stops_at_its_first_step_that_decreases_j_by_less_than_rel_decre
     assert reduced_space_descent(rs, u0, T, rel_decrease=0.0).iterations > res.iterations
 
 
+def test_descent_stops_once_a_window_of_iterations_decreases_j_by_less_than_window_decrease():
+    """The hand-over rule of the Hessian-vector mode: the descent ends at the first iterate k >= w whose last w
+    iterations decreased J by at most ``window_decrease |J_k|``, recomputed here from the costs the callback saw;
+    without it, the same descent goes on."""
+    prob, T, steps = two_circles(), 2.0, 20
+    rs = ReducedSpace(prob, steps, "rk4")
+    u0 = 0.1 * np.random.default_rng(0).standard_normal((steps, prob.nu))
+    costs, w, rel = [], 20, 1e-4
+    res = reduced_space_descent(rs, u0, T, rel_decrease=0.0, window=w, window_decrease=rel,
+                                callback=lambda intermediate_result: costs.append(intermediate_result.fun))
+    settled = [k for k in range(w, len(costs)) if costs[k - w] - costs[k] <= rel * abs(costs[k])]
+    assert res.message == f"relative decrease over {w} iterations <= {rel:g}"
+    assert settled and settled[0] == len(costs) - 1 == res.iterations - 1 and res.cost == costs[-1]
+    assert reduced_space_descent(rs, u0, T, rel_decrease=0.0).iterations > res.iterations
+
+
 def test_chord_steps_reach_the_minimum_of_plain_newton_with_fewer_hessians():
     """Reusing a positive definite Hessian's factorisation changes the path, not the limit: from the
     same start near a strict minimum (two circles, after L-BFGS), Newton with chord steps (some steps

@@ -5,7 +5,8 @@ An exact-Hessian interior point certifies a KKT point but, on non-convex ensembl
 factorisation (30-140 iterations on the two-circles problem from a random start). The reduced
 objective ``J(u)`` (states eliminated by forward simulation) with its gradient by the adjoint
 costs milliseconds per evaluation, so L-BFGS-B steps (at most 3000, until the relative decrease
-stalls) bring the controls close to a local optimum for a fraction of the cost; the NLP solver
+stalls; without a dense Hessian until J settles, :data:`HANDOVER_WINDOW`) bring the controls close to a
+local optimum for a fraction of the cost; the NLP solver
 then starts there and certifies the optimum in a few iterations (6-7 on that problem).
 
 When the reduced NLP has no constraints at all (no control bounds, no L1 term) and its exact
@@ -32,6 +33,7 @@ Control bounds (and the ``u⁺, u⁻ >= 0`` of the L1 split) are kept by L-BFGS-
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,12 +42,33 @@ from scipy.optimize import OptimizeResult, minimize
 
 from .errors import InputError
 
-__all__ = ["BATCH", "EPOCHS", "LEARNING_RATE", "PRESOLVES", "NewtonResult", "ReducedSpaceResult",
+__all__ = ["BATCH", "EPOCHS", "HANDOVER_DECREASE", "HANDOVER_ITERATIONS", "HANDOVER_WINDOW", "LEARNING_RATE",
+           "PRESOLVES", "NewtonResult", "ReducedSpaceResult",
            "augmented_lagrangian_descent", "face_newton", "minibatch_descent", "newton_refinement", "project_l1_ball",
            "projected_descent", "projected_gradient",
            "reduced_space_descent", "unconstrained"]
 
 PRESOLVES = ("auto", "adam", "lbfgs", "none")
+
+#: Without a dense Hessian (:func:`turnpike.solve.solve`'s Hessian-vector mode) L-BFGS-B hands over to Newton-CG
+#: once J has decreased by less than ``HANDOVER_DECREASE`` relative over the last ``HANDOVER_WINDOW`` iterations
+#: (or it stalls at round-off, or after ``HANDOVER_ITERATIONS``). A step of Newton-CG costs up to 250
+#: Hessian-vector products (about 500 gradients). While L-BFGS-B still lowers J, Newton-CG from its iterate creeps:
+#: accepted steps, J falling slowly, ``‖∇J‖∞`` going up and down, for a hundred steps and more; once J has settled
+#: it converges in a few. Measured (``python benchmarks/bench_endgame.py --only handover,rule``,
+#: ``benchmarks/results/endgame.txt``), tanh bottleneck on the chessboard, 16 RK4 steps, T = 5, one core:
+#:
+#: * width 50, 2397 points: time to ``‖∇J‖∞ <= 1e-8`` with Newton-CG from L-BFGS-B's iterate after 3000, 4000,
+#:   5000, 6000 and 7000 iterations: 677, 559, 515, 465 and 493 s; J had decreased by 1.9e-3, 4.9e-5 and 2.9e-4
+#:   relative over the 500 iterations before the first three (it falls again after a pause), and this rule hands
+#:   over after 5701 (1.0e-5). The whole solve (``docs/second_order.md``) was certified in 539 s, Lanczos's report
+#:   included, where 3000 iterations at most had taken 877 s, with 178 steps of Newton-CG, to a higher minimum
+#:   (0.87295 against 0.87262);
+#: * width 16, 200 and 600 points, starts 0-2: 91 s in all against 100 s; one start where Newton-CG had crept
+#:   (200 points, start 0: 228 steps) 14.9 s against 21.7 s, to a lower minimum; the others within 10%.
+#:
+#: The threshold 1e-4 would have handed over after about 3900 iterations on the first (its 4000 row).
+HANDOVER_ITERATIONS, HANDOVER_WINDOW, HANDOVER_DECREASE = 10000, 500, 1e-5
 
 
 @dataclass(frozen=True)
@@ -68,11 +91,15 @@ class ReducedSpaceResult:
 class _Watch:
     """scipy's per-iteration callback for the descents: passes each iterate to ``callback``, and ends the
     minimisation once ``stop`` gives a reason (kept in ``why``; StopIteration makes scipy return the current
-    iterate). ``wanted``: whether scipy needs to call it at all."""
+    iterate), or, with a ``window``, once J has decreased by less than ``window_decrease`` relative over the last
+    ``window`` iterations (``J_{k-window} - J_k <= window_decrease |J_k|``; then ``slow`` holds the message).
+    ``wanted``: whether scipy needs to call it at all."""
 
-    def __init__(self, callback, stop):
-        self.callback, self.stop, self.why = callback, stop, None
-        self.wanted = callback is not None or stop is not None
+    def __init__(self, callback, stop, window: int | None = None, window_decrease: float = 0.0):
+        self.callback, self.stop, self.why, self.slow = callback, stop, None, None
+        self.window, self.window_decrease = window, window_decrease
+        self.costs = deque(maxlen=None if window is None else window + 1)  # J of the last window + 1 iterates
+        self.wanted = callback is not None or stop is not None or window is not None
 
     def __call__(self, intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
         if self.callback is not None:
@@ -80,10 +107,17 @@ class _Watch:
         if self.stop is not None and (why := self.stop()):
             self.why = why
             raise StopIteration
+        if self.window is not None:
+            J = float(intermediate_result.fun)
+            self.costs.append(J)
+            if len(self.costs) > self.window and self.costs[0] - J <= self.window_decrease * abs(J):
+                self.slow = f"relative decrease over {self.window} iterations <= {self.window_decrease:g}"
+                raise StopIteration
 
 
 def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, rel_decrease: float = 1e-9,
-                          memory: int = 20, callback=None, stop=None) -> ReducedSpaceResult:
+                          window: int | None = None, window_decrease: float = 0.0, memory: int = 20, callback=None,
+                          stop=None) -> ReducedSpaceResult:
     """L-BFGS-B on ``J(u)`` from controls ``u`` (steps, nu), at most ``max_iter`` iterations.
 
     ``max_iter``: an L-BFGS iteration costs one gradient, a Newton iteration a Hessian and its
@@ -104,7 +138,9 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
     and ``control_variables()`` are used.
 
     It stops early when an iteration decreases J by less than ``rel_decrease`` relative (scipy's
-    ``ftol``): the last digits are the NLP solver's job.
+    ``ftol``): the last digits are the NLP solver's job; and, with a ``window``, when the last ``window``
+    iterations decreased it by less than ``window_decrease`` relative (``J_{k-window} - J_k <= window_decrease
+    |J_k|``; :data:`HANDOVER_WINDOW`).
 
     ``callback``, if given, is called after every iteration as ``callback(intermediate_result)``
     with scipy's :class:`~scipy.optimize.OptimizeResult` of the iterate (``x``: the control variables
@@ -126,7 +162,7 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
         J, grad = fg(v.reshape(ms.steps, n_v).T, p)
         return float(J), np.asarray(grad).T.reshape(-1)
 
-    watch = _Watch(callback, stop)
+    watch = _Watch(callback, stop, window, window_decrease)
 
     v0 = np.clip(ms.control_variables(u).reshape(-1), *zip(*bounds, strict=True))
     res = minimize(fun, v0, jac=True, method="L-BFGS-B", bounds=bounds,
@@ -137,7 +173,7 @@ def reduced_space_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 3000, 
                                   "discarded: non-finite cost")
     u_new = ms.stage_controls(res.x.reshape(ms.steps, n_v))
     seconds = time.perf_counter() - start
-    message = f"stopped: {watch.why}" if watch.why else str(res.message)
+    message = f"stopped: {watch.why}" if watch.why else watch.slow or str(res.message)
     return ReducedSpaceResult(u_new, float(res.fun), int(res.nit), int(res.nfev), seconds, message)
 
 

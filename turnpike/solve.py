@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import presolve as _presolve_settings
 from .checks import step_check
 from .errors import InputError, SolverError, check_choice, check_finite, check_nonnegative, check_positive
 from .krylov import newton_cg, smallest_eigenvalues
@@ -252,7 +253,8 @@ def solve(
             already optimal. Under ``"auto"``, a reduced NLP without constraints (no control
             bounds, no L1 term) then takes Newton steps with the exact Hessian and LAPACK until
             ``‖∇J‖∞ <= 1e-10``, so that IPOPT usually certifies at its first KKT check (in the
-            Hessian-vector mode of wide networks: trust-region Newton-CG). ``"adam"`` first runs
+            Hessian-vector mode of wide networks: trust-region Newton-CG, once L-BFGS-B has settled:
+            :data:`~turnpike.presolve.HANDOVER_WINDOW`). ``"adam"`` first runs
             epochs of minibatch Adam (:func:`~turnpike.presolve.minibatch_descent`: 30 epochs,
             batches of 150, step 1e-2, samples drawn with ``seed``), then what ``"auto"`` does.
             Measured (``benchmarks/bench_adam.py``, ``docs/second_order.md``): with ReLU on the
@@ -583,10 +585,10 @@ def first_order(
     Adam (with ``presolve="adam"``), then L-BFGS-B on the reduced objective (none with ``presolve="none"``; with an
     L1 bound, :func:`~turnpike.presolve.augmented_lagrangian_descent` with its own stopping rule, which may end by
     Newton on the face it found); no Newton step on an unconstrained problem, no NLP solver. L-BFGS-B stops when a
-    step decreases J by less than ``rel_decrease`` relative (:func:`solve`'s presolve: 1e-9; 0 in the
-    Hessian-vector mode, as there). The other arguments are :func:`solve`'s; the NLP is built (and cached on the
-    problem) as :func:`solve` builds it, so that certifying the returned controls in the same process
-    (``solve(..., initial_guess=result.u)``) reuses it.
+    step decreases J by less than ``rel_decrease`` relative (:func:`solve`'s presolve: 1e-9); in the Hessian-vector
+    mode, as there, when J settles (:data:`~turnpike.presolve.HANDOVER_WINDOW`). The other arguments are
+    :func:`solve`'s; the NLP is built (and cached on the problem) as :func:`solve` builds it, so that certifying
+    the returned controls in the same process (``solve(..., initial_guess=result.u)``) reuses it.
 
     A few hundred gradients against the certificate's Hessians: the cheap part of a solve, which
     :func:`~turnpike.multistart.multistart` runs from every start to choose the ones it certifies.
@@ -608,8 +610,7 @@ def first_order(
             u = adam.u
             phases.append("Adam")
     if presolve != "none":
-        pre = reduced_space_descent(nlp, u, T, rel_decrease=0.0 if second_order == "hessian-vector" else rel_decrease,
-                                    stop=stop)
+        pre = reduced_space_descent(nlp, u, T, **_descent_stops(second_order, rel_decrease), stop=stop)
         if np.isfinite(pre.cost):
             u = pre.u
             phases.append("augmented Lagrangian L-BFGS-B, projected gradient" if P.l1_bound is not None
@@ -704,10 +705,7 @@ def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verb
                 if np.isfinite(adam.cost):
                     u_guess, x_guess = adam.u, None
                     phases.append("Adam")
-            # Without a dense Hessian, L-BFGS steps (one gradient each) go on until they stall at round-off:
-            # a Hessian-vector product costs several gradients, and Newton-CG many products per step.
-            pre = reduced_space_descent(descent, u_guess, T,
-                                        rel_decrease=0.0 if second_order == "hessian-vector" else 1e-9,
+            pre = reduced_space_descent(descent, u_guess, T, **_descent_stops(second_order, 1e-9),
                                         callback=report.descent("lbfgs", 100), stop=stop)
         u_guess, x_guess = pre.u, None
         phases.append("augmented Lagrangian L-BFGS-B, projected gradient" if P.l1_bound is not None else "L-BFGS-B")
@@ -727,6 +725,18 @@ def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verb
                                      newton=newton.summary())
         stats["presolve"]["method"] = ", then ".join(phases) + " (reduced space)"
     return stats, x_guess, u_guess
+
+
+def _descent_stops(second_order: str | None, rel_decrease: float) -> dict:
+    """When the presolve's L-BFGS-B stops: after a step that decreases J by less than ``rel_decrease`` relative,
+    or at most 3000 iterations, where a dense Newton phase follows; without a dense Hessian, where a Hessian-vector
+    product costs several gradients and Newton-CG many products per step, once J settles over a window of
+    iterations (:data:`~turnpike.presolve.HANDOVER_WINDOW`) or stalls at round-off."""
+    if second_order != "hessian-vector":
+        return {"rel_decrease": rel_decrease}
+    settings = _presolve_settings  # read at call time: benchmarks/bench_endgame.py compares other settings
+    return {"rel_decrease": 0.0, "max_iter": settings.HANDOVER_ITERATIONS, "window": settings.HANDOVER_WINDOW,
+            "window_decrease": settings.HANDOVER_DECREASE}
 
 
 def _certifiable(nlp, w0, T: float, tol: float, solver: str, stop: Stop) -> bool:
