@@ -6,6 +6,8 @@ Run (one core: ``OMP_NUM_THREADS=1``, ``TURNPIKE_THREADS=1``)::
     python benchmarks/bench_endgame.py                      # both parts (about 8 minutes)
     python benchmarks/bench_endgame.py --only curvature      # part 1
     python benchmarks/bench_endgame.py --only background    # part 2
+    python benchmarks/bench_endgame.py --only handover      # part 3 (about an hour)
+    python benchmarks/bench_endgame.py --only rule          # part 4 (about 10 minutes)
 
 Part 1, ``curvature``: the chessboard of ``bench_width.py`` (2397 training points, bottleneck of width 50, 16
 RK4 steps, T = 5, cost (B)) with tanh. L-BFGS-B (the presolve's settings: memory 20, no relative-decrease
@@ -19,6 +21,20 @@ Part 2, ``background``: width 200, N = 1000 of the same data, a fresh compilatio
 directory): the build of ``ReducedSpace``, then ``--background-iterations`` L-BFGS-B iterations inside
 ``ReducedSpace.hessian_vector_compiling`` (the product's library compiling meanwhile), the wait at the block's
 end, and the first Hessian-vector product after it.
+
+Part 3, ``handover``: when L-BFGS-B should hand over to Newton-CG. The tanh chessboard of part 1, one L-BFGS-B run
+from the same start for the largest of ``--handovers`` iterations, its iterate kept at each of them; from each,
+``turnpike.solve``'s Newton-CG phase (``turnpike.solve._newton_cg``: gtol 1e-10, at most 250 products a step) for
+at most ``--newton-limit`` seconds. Printed: the iterations, the seconds and ``‖∇J‖∞`` at the handover, Newton-CG's
+steps, products, seconds and end, and the total time to ``‖∇J‖∞ <= 1e-8``, the certificate's tolerance (the point
+where the Newton phase first reached it; "-" if it did not).
+
+Part 4, ``rule``: ``turnpike.solve`` on chessboards of ``--rule-points`` points (width 16, tanh, 16 RK4 steps,
+T = 5) from the random starts ``--rule-seeds``, with the presolve's hand-over rule
+(``turnpike.presolve.HANDOVER_*``: L-BFGS-B until J settles over a window of iterations) and with the one before it
+(L-BFGS-B for at most 3000 iterations, until it stalls), one after the other in this process. Printed per solve:
+L-BFGS-B's iterations, why it ended and its seconds, Newton-CG's steps, products and seconds, the solve's seconds
+without the build, J and the second-order verdict.
 """
 
 from __future__ import annotations
@@ -42,8 +58,10 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench_width import STEPS, T, chessboard_problem  # noqa: E402
 
+import turnpike  # noqa: E402
+from turnpike import presolve  # noqa: E402
 from turnpike.reduced import ReducedSpace  # noqa: E402
-from turnpike.solve import _random_controls  # noqa: E402
+from turnpike.solve import _newton_cg, _random_controls  # noqa: E402
 
 
 def conjugate_gradients(product, g: np.ndarray, precondition, max_products: int = 300) -> None:
@@ -121,17 +139,92 @@ def background_part(iterations: int) -> None:
               f"{first - waited:.2f} s ({rs.hessian_vector_method})")
 
 
+def handover_part(handovers: list[int], newton_limit: float) -> None:
+    problem, _, _ = chessboard_problem("tanh", 50)
+    rs = ReducedSpace(problem, STEPS, "rk4")
+    p, shape = rs.parameters(T), (STEPS, rs.n_v)
+    kept, count, start = {}, [0], time.perf_counter()
+
+    def keep(intermediate_result):  # scipy passes its OptimizeResult to a parameter of this name
+        count[0] += 1
+        if count[0] in handovers:
+            kept[count[0]] = (np.array(intermediate_result.x), time.perf_counter() - start)
+
+    u0 = _random_controls(problem, STEPS, 0, 0.1).reshape(-1)
+    res = minimize(lambda v: rs._value_and_gradient(v, p), u0, jac=True, method="L-BFGS-B", callback=keep,
+                   options={"maxiter": max(handovers), "ftol": 0.0, "gtol": 1e-10, "maxcor": 20})
+    print(f"chessboard, tanh, width 50, {problem.n_samples} points: L-BFGS-B ({res.nit} iterations: {res.message}), "
+          f"then Newton-CG (at most {newton_limit:g} s) from its iterate after")
+    print(f"{'L-BFGS-B':>9} {'seconds':>8} {'|grad|inf':>10}  {'Newton-CG':>9} {'products':>8} {'seconds':>8} "
+          f"{'|grad|inf':>10} {'J':>14}  {'to 1e-8':>8}")
+    for k in sorted(kept):
+        x, seconds = kept[k]
+        g = np.abs(rs._value_and_gradient(x, p)[1]).max()
+        reached, newton_start = [None], time.perf_counter()
+
+        def first_below(_u, _J, gradient_norm, reached=reached, newton_start=newton_start):
+            if reached[0] is None and gradient_norm <= 1e-8:
+                reached[0] = time.perf_counter() - newton_start
+
+        def out_of_time(newton_start=newton_start):
+            return "time limit" if time.perf_counter() - newton_start > newton_limit else None
+
+        newton = _newton_cg(rs, x.reshape(shape), T, False, first_below, out_of_time)
+        total = f"{seconds + reached[0]:.0f} s" if reached[0] is not None else "-"
+        print(f"{k:9d} {seconds:7.0f}s {g:10.2e}  {newton.iterations:9d} {newton.products:8d} {newton.seconds:7.0f}s "
+              f"{newton.gradient_norm:10.2e} {newton.cost:14.10f}  {total:>8}", flush=True)
+
+
+def rule_part(sizes: list[int], seeds: list[int]) -> None:
+    from problems.datasets import chessboard
+    from problems.neural_ode import NeuralODEClassification
+
+    rules = {"J settles": (presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, presolve.HANDOVER_DECREASE),
+             "3000 at most": (3000, None, 0.0)}
+    print(f"chessboard, tanh, width 16, 16 RK4 steps, T = 5: the hand-over rule {rules['J settles']} "
+          "(iterations at most, window, relative decrease) against the 3000-iteration cap")
+    print(f"{'N':>5} {'seed':>4} {'rule':>12}  {'L-BFGS-B':>8} {'ended by':>13} {'s':>6}  {'Newton':>6} "
+          f"{'products':>8} {'s':>6}  {'solve s':>7} {'J':>13}  verdict")
+    for n in sizes:
+        points, labels = chessboard(n, seed=0)
+        for seed in seeds:
+            for name, rule in rules.items():
+                presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, presolve.HANDOVER_DECREASE = rule
+                problem = NeuralODEClassification(points, labels, field="bottleneck", hidden=16, augment=1,
+                                                  activation="tanh")
+                sol = turnpike.solve(problem, T=T, steps=STEPS, seed=seed)
+                lbfgs, newton = sol.stats["presolve"]["lbfgs"], sol.stats["presolve"].get("newton", {})
+                ended = "J settled" if lbfgs["message"].startswith("relative decrease over") else (
+                    "iteration cap" if "ITERATIONS" in lbfgs["message"] else "stalled")
+                print(f"{n:5d} {seed:4d} {name:>12}  {lbfgs['iterations']:8d} {ended:>13} {lbfgs['seconds']:6.1f}  "
+                      f"{newton.get('iterations', 0):6d} {newton.get('products', 0):8d} "
+                      f"{newton.get('seconds', 0):6.1f}  "
+                      f"{sol.stats['total_seconds'] - sol.stats['build_seconds']:7.1f} {sol.cost:13.10f}  "
+                      f"{sol.stats['second_order'].get('verdict')}{'' if sol.success else ' (not converged)'}",
+                      flush=True)
+    presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, presolve.HANDOVER_DECREASE = rules["J settles"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="curvature,background", help="parts: curvature, background")
+    parser.add_argument("--only", default="curvature,background", help="parts: curvature, background, handover, rule")
     parser.add_argument("--iterations", type=int, default=3000, help="L-BFGS-B iterations of part 1")
     parser.add_argument("--background-iterations", type=int, default=250, help="L-BFGS-B iterations of part 2")
+    parser.add_argument("--handovers", default="3000,4000,5000,6000,8000,10000",
+                        help="part 3: L-BFGS-B iterations after which Newton-CG starts")
+    parser.add_argument("--newton-limit", type=float, default=600, help="part 3: seconds of Newton-CG at most")
+    parser.add_argument("--rule-points", default="200,600", help="part 4: chessboard sizes")
+    parser.add_argument("--rule-seeds", default="0,1,2", help="part 4: random starts")
     args = parser.parse_args()
     parts = args.only.split(",")
     if "curvature" in parts:
         curvature_part(args.iterations)
     if "background" in parts:
         background_part(args.background_iterations)
+    if "handover" in parts:
+        handover_part([int(k) for k in args.handovers.split(",")], args.newton_limit)
+    if "rule" in parts:
+        rule_part([int(n) for n in args.rule_points.split(",")], [int(s) for s in args.rule_seeds.split(",")])
 
 
 if __name__ == "__main__":
