@@ -182,6 +182,22 @@ def test_lanczos_finds_the_smallest_eigenvalues_of_a_reduced_hessian():
     assert found.verdict == ("saddle point" if exact[0] < 0 else "local minimum")
 
 
+def test_lanczos_goes_on_until_the_smallest_eigenvalues_sign_is_decided():
+    """A positive definite spectrum like the chessboard networks' (three eigenvalues 1e-4 to 8e-4, a few up to 1,
+    the rest 100 to 700): the three smallest Ritz values reach residuals of 1e-6 times the scale while the
+    smallest one's residual is still larger than itself, which cannot tell a minimum; Lanczos goes on until it
+    can, and finds numpy's eigenvalues."""
+    rng = np.random.default_rng(0)
+    n = 600
+    eigenvalues = np.concatenate([[1e-4, 3e-4, 8e-4], np.geomspace(5e-3, 1, 5), np.linspace(100, 700, n - 8)])
+    Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    H = (Q * eigenvalues) @ Q.T
+    found = smallest_eigenvalues(lambda v: H @ v, n)
+    assert found.verdict == "local minimum" and found.products < 300
+    assert found.eigenvalues[0] - found.residuals[0] > 0
+    np.testing.assert_allclose(found.eigenvalues, np.linalg.eigvalsh(H)[:3], rtol=1e-6)
+
+
 def test_verdicts():
     assert second_order_verdict([-1e-3, 1.0], [1e-9, 1e-9], 10.0, converged=False) == "saddle point"
     assert second_order_verdict([1e-3, 1.0], [1e-9, 1e-9], 10.0, converged=True) == "local minimum"
