@@ -88,6 +88,15 @@ class ReducedSpaceResult:
                 "evaluations": self.evaluations, "seconds": self.seconds, "message": self.message}
 
 
+def _settled(costs, window: int, rel_decrease: float) -> str | None:
+    """Why a descent whose costs so far are ``costs`` (J of its iterates, the last one latest) should stop: J has
+    decreased by at most ``rel_decrease`` relative over its last ``window`` iterations (``J_{k-window} - J_k <=
+    rel_decrease |J_k|``); None otherwise."""
+    if len(costs) > window and costs[-window - 1] - costs[-1] <= rel_decrease * abs(costs[-1]):
+        return f"relative decrease over {window} iterations <= {rel_decrease:g}"
+    return None
+
+
 class _Watch:
     """scipy's per-iteration callback for the descents: passes each iterate to ``callback``, and ends the
     minimisation once ``stop`` gives a reason (kept in ``why``; StopIteration makes scipy return the current
@@ -108,10 +117,9 @@ class _Watch:
             self.why = why
             raise StopIteration
         if self.window is not None:
-            J = float(intermediate_result.fun)
-            self.costs.append(J)
-            if len(self.costs) > self.window and self.costs[0] - J <= self.window_decrease * abs(J):
-                self.slow = f"relative decrease over {self.window} iterations <= {self.window_decrease:g}"
+            self.costs.append(float(intermediate_result.fun))
+            self.slow = _settled(self.costs, self.window, self.window_decrease)
+            if self.slow:
                 raise StopIteration
 
 
@@ -299,8 +307,8 @@ def projected_descent(ms, u: np.ndarray, T: float, *, max_iter: int = 20000, rel
         if stop is not None and (why := stop()):
             message = f"stopped: {why}"
             break
-        if len(history) > 50 and history[-51] - J <= rel_decrease * abs(J):
-            message = f"relative decrease over 50 iterations <= {rel_decrease:g}"
+        if settled := _settled(history, 50, rel_decrease):
+            message = settled
             break
     zeros = int(np.sum(V == 0))
     return ReducedSpaceResult(ms.stage_controls(V), J, k, evaluations, time.perf_counter() - start,
