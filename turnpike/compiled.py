@@ -23,9 +23,9 @@ Three things are compiled:
 * :func:`ensemble_gradient`: the reduced objective ``J`` of an ensemble and its gradient by the
   discrete adjoint, all samples and stages in one C call (a short loop written here around the stage
   functions, which :mod:`turnpike.codegen` writes for ``LANES`` = 8 samples at a time, 4 for large
-  functions (:func:`lanes_library`), so that the compiler vectorises them; the backward pass either
-  evaluates the stage's reverse mode or multiplies by the stage Jacobians kept from the forward pass,
-  whichever an instruction count finds cheaper). It is compiled for this processor (``-march=native``;
+  functions (:func:`lanes_library`), so that the compiler vectorises them; the forward pass keeps the values
+  of the stage's tanh and exp, and the backward pass differentiates the stage from them without evaluating
+  it again). It is compiled for this processor (``-march=native``;
   the cache name includes the processor's flags) with glibc's vector math library libmvec for
   ``tanh``, ``exp``, ..., each left out in turn if the compiler or the C library cannot. The number of
   samples and of stages are arguments of the call, so one library serves every N, steps and T of a
@@ -59,7 +59,7 @@ from pathlib import Path
 import casadi as ca
 import numpy as np
 
-from .codegen import LIBM_CALLS, MAX_INSTRUCTIONS, VECTOR_MATH, LaneFunction, lanes_function, symbolic_key
+from .codegen import MAX_INSTRUCTIONS, VECTOR_MATH, LaneFunction, lanes_function, symbolic_key
 
 __all__ = ["COMPILE_SECONDS", "LANES", "UNUSED_DAYS", "cache_dir", "compiled", "compiler", "ensemble_gradient",
            "compiling", "lanes_library", "lanes_map", "prune_cache", "threads"]
@@ -312,18 +312,12 @@ def compiling(fn: ca.Function):
 
 
 # The loop around the stage functions, written by turnpike.codegen for TP_LANES samples at a time (arrays
-# nonzero-major, lanes contiguous). TP_STORED 0: tp_step (x, u, y, h) -> (x_next, q) forward, keeping the
-# states, and tp_step_vjp (x, u, y, h, p) -> (∇_x ℓ, ∇_u ℓ), ℓ = q + p·x_next, backward (the stage is
-# evaluated again). TP_STORED 1: tp_stage (x, u, y, h) -> (x_next, q, vec ∂x_next/∂x, vec ∂x_next/∂u, ∇_x q,
-# ∇_u q) forward, keeping those derivatives, and the backward pass is products with them. tp_terminal
-# (x, y) -> (φ, ∇φ). u and h are the same for every lane. Arrays passed in are row-major numpy: x0 (N, nx),
-# u (n, nu), y (N, ny).
+# nonzero-major, lanes contiguous): tp_step (x, u, y, h) -> (x_next, q, r) forward, keeping the states and the
+# TP_NR values r of the stage's tanh and exp, and tp_step_vjp (x, u, y, h, p, r) -> (∇_x ℓ, ∇_u ℓ),
+# ℓ = q + p·x_next, backward (see _reverse_mode); tp_terminal (x, y) -> (φ, ∇φ). u and h are the same for every
+# lane. Arrays passed in are row-major numpy: x0 (N, nx), u (n, nu), y (N, ny).
 _GRADIENT_LOOP = r"""
-#if TP_STORED
-#define TP_KEPT (TP_NX * TP_NX + TP_NX * TP_NU + TP_NX + TP_NU) /* kept per stage and lane: Jx, Ju, gx, gu */
-#else
-#define TP_KEPT TP_NX /* kept per stage and lane: the state */
-#endif
+#define TP_KEPT (TP_NX + TP_NR) /* kept per stage and lane: the state, the values of its tanh and exp */
 
 /* The chunks [first, last) of one thread (chunk c: the blocks of TP_LANES samples [c chunk, (c + 1) chunk) of
    the `blocks`), and the partial sums of every chunk, J[c] and grad + c n nu. */
@@ -359,15 +353,9 @@ static void* tp_run(void* data) {
     }
     for (long long k = 0; k < n; ++k) {
       const double* in[] = {x, t->u + k * nu, y, &h};
-#if TP_STORED
-      double* d = kept + k * TP_KEPT * L;
-      double* out[] = {x_next, q, d, d + nx * nx * L, d + (nx * nx + nx * nu) * L, d + (nx * nx + nx * nu + nx) * L};
-      tp_stage(in, out);
-#else
-      double* out[] = {x_next, q};
-      memcpy(kept + k * nx * L, x, sizeof(double) * nx * L);
+      double* out[] = {x_next, q, kept + (k * TP_KEPT + nx) * L};
+      memcpy(kept + k * TP_KEPT * L, x, sizeof(double) * nx * L);
       tp_step(in, out);
-#endif
       memcpy(x, x_next, sizeof(double) * nx * L);
       for (long long l = 0; l < valid; ++l) total += q[l];
     }
@@ -378,29 +366,9 @@ static void* tp_run(void* data) {
     }
     for (long long l = 0; l < valid; ++l) total += phi[l];
     for (long long k = n - 1; k >= 0; --k) {
-#if TP_STORED  /* p_prev = gx + Jxᵀ p, g_u = gu + Juᵀ p, lane by lane */
-      const double *Jx = kept + k * TP_KEPT * L, *Ju = Jx + nx * nx * L, *gx = Ju + nx * nu * L, *gu = gx + nx * L;
-      for (long long j = 0; j < nx; ++j) {
-#pragma omp simd
-        for (long long l = 0; l < L; ++l) {
-          double s = gx[j * L + l];
-          for (long long m = 0; m < nx; ++m) s += Jx[(m + j * nx) * L + l] * p[m * L + l];
-          p_prev[j * L + l] = s;
-        }
-      }
-      for (long long j = 0; j < nu; ++j) {
-#pragma omp simd
-        for (long long l = 0; l < L; ++l) {
-          double s = gu[j * L + l];
-          for (long long m = 0; m < nx; ++m) s += Ju[(m + j * nx) * L + l] * p[m * L + l];
-          g_u[j * L + l] = s;
-        }
-      }
-#else
-      const double* in[] = {kept + k * nx * L, t->u + k * nu, y, &h, p};
+      const double* in[] = {kept + k * TP_KEPT * L, t->u + k * nu, y, &h, p, kept + (k * TP_KEPT + nx) * L};
       double* out[] = {p_prev, g_u};
       tp_step_vjp(in, out);
-#endif
       for (long long j = 0; j < nu; ++j) {
         double s = 0;
         for (long long l = 0; l < valid; ++l) s += g_u[j * L + l];
@@ -597,28 +565,6 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
-# A transcendental (tanh, exp, ...) costs about as much as 100 arithmetic instructions of the vectorised
-# lane code. On the two-circles stages the weight at which both loops count the same is 36 (d = 2,
-# where keeping the Jacobians is 30% faster), 85 (d = 3, the loops within 4%), 155 (d = 4, the reverse
-# mode 30% faster); benchmarks/bench_gradient.py times both loops and says whether this rule picked
-# the faster.
-_TRANSCENDENTAL = 100
-# Kept Jacobians pay in memory traffic what the instruction count does not see: on the bottleneck field of
-# width 50 (nx (nx + nu) = 1068 numbers kept per stage and lane) the count chose them and they were 4.6x
-# slower than the reverse mode (0.42 against 0.090 s at N = 2397, 16 steps), and at d = 4 of the inner
-# field (80) the reverse mode was already 30% faster; they won at d = 2 (24).
-_MAX_KEPT = 64
-_FREE = {ca.OP_INPUT, ca.OP_OUTPUT, ca.OP_CONST, ca.OP_PARAMETER}
-
-
-def _instruction_cost(fn: ca.Function) -> int:
-    """Estimated run time of an SX function in arithmetic instructions: each transcendental (an
-    operation the lane code writes as a libm call, :data:`turnpike.codegen.LIBM_CALLS`) counts
-    :data:`_TRANSCENDENTAL`, each other operation 1, inputs, outputs and constants 0."""
-    ops = (fn.instruction_id(k) for k in range(fn.n_instructions()))
-    return sum(_TRANSCENDENTAL if op in LIBM_CALLS else op not in _FREE for op in ops)
-
-
 # In every lane library: the tasks of a loop run on threads.
 _PARALLEL = r"""
 /* run(task t) for the n tasks of `size` bytes at `tasks`: task 0 here, the others on threads of their own
@@ -744,7 +690,67 @@ def lanes_compiling(name: str, written: list[LaneFunction], header: str = "", co
         raise
 
 
-def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | None = None):
+# Elementwise operations whose derivative is a function of their value (tanh' = 1 - tanh², exp' = exp): the
+# gradient loop's forward pass keeps their values for the backward pass (:func:`_reverse_mode`).
+_DERIVATIVE_BY_VALUE = {ca.OP_TANH: lambda r: 1 - r * r, ca.OP_EXP: lambda r: r}
+
+
+def _reverse_mode(step: ca.Function, keep: bool = True) -> tuple[ca.Function, ca.Function]:
+    """The gradient loop's forward and backward stage functions, the values of ``step``'s tanh and exp
+    operations passed from the first to the second (none with ``keep=False``: CasADi's reverse mode of ``step``):
+
+    * ``tp_step (x, u, y, h) -> (x_next, q, r)``, ``r`` the values of the m tanh and exp operations of ``step``
+      in the order it evaluates them;
+    * ``tp_step_vjp (x, u, y, h, p, r) -> (∇_x ℓ, ∇_u ℓ)``, ``ℓ = q + p·x_next``.
+
+    ``step``'s instructions replayed with a symbol ``r_j`` in place of the j-th such operation ``σ_j(z_j)``
+    write the step as ``(x_next, q) = G(x, u, r)`` with ``z_j = Z_j(x, u, r_1..r_{j-1})`` and ``r_j = σ_j(z_j)``.
+    Its adjoint: with ``L = q + p·x_next + Σ_j w_j z_j``, ``w_j = σ_j'(z_j) ∂L/∂r_j``, and ``∇_{(x,u)} ℓ =
+    ∂L/∂(x, u)``; ``∂L/∂r_j`` involves only the ``w_k`` with ``k > j`` (``z_k`` depends on ``r_j`` for ``k > j``
+    only), so the w's are substituted last first. As ``σ_j'`` is a function of ``r_j``, the backward function
+    evaluates no transcendental, nor the arithmetic that only feeds them (``W1 x`` of a layer), where CasADi's
+    reverse mode of ``step`` evaluates the whole step again. Other operations (sin, log, ...) are
+    differentiated as CasADi does. ``python benchmarks/bench_gradient.py`` times both.
+    """
+    by_value = _DERIVATIVE_BY_VALUE if keep else {}
+    inputs = step.sx_in()
+    outputs = [ca.SX.zeros(step.sparsity_out(i)) for i in range(step.n_out())]
+    work, r, z, ops = {}, [], [], []
+    for k in range(step.n_instructions()):
+        op, args, res = step.instruction_id(k), step.instruction_input(k), step.instruction_output(k)
+        if op == ca.OP_INPUT:
+            work[res[0]] = inputs[args[0]].nz[args[1]]
+        elif op == ca.OP_OUTPUT:
+            outputs[res[0]].nz[res[1]] = work[args[0]]
+        elif op == ca.OP_CONST:
+            work[res[0]] = ca.SX(step.instruction_constant(k))
+        elif op in by_value:
+            r.append(ca.SX.sym(f"r{len(r)}"))
+            z.append(work[args[0]])
+            ops.append(op)
+            work[res[0]] = r[-1]
+        elif len(args) == 2:
+            work[res[0]] = ca.SX.binary(op, work[args[0]], work[args[1]])
+        else:
+            work[res[0]] = ca.SX.unary(op, work[args[0]])
+    x, u, y, h = inputs
+    x_next, q = outputs
+    # Forward: the r's by their definitions, first first (r_j's involves r_1..r_{j-1} only).
+    values, (x_next_value, q_value) = ca.substitute_inplace(
+        r, [ca.SX.unary(op, zj) for op, zj in zip(ops, z, strict=True)], [x_next, q], False)
+    forward = ca.Function("tp_step", [x, u, y, h], [ca.densify(e) for e in
+                                                    (x_next_value, q_value, ca.vertcat(*values))])
+    p, w = ca.SX.sym("p", x.numel()), ca.SX.sym("w", len(r))
+    L = q + ca.dot(p, x_next) + ca.dot(w, ca.vertcat(*z))
+    g_r = ca.gradient(L, ca.vertcat(*r))
+    last_first = range(len(r) - 1, -1, -1)
+    _, (g_x, g_u) = ca.substitute_inplace([w[j] for j in last_first], [
+        g_r[j] * by_value[ops[j]](r[j]) for j in last_first], [ca.gradient(L, x), ca.gradient(L, u)], False)
+    backward = ca.Function("tp_step_vjp", [x, u, y, h, p, ca.vertcat(*r)], [ca.densify(g_x), ca.densify(g_u)])
+    return forward, backward
+
+
+def ensemble_gradient(step: ca.Function, terminal: ca.Function, keep: bool = True):
     """``(x0, u, y, h) -> (J, ∇_u J)`` for the ensemble, compiled, or None when that is not possible.
 
     ``step`` is one interval of one sample, ``(x, u, y, h) -> (x_next, q)`` (SX), and ``terminal``
@@ -754,55 +760,21 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
 
     with ``ℓ_{i,k} = q_{i,k} + p_{i,k+1}ᵀ x_{i,k+1}`` and the adjoint ``p_{i,n} = ∇φ``,
     ``p_{i,k} = ∇_x ℓ_{i,k}`` (the recursion of :mod:`turnpike.reduced`). The control costs are not
-    included. Two loops compute the same numbers (to round-off):
-
-    * ``stored=False``: the forward pass keeps the states; the backward pass evaluates the stage's
-      reverse mode (CasADi's, as an SX function), which evaluates the stage again.
-    * ``stored=True``: the forward pass evaluates the stage with its first derivatives
-      ``∂x_next/∂(x, u)`` and ``∇q`` (one SX function, common subexpressions shared) and keeps them,
-      ``nx (nx + nu) + nx + nu`` numbers per stage; the backward pass is products with them. Each
-      transcendental is evaluated once instead of twice, at the price of more arithmetic.
-
-    ``stored=None`` picks the cheaper by :func:`_instruction_cost` (the backward products counted
-    as ``2 nx (nx + nu)``) of those within :data:`~turnpike.codegen.MAX_INSTRUCTIONS`, and considers
-    kept Jacobians only while ``nx (nx + nu) <=`` :data:`_MAX_KEPT`; the returned function's ``stored``
-    attribute says which. Memory is the
-    stages of ``LANES`` samples per thread either way.
+    included. The forward pass keeps the states and the values of the stage's tanh and exp operations, and the
+    backward pass evaluates the stage's reverse mode from them (:func:`_reverse_mode`; with ``keep=False`` the
+    states only, and the backward pass evaluates the stage again). Memory: ``nx`` plus those values per stage
+    and sample of ``LANES`` samples per thread.
     """
-    x, u, y, h = (step.sx_in(i) for i in range(4))
-    x_next, q = step(x, u, y, h)
+    x, y = step.sx_in(0), step.sx_in(2)
     phi = terminal(x, y)
     terminal_fn = ca.Function("tp_terminal", [x, y], [ca.densify(phi), ca.densify(ca.gradient(phi, x))])
-
-    def kept_jacobians():
-        return [ca.Function("tp_stage", [x, u, y, h], [ca.densify(e) for e in (
-            x_next, q, ca.vec(ca.jacobian(x_next, x)), ca.vec(ca.jacobian(x_next, u)), ca.gradient(q, x),
-            ca.gradient(q, u))])]
-
-    def reverse_mode():
-        p = ca.SX.sym("p", x.numel())
-        ell = q + ca.dot(p, x_next)
-        return [ca.Function("tp_step", [x, u, y, h], [ca.densify(x_next), ca.densify(q)]),
-                ca.Function("tp_step_vjp", [x, u, y, h, p], [ca.densify(ca.gradient(ell, x)),
-                                                             ca.densify(ca.gradient(ell, u))])]
-
-    if stored is None:  # build both and count; one over the size limit is not a candidate
-        kept = x.numel() * (x.numel() + u.numel())
-        loops = {True: kept_jacobians(), False: reverse_mode()} if kept <= _MAX_KEPT else {False: reverse_mode()}
-        cost = {flag: sum(_instruction_cost(f) for f in fns) + (2 * kept if flag else 0)
-                for flag, fns in loops.items() if all(f.n_instructions() <= MAX_INSTRUCTIONS for f in fns)}
-        if not cost:
-            return None
-        stored = min(cost, key=cost.get)
-        stage_functions = loops[stored]
-    else:  # build only the one asked for
-        stage_functions = kept_jacobians() if stored else reverse_mode()
+    stage_functions = _reverse_mode(step, keep)
     functions = [*stage_functions, terminal_fn]
     written = [lanes_function(f, f.name(), shared={1, 3} if f is not terminal_fn else set()) for f in functions]
     if any(w is None for w in written):
         return None
     sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (
-        ("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()), ("STORED", int(stored))))
+        ("NX", x.numel()), ("NU", step.numel_in(1)), ("NY", y.numel()), ("NR", stage_functions[0].nnz_out(2))))
     built = lanes_library("turnpike_ensemble_gradient", written, sizes, _GRADIENT_LOOP)
     if built is None:
         return None
@@ -824,6 +796,5 @@ def ensemble_gradient(step: ca.Function, terminal: ca.Function, stored: bool | N
             raise RuntimeError("the compiled ensemble gradient could not allocate its work memory")
         return float(J[0]), grad
 
-    gradient.stored = stored  # which loop: the stage's derivatives kept (True) or its reverse mode (False)
     gradient.build = build  # how it was compiled
     return gradient

@@ -39,8 +39,8 @@ one call (as vectorised C when a compiler is there, :func:`~turnpike.compiled.la
 CasADi's ``map``);
 only the recursions loop over stages, in numpy. The gradient alone (IPOPT's ``grad_f`` and the
 presolve's L-BFGS steps) is one compiled call when a compiler is there: each sample's forward
-pass, then its adjoint, 8 samples at a time in vectorised C (:func:`~turnpike.compiled.ensemble_gradient`,
-which also picks how the adjoint is evaluated; ``benchmarks/bench_gradient.py`` times it).
+pass, then its adjoint, 8 samples at a time in vectorised C (:func:`~turnpike.compiled.ensemble_gradient`;
+``benchmarks/bench_gradient.py`` times it).
 
 The solver is IPOPT (its usual termination: scaled KKT error below ``tol``) on the variables
 ``V`` with the bounds and L1-bound rows of multiple shooting; it receives ``grad_f`` and
@@ -169,9 +169,8 @@ class ReducedSpace:
         self._product = None  # the compiled Hessian-vector product, on first use
         self._pending = None  # within hessian_vector_compiling: waits for the product's compiler
         # How ∇J is evaluated (reported in sol.stats["gradient"]).
-        self.gradient_method = ("compiled adjoint, stage Jacobians kept" if getattr(self._gradient, "stored", False)
-                                else "compiled adjoint, stage reverse mode") + f" ({self._gradient.build})" \
-            if self._gradient is not None else None
+        self.gradient_method = (f"compiled adjoint, stage reverse mode ({self._gradient.build})"
+                                if self._gradient is not None else None)
 
         # The ensemble forward simulation (the stage mapped over the samples, accumulated over
         # stages): compiled for numbers, SX in the NLP (which CasADi may have to differentiate).
