@@ -1,5 +1,5 @@
-"""The compiled ensemble gradient: its backward pass with the stage's tanh and exp values kept, against CasADi's
-reverse mode of the stage (which evaluates the stage again), in the same run.
+"""The compiled ensemble gradient and Hessian-vector product: their backward pass with the stage's tanh and exp
+values kept, against CasADi's reverse mode of the stage (which evaluates the stage again), in the same run.
 
 Run:  python benchmarks/bench_gradient.py           (one thread: TURNPIKE_THREADS=1 is set here)
 
@@ -8,7 +8,9 @@ forward pass keeps the states and the values of the stage's tanh and exp operati
 reads them (``keep=True``, the default, see ``turnpike.compiled._reverse_mode``); ``keep=False`` keeps the
 states only and evaluates CasADi's reverse mode of the stage, which evaluates the stage again. This script
 times both loops (median of 5 runs of ``reps`` calls, after one warm-up call) and checks that they give the
-same J and gradient (1e-12 relative), on
+same J and gradient (1e-12 relative); and so for the exact Hessian-vector product
+(:func:`turnpike.hessian_vector.ensemble_hessian_vector`, forward over reverse mode over the integrator's
+stages, ``keep`` likewise; a seeded direction; the same product to 1e-12) on the chessboard cases; on
 
 * the two-circles data with the inner tanh field (cost (B), RK4, T = 5, seeded controls), d = 2, 3, 4, 8;
 * the chessboard network of ``bench_width.py`` (2397 points, the bottleneck field ``W2 σ(W1 x + b1) + b2``,
@@ -34,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_width import chessboard_problem  # noqa: E402
 
 from problems.neural_ode import NeuralODEClassification  # noqa: E402
-from turnpike.compiled import ensemble_gradient  # noqa: E402
-from turnpike.reduced import recursion_stage  # noqa: E402
+from turnpike.compiled import _reverse_mode, ensemble_gradient  # noqa: E402
+from turnpike.hessian_vector import ensemble_hessian_vector  # noqa: E402
+from turnpike.reduced import recursion_stage, substep_recursion  # noqa: E402
 from turnpike.transcription import stage_function  # noqa: E402
 
 # (label, problem factory, steps)
@@ -57,31 +60,42 @@ def milliseconds(fn, args, reps: int) -> float:
 
 
 def main() -> None:
-    print(f"{'case':<34} {'nx':>3} {'nu':>5} {'kept':>5} {'values kept ms':>15} {'stage again ms':>15} {'ratio':>6}")
+    header = f"{'case':<34} {'nx':>3} {'nu':>5} {'kept':>5} {'values kept ms':>15} {'stage again ms':>15} {'ratio':>6}"
+    print("gradient (J and its gradient, one call)\n" + header)
     for label, make, steps in CASES:
         prob = make()
         stage, terminal, _ = recursion_stage(prob, stage_function(prob, "rk4"))
         loops = {keep: ensemble_gradient(stage, terminal, keep) for keep in (True, False)}
-        if any(loop is None for loop in loops.values()):
-            raise SystemExit("no C compiler: nothing to compare (the interpreted path is used)")
-        u = 0.5 * np.random.default_rng(0).standard_normal((steps, prob.nu))
-        N = prob.n_samples
-        args = (prob.x0_samples, u, prob.data_values.reshape(N, prob.ny), 5.0 / steps)
-        (J1, g1), (J0, g0) = (loops[keep](*args) for keep in (True, False))
-        if abs(J1 - J0) > 1e-12 * abs(J0) or np.max(np.abs(g1 - g0)) > 1e-12 * np.max(np.abs(g0)):
-            raise SystemExit(f"{label}: the two loops disagree (J {J1} against {J0})")
-        reps = max(3, int(100_000 / (N * steps)))
-        t = {keep: milliseconds(loops[keep], args, reps) for keep in (True, False)}
-        kept = _kept_values(stage)
-        print(f"{label:<34} {prob.nx:>3} {prob.nu:>5} {kept:>5} {t[True]:>15.3f} {t[False]:>15.3f} "
-              f"{t[False] / t[True]:>6.2f}", flush=True)
+        _row(label, prob, loops, (prob.x0_samples, *_controls(prob, steps)), _reverse_mode(stage)[0].nnz_out(2))
+    print("\nHessian-vector product (J, its gradient and the product, one call)\n" + header)
+    for label, make, steps in CASES:
+        if label.startswith("chessboard"):
+            prob = make()
+            substep, terminal, z0, coefficients = substep_recursion(prob, "rk4")
+            loops = {keep: ensemble_hessian_vector(substep, terminal, coefficients, keep) for keep in (True, False)}
+            v = np.random.default_rng(1).standard_normal((steps, prob.nu))
+            kept = coefficients.shape[0] * _reverse_mode(substep)[0].nnz_out(2)  # per interval: its stages' values
+            _row(label, prob, loops, (z0, *_controls(prob, steps), v), kept)
 
 
-def _kept_values(stage) -> int:
-    """How many values per sample and step the forward pass keeps besides the state."""
-    from turnpike.compiled import _reverse_mode
+def _controls(prob, steps: int) -> tuple:
+    """Seeded controls, the data and the step: the arguments after the initial states."""
+    u = 0.5 * np.random.default_rng(0).standard_normal((steps, prob.nu))
+    return u, prob.data_values.reshape(prob.n_samples, prob.ny), 5.0 / steps
 
-    return _reverse_mode(stage)[0].nnz_out(2)
+
+def _row(label: str, prob, loops: dict, args: tuple, kept: int) -> None:
+    """Time both loops on ``args``, after checking they agree."""
+    if any(loop is None for loop in loops.values()):
+        raise SystemExit("no C compiler: nothing to compare (the interpreted path is used)")
+    with_values, again = (loops[keep](*args) for keep in (True, False))
+    for a, b in zip(with_values, again, strict=True):
+        if np.max(np.abs(np.subtract(a, b))) > 1e-12 * np.max(np.abs(b)):
+            raise SystemExit(f"{label}: the two loops disagree")
+    reps = max(3, int(100_000 / (prob.n_samples * args[1].shape[0])))
+    t = {keep: milliseconds(loops[keep], args, reps) for keep in (True, False)}
+    print(f"{label:<34} {prob.nx:>3} {prob.nu:>5} {kept:>5} {t[True]:>15.3f} {t[False]:>15.3f} "
+          f"{t[False] / t[True]:>6.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import casadi as ca
@@ -691,26 +692,45 @@ def lanes_compiling(name: str, written: list[LaneFunction], header: str = "", co
 
 
 # Elementwise operations whose derivative is a function of their value (tanh' = 1 - tanh², exp' = exp): the
-# gradient loop's forward pass keeps their values for the backward pass (:func:`_reverse_mode`).
+# forward pass of the gradient and Hessian-vector loops keeps their values for the backward pass.
 _DERIVATIVE_BY_VALUE = {ca.OP_TANH: lambda r: 1 - r * r, ca.OP_EXP: lambda r: r}
 
 
-def _reverse_mode(step: ca.Function, keep: bool = True) -> tuple[ca.Function, ca.Function]:
-    """The gradient loop's forward and backward stage functions, the values of ``step``'s tanh and exp
-    operations passed from the first to the second (none with ``keep=False``: CasADi's reverse mode of ``step``):
+@dataclass(frozen=True)
+class AdjointByValues:
+    """A stage ``(x, u, ...) -> (x_next, q)`` and the gradient of ``ℓ = q + p·x_next`` in ``(x, u)`` as a function
+    of the values ``r`` of its tanh and exp operations (:func:`adjoint_by_values`). SX expressions in
+    ``inputs`` (the stage's), ``p`` and ``r``:
 
-    * ``tp_step (x, u, y, h) -> (x_next, q, r)``, ``r`` the values of the m tanh and exp operations of ``step``
-      in the order it evaluates them;
-    * ``tp_step_vjp (x, u, y, h, p, r) -> (∇_x ℓ, ∇_u ℓ)``, ``ℓ = q + p·x_next``.
+    * ``x_next``, ``q``: the stage (in ``inputs``);
+    * ``values``: what ``r`` stands for, the values of the m tanh and exp operations in the order the stage
+      evaluates them (in ``inputs``);
+    * ``g_x``, ``g_u``: ``∇_x ℓ`` and ``∇_u ℓ`` in ``inputs``, ``p`` and ``r``, with no tanh or exp: equal to
+      CasADi's where ``r = values``.
+    """
+
+    inputs: list
+    x_next: ca.SX
+    q: ca.SX
+    r: ca.SX
+    values: ca.SX
+    p: ca.SX
+    g_x: ca.SX
+    g_u: ca.SX
+
+
+def adjoint_by_values(step: ca.Function, keep: bool = True) -> AdjointByValues:
+    """``step`` ``(x, u, ...) -> (x_next, q)`` (SX) and its adjoint in the values of its tanh and exp operations
+    (none with ``keep=False``: then ``g_x``, ``g_u`` are CasADi's reverse mode of the stage).
 
     ``step``'s instructions replayed with a symbol ``r_j`` in place of the j-th such operation ``σ_j(z_j)``
     write the step as ``(x_next, q) = G(x, u, r)`` with ``z_j = Z_j(x, u, r_1..r_{j-1})`` and ``r_j = σ_j(z_j)``.
     Its adjoint: with ``L = q + p·x_next + Σ_j w_j z_j``, ``w_j = σ_j'(z_j) ∂L/∂r_j``, and ``∇_{(x,u)} ℓ =
     ∂L/∂(x, u)``; ``∂L/∂r_j`` involves only the ``w_k`` with ``k > j`` (``z_k`` depends on ``r_j`` for ``k > j``
-    only), so the w's are substituted last first. As ``σ_j'`` is a function of ``r_j``, the backward function
-    evaluates no transcendental, nor the arithmetic that only feeds them (``W1 x`` of a layer), where CasADi's
-    reverse mode of ``step`` evaluates the whole step again. Other operations (sin, log, ...) are
-    differentiated as CasADi does. ``python benchmarks/bench_gradient.py`` times both.
+    only), so the w's are substituted last first. As ``σ_j'`` is a function of ``r_j``, the adjoint evaluates no
+    transcendental, nor the arithmetic that only feeds them (``W1 x`` of a layer), where CasADi's reverse mode of
+    ``step`` evaluates the whole step again. Other operations (sin, log, ...) are differentiated as CasADi does.
+    ``python benchmarks/bench_gradient.py`` times both in the gradient loop.
     """
     by_value = _DERIVATIVE_BY_VALUE if keep else {}
     inputs = step.sx_in()
@@ -733,20 +753,26 @@ def _reverse_mode(step: ca.Function, keep: bool = True) -> tuple[ca.Function, ca
             work[res[0]] = ca.SX.binary(op, work[args[0]], work[args[1]])
         else:
             work[res[0]] = ca.SX.unary(op, work[args[0]])
-    x, u, y, h = inputs
+    x, u = inputs[:2]
     x_next, q = outputs
-    # Forward: the r's by their definitions, first first (r_j's involves r_1..r_{j-1} only).
+    # The stage: the r's by their definitions, first first (r_j's involves r_1..r_{j-1} only).
     values, (x_next_value, q_value) = ca.substitute_inplace(
         r, [ca.SX.unary(op, zj) for op, zj in zip(ops, z, strict=True)], [x_next, q], False)
-    forward = ca.Function("tp_step", [x, u, y, h], [ca.densify(e) for e in
-                                                    (x_next_value, q_value, ca.vertcat(*values))])
     p, w = ca.SX.sym("p", x.numel()), ca.SX.sym("w", len(r))
     L = q + ca.dot(p, x_next) + ca.dot(w, ca.vertcat(*z))
     g_r = ca.gradient(L, ca.vertcat(*r))
     last_first = range(len(r) - 1, -1, -1)
     _, (g_x, g_u) = ca.substitute_inplace([w[j] for j in last_first], [
         g_r[j] * by_value[ops[j]](r[j]) for j in last_first], [ca.gradient(L, x), ca.gradient(L, u)], False)
-    backward = ca.Function("tp_step_vjp", [x, u, y, h, p, ca.vertcat(*r)], [ca.densify(g_x), ca.densify(g_u)])
+    return AdjointByValues(inputs, x_next_value, q_value, ca.vertcat(*r), ca.vertcat(*values), p, g_x, g_u)
+
+
+def _reverse_mode(step: ca.Function, keep: bool = True) -> tuple[ca.Function, ca.Function]:
+    """The gradient loop's stage functions (:func:`adjoint_by_values`), the values r passed from the first to the
+    second: ``tp_step (x, u, y, h) -> (x_next, q, r)`` and ``tp_step_vjp (x, u, y, h, p, r) -> (∇_x ℓ, ∇_u ℓ)``."""
+    a = adjoint_by_values(step, keep)
+    forward = ca.Function("tp_step", a.inputs, [ca.densify(e) for e in (a.x_next, a.q, a.values)])
+    backward = ca.Function("tp_step_vjp", [*a.inputs, a.p, a.r], [ca.densify(a.g_x), ca.densify(a.g_u)])
     return forward, backward
 
 

@@ -22,8 +22,11 @@ the width of the network, never like its square), written by :func:`turnpike.cod
 ``TP_LANES`` samples at a time (:func:`turnpike.compiled.lanes_library`) and compiled like
 :func:`turnpike.compiled.ensemble_gradient`, whose loop this one follows: the blocks of samples are
 split over :func:`~turnpike.compiled.threads` threads and the partial sums added in order. One call
-also returns J and ∇J. Memory: the states and their tangents of one block at every stage, ``2 (s steps + 1)
-nz TP_LANES`` numbers per thread (s stages per interval, ``nz = 3 nx``).
+also returns J and ∇J. The forward pass keeps the values of each stage's tanh and exp and their tangents, and the
+backward pass differentiates the stage's adjoint from them (:func:`stage_functions`) instead of evaluating the
+stage again. Memory: the states, the values and their tangents of one block at every stage, ``2 (s steps + 1)
+nz + 2 s steps m`` times ``TP_LANES`` numbers per thread (s stages per interval, ``nz = 3 nx``, m tanh and exp
+per stage).
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ import casadi as ca
 import numpy as np
 
 from .codegen import lanes_function
-from .compiled import lanes_compiling, threads
+from .compiled import adjoint_by_values, lanes_compiling, threads
 
 __all__ = ["compiling_hessian_vector", "ensemble_hessian_vector"]
 
-# tp_step_jvp (x, u, y, h, dx, du) -> (x_next, q, dx_next); tp_terminal_hvp (x, y, dx) -> (φ, ∇φ, ∇²φ dx);
-# tp_step_vjp_jvp (x, u, y, h, p, dx, du, dp) -> (∇_x ℓ, ∇_u ℓ, their derivative in (dx, du, dp)), ℓ = q + p·x_next.
+# tp_step_jvp (x, u, y, h, c, dx, du) -> (x_next, q, dx_next, r, dr), r the TP_NR values of the stage's tanh and
+# exp; tp_terminal_hvp (x, y, dx) -> (φ, ∇φ, ∇²φ dx); tp_step_vjp_jvp (x, u, y, h, c, p, dx, du, dp, r, dr) ->
+# (∇_x ℓ, ∇_u ℓ, their derivative in (dx, du, dp)), ℓ = q + p·x_next.
 # u, h and the direction's du are the same for every lane. Arrays passed in are row-major numpy: x0 (N, nx),
 # u and v (n, nu), y (N, ny).
 _LOOP = r"""
@@ -57,10 +61,12 @@ typedef struct {
 static void* tp_run(void* data) {
   tp_task* t = (tp_task*) data;
   const long long nx = TP_NX, nu = TP_NU, ny = TP_NY, L = TP_LANES, n = t->n, s = TP_SUBSTEPS, m = n * s;
-  double* memory = malloc(sizeof(double) * L * (2 * (m + 1) * nx + 4 * nx + ny + 2 * nu + 2));
+  const long long nr = TP_NR;
+  double* memory = malloc(sizeof(double) * L * (2 * (m + 1) * nx + 2 * m * nr + 4 * nx + ny + 2 * nu + 2));
   t->failed = !memory;
   if (!memory) return NULL;
-  double *xs = memory, *dxs = xs + (m + 1) * nx * L, *p = dxs + (m + 1) * nx * L, *dp = p + nx * L;
+  double *xs = memory, *dxs = xs + (m + 1) * nx * L, *rs = dxs + (m + 1) * nx * L, *drs = rs + m * nr * L;
+  double *p = drs + m * nr * L, *dp = p + nx * L;
   double *p_prev = dp + nx * L, *dp_prev = p_prev + nx * L, *y = dp_prev + nx * L, *g_u = y + ny * L;
   double *hv_u = g_u + nu * L, *q = hv_u + nu * L, *phi = q + L;
   double h = t->h;
@@ -79,7 +85,7 @@ static void* tp_run(void* data) {
     for (long long k = 0; k < m; ++k) {  /* substep k: stage k % s of interval k / s */
       const double* in[] = {xs + k * nx * L, t->u + k / s * nu, y, &h, t->c + k % s * 3, dxs + k * nx * L,
                             t->v + k / s * nu};
-      double* out[] = {xs + (k + 1) * nx * L, q, dxs + (k + 1) * nx * L};
+      double* out[] = {xs + (k + 1) * nx * L, q, dxs + (k + 1) * nx * L, rs + k * nr * L, drs + k * nr * L};
       tp_step_jvp(in, out);
       for (long long l = 0; l < valid; ++l) total += q[l];
     }
@@ -91,7 +97,7 @@ static void* tp_run(void* data) {
     for (long long l = 0; l < valid; ++l) total += phi[l];
     for (long long k = m - 1; k >= 0; --k) {
       const double* in[] = {xs + k * nx * L, t->u + k / s * nu, y, &h, t->c + k % s * 3, p, dxs + k * nx * L,
-                            t->v + k / s * nu, dp};
+                            t->v + k / s * nu, dp, rs + k * nr * L, drs + k * nr * L};
       double* out[] = {p_prev, g_u, dp_prev, hv_u};
       tp_step_vjp_jvp(in, out);
       for (long long j = 0; j < nu; ++j) {
@@ -151,30 +157,34 @@ int tp_ensemble_hessian_vector(long long N, long long n, const double* x0, const
 """
 
 
-def stage_functions(step: ca.Function, terminal: ca.Function) -> list[ca.Function]:
+def stage_functions(step: ca.Function, terminal: ca.Function, keep: bool = True) -> list[ca.Function]:
     """The three SX functions of the loop (see the module docstring), from one sample's step
-    ``(x, u, y, h, c) -> (x_next, q)`` and terminal cost ``(x, y) -> φ``."""
-    x, u, y, h, c = step.sx_in()
+    ``(x, u, y, h, c) -> (x_next, q)`` and terminal cost ``(x, y) -> φ``. The forward one also gives the values r
+    of the step's tanh and exp and their tangents dr, and the backward one is the forward mode of the adjoint
+    written in them (:func:`turnpike.compiled.adjoint_by_values`): the derivative of ``g(x, u, p, r(x, u))`` in
+    ``(dx, du, dp)`` is ``g``'s in ``(dx, du, dp, dr)``, without a transcendental. With ``keep=False`` there are
+    no r (CasADi's forward over reverse mode of the stage, which evaluates it again)."""
+    a = adjoint_by_values(step, keep)
+    x, u, y, h, c = a.inputs
     dx, du = ca.SX.sym("dx", x.numel()), ca.SX.sym("du", u.numel())
-    p, dp = ca.SX.sym("p", x.numel()), ca.SX.sym("dp", x.numel())
-    x_next, q = step(x, u, y, h, c)
-    z, dz = ca.vertcat(x, u), ca.vertcat(dx, du)
-    ell = q + ca.dot(p, x_next)
-    gz = ca.gradient(ell, z)
-    dgz = ca.jtimes(gz, ca.vertcat(x, u, p), ca.vertcat(dx, du, dp))
+    dp, dr = ca.SX.sym("dp", x.numel()), ca.SX.sym("dr", a.r.numel())
+    forward = ca.vertcat(a.x_next, a.values)
+    d_forward = ca.jtimes(forward, ca.vertcat(x, u), ca.vertcat(dx, du))
+    nx = x.numel()
+    g = ca.vertcat(a.g_x, a.g_u)
+    dg = ca.jtimes(g, ca.vertcat(x, u, a.p, a.r), ca.vertcat(dx, du, dp, dr))
     phi = terminal(x, y)
     g_phi = ca.gradient(phi, x)
-    nx = x.numel()
     return [
         ca.Function("tp_step_jvp", [x, u, y, h, c, dx, du],
-                    [ca.densify(e) for e in (x_next, q, ca.jtimes(x_next, z, dz))]),
-        ca.Function("tp_step_vjp_jvp", [x, u, y, h, c, p, dx, du, dp],
-                    [ca.densify(e) for e in (gz[:nx], gz[nx:], dgz[:nx], dgz[nx:])]),
+                    [ca.densify(e) for e in (a.x_next, a.q, d_forward[:nx], a.values, d_forward[nx:])]),
+        ca.Function("tp_step_vjp_jvp", [x, u, y, h, c, a.p, dx, du, dp, a.r, dr],
+                    [ca.densify(e) for e in (a.g_x, a.g_u, dg[:nx], dg[nx:])]),
         ca.Function("tp_terminal_hvp", [x, y, dx], [ca.densify(e) for e in (phi, g_phi, ca.jtimes(g_phi, x, dx))]),
     ]
 
 
-def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function, coefficients: np.ndarray):
+def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function, coefficients: np.ndarray, keep: bool = True):
     """``(x0, u, y, h, v) -> (J, ∇J, ∇²J v)`` for the ensemble, compiled, or None when that is not possible
     (no compiler, a stage function over :data:`~turnpike.codegen.MAX_INSTRUCTIONS`, ...).
 
@@ -182,18 +192,19 @@ def ensemble_hessian_vector(step: ca.Function, terminal: ca.Function, coefficien
     coefficients[j % s]`` at substep j of interval ``j // s`` (s rows; :func:`turnpike.reduced.substep_recursion`).
     ``x0`` (N, the size of z: its initial values), ``u`` and ``v`` (steps, nu), ``y`` (N, ny); J and its derivatives
     are those of :func:`turnpike.compiled.ensemble_gradient` (the ensemble terms only, no control costs).
+    ``keep``: see :func:`stage_functions`.
     """
-    with compiling_hessian_vector(step, terminal, coefficients) as product:
+    with compiling_hessian_vector(step, terminal, coefficients, keep) as product:
         return product()
 
 
 @contextmanager
-def compiling_hessian_vector(step: ca.Function, terminal: ca.Function, coefficients: np.ndarray):
+def compiling_hessian_vector(step: ca.Function, terminal: ca.Function, coefficients: np.ndarray, keep: bool = True):
     """Within: :func:`ensemble_hessian_vector`'s library compiled in the background (its C code is written before
     the block starts, with CasADi). Yields a function that waits for the compiler and returns what
     :func:`ensemble_hessian_vector` returns; leaving the block by an exception kills the compiler
     (:func:`~turnpike.compiled.lanes_compiling`)."""
-    functions = stage_functions(step, terminal)
+    functions = stage_functions(step, terminal, keep)
     shared = {"tp_step_jvp": {1, 3, 4, 6}, "tp_step_vjp_jvp": {1, 3, 4, 7}, "tp_terminal_hvp": set()}
     written = [lanes_function(f, f.name(), shared=shared[f.name()]) for f in functions]
     if any(w is None for w in written):
@@ -202,7 +213,8 @@ def compiling_hessian_vector(step: ca.Function, terminal: ca.Function, coefficie
     x, u, y = (step.sx_in(i) for i in range(3))
     coefficients = np.ascontiguousarray(coefficients, dtype=float)
     sizes = "".join(f"#define TP_{k} {v}\n" for k, v in (
-        ("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()), ("SUBSTEPS", coefficients.shape[0])))
+        ("NX", x.numel()), ("NU", u.numel()), ("NY", y.numel()), ("SUBSTEPS", coefficients.shape[0]),
+        ("NR", functions[0].nnz_out(3))))
     with lanes_compiling("turnpike_ensemble_hessian_vector", written, sizes, _LOOP) as built:
         yield functools.cache(lambda: _loaded(built(), coefficients))
 
