@@ -62,8 +62,8 @@ import numpy as np
 
 from .codegen import MAX_INSTRUCTIONS, VECTOR_MATH, LaneFunction, lanes_function, symbolic_key
 
-__all__ = ["COMPILE_SECONDS", "LANES", "UNUSED_DAYS", "cache_dir", "compiled", "compiler", "ensemble_gradient",
-           "compiling", "lanes_library", "lanes_map", "prune_cache", "threads"]
+__all__ = ["COMPILE_SECONDS", "LANES", "UNUSED_DAYS", "adjoint_by_values", "cache_dir", "compiled", "compiler",
+           "ensemble_gradient", "compiling", "lanes_library", "lanes_map", "prune_cache", "threads"]
 
 # -fno-math-errno, -fno-trapping-math: math functions need not set errno and operations need not raise
 # floating-point exceptions (nothing reads either), so the compiler may inline and vectorise them (floor,
