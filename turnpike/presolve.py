@@ -54,9 +54,11 @@ PRESOLVES = ("auto", "adam", "lbfgs", "none")
 #: once J has decreased by less than ``HANDOVER_DECREASE`` relative over the last ``HANDOVER_WINDOW`` iterations
 #: (or it stalls at round-off, or after ``HANDOVER_ITERATIONS``). A step of Newton-CG costs up to 250
 #: Hessian-vector products (about 500 gradients). While L-BFGS-B still lowers J, Newton-CG from its iterate creeps:
-#: accepted steps, J falling slowly, ``‖∇J‖∞`` going up and down, for a hundred steps and more; once J has settled
-#: it converges in a few. Measured (``python benchmarks/bench_endgame.py --only handover,rule``,
-#: ``benchmarks/results/endgame.txt``), tanh bottleneck on the chessboard, 16 RK4 steps, T = 5, one core:
+#: accepted steps, J falling slowly, ``‖∇J‖∞`` going up and down, for a hundred steps and more; on the path below,
+#: once J had settled it converged in a few. A heuristic, not a test of the basin: near an ill-conditioned minimum
+#: Newton-CG creeps whenever it starts (see the end of this comment). Measured (``python
+#: benchmarks/bench_endgame.py --only handover,rule``, ``benchmarks/results/endgame.txt``), tanh bottleneck on
+#: the chessboard, 16 RK4 steps, T = 5, one core:
 #:
 #: * width 50, 2397 points: time to ``‖∇J‖∞ <= 1e-8`` with Newton-CG from L-BFGS-B's iterate after 3000, 4000,
 #:   5000, 6000 and 7000 iterations: 677, 559, 515, 465 and 493 s; J had decreased by 1.9e-3, 4.9e-5 and 2.9e-4
@@ -68,6 +70,10 @@ PRESOLVES = ("auto", "adam", "lbfgs", "none")
 #:   (200 points, start 0: 228 steps) 14.9 s against 21.7 s, to a lower minimum; the others within 10%.
 #:
 #: The threshold 1e-4 would have handed over after about 3900 iterations on the first (its 4000 row).
+#: With the gradient that keeps the tanh values (the same arithmetic in another order) L-BFGS-B takes another path
+#: on the same machine; the rule hands over after 3430 iterations, and Newton-CG from there, or from L-BFGS-B's
+#: iterates after up to 8000, does not reach 1e-8 in 300 s: that path's minimum has a condition number of 2e7
+#: against 1.5e6 (``benchmarks/results/endgame.txt``, ``docs/second_order.md``).
 HANDOVER_ITERATIONS, HANDOVER_WINDOW, HANDOVER_DECREASE = 10000, 500, 1e-5
 
 
