@@ -12,6 +12,7 @@ import casadi as ca
 import numpy as np
 import pytest
 from compilers import compiler_gone, hanging_compiler
+from scipy.linalg import block_diag
 
 import turnpike as tp
 import turnpike.compiled
@@ -20,7 +21,7 @@ from problems.neural_ode import ACTIVATIONS, FIELDS, NeuralODEClassification
 from turnpike.compiled import compiler, ensemble_gradient
 from turnpike.ensemble import EnsembleObjective, NotLiftable, lift
 from turnpike.hessian_vector import ensemble_hessian_vector
-from turnpike.krylov import _steihaug, newton_cg, second_order_verdict, smallest_eigenvalues
+from turnpike.krylov import BlockDiagonal, _steihaug, newton_cg, second_order_verdict, smallest_eigenvalues
 from turnpike.presolve import HANDOVER_WINDOW
 from turnpike.reduced import ReducedSpace, recursion_stage, second_order_mode, substep_recursion
 from turnpike.transcription import stage_function
@@ -227,23 +228,74 @@ def test_newton_cg_follows_negative_curvature_and_lanczos_tells_a_saddle():
     assert smallest_eigenvalues(lambda v: hv(trapped.x, v), 2, k=1).verdict == "saddle point"
 
 
-def test_a_rejected_steps_path_gives_the_step_for_the_smaller_radius():
+@pytest.mark.parametrize("preconditioned", [False, True])
+def test_a_rejected_steps_path_gives_the_step_for_the_smaller_radius(preconditioned):
     """The conjugate-gradient iterates do not depend on the trust-region radius until they cross it, so the
     step for a smaller radius, read off the kept path, is the step conjugate gradients compute afresh with that
-    radius: for a positive definite and an indefinite Hessian, at radii inside and beyond the interior step."""
+    radius: for a positive definite and an indefinite Hessian, at radii inside and beyond the interior step;
+    preconditioned by a block-diagonal M, with the radius in ``‖d‖_M`` (computed here from M itself)."""
     rng = np.random.default_rng(3)
     Q = np.linalg.qr(rng.standard_normal((40, 40)))[0]
     g = rng.standard_normal(40)
+    blocks = [B @ B.T + 0.1 * np.eye(10) for B in rng.standard_normal((4, 10, 10))]
+    M = block_diag(*blocks) if preconditioned else np.eye(40)
+    precondition = BlockDiagonal(blocks) if preconditioned else None
     for eigenvalues in (np.geomspace(1e-2, 1e2, 40), np.linspace(-1.0, 5.0, 40)):
         H = Q @ np.diag(eigenvalues) @ Q.T
-        path = _steihaug(lambda v, H=H: H @ v, g, 1e6, 200)
+        path = _steihaug(lambda v, H=H: H @ v, g, 1e6, 200, precondition=precondition)
         for radius in (1e-3, 0.1, 1.0, 10.0, 1e3):
-            fresh = _steihaug(lambda v, H=H: H @ v, g, radius, 200)
-            d, Hd, negative = path.at(radius)
-            np.testing.assert_allclose(d, fresh.end[0], rtol=1e-10, atol=1e-12 * radius)
+            fresh = _steihaug(lambda v, H=H: H @ v, g, radius, 200, precondition=precondition)
+            d, Hd, norm, negative = path.at(radius)
+            np.testing.assert_allclose(d, fresh.end[0], rtol=1e-9, atol=1e-12 * radius)
             np.testing.assert_allclose(Hd, H @ d, rtol=1e-9, atol=1e-9 * np.linalg.norm(H @ d))
             assert negative == fresh.negative
-            assert np.linalg.norm(d) <= radius * (1 + 1e-12)
+            assert norm == pytest.approx(np.sqrt(d @ M @ d), rel=1e-9)
+            assert norm <= radius * (1 + 1e-12)
+
+
+def test_conjugate_gradients_preconditioned_by_the_hessian_take_the_newton_step_at_once():
+    """With M = H (positive definite, block diagonal) the preconditioned residual M⁻¹r is the Newton step: one
+    product gives d = -H⁻¹g inside a large trust region, and newton_cg minimises a quadratic in one step, where
+    without it conjugate gradients need a product per distinct eigenvalue (here 40)."""
+    rng = np.random.default_rng(4)
+    blocks = [Q @ np.diag(np.geomspace(1e-4, 1e2, 10) * s) @ Q.T
+              for Q, s in zip(np.linalg.qr(rng.standard_normal((4, 10, 10)))[0], (1.0, 3.0, 7.0, 11.0), strict=True)]
+    H, g = block_diag(*blocks), rng.standard_normal(40)
+    path = _steihaug(lambda v: H @ v, g, 1e6, 100, precondition=BlockDiagonal(blocks))
+    assert path.products == 1
+    np.testing.assert_allclose(path.end[0], -np.linalg.solve(H, g), rtol=1e-8)
+    counts = {}
+    for name, preconditioner in (("plain", None), ("block", lambda x: BlockDiagonal(blocks))):
+        res = newton_cg(lambda x: (float(g @ x + x @ H @ x / 2), g + H @ x), lambda x, v: H @ v, np.zeros(40),
+                        gtol=1e-9, max_cg=200, radius=1e6, preconditioner=preconditioner)
+        assert res.converged, res.message
+        np.testing.assert_allclose(res.x, -np.linalg.solve(H, g), rtol=1e-6)
+        counts[name] = res.products
+    assert counts["block"] <= 2 and counts["plain"] >= 30, counts
+
+
+def test_gauss_newton_blocks_are_the_hessians_diagonal_blocks_for_linear_dynamics():
+    """Dynamics linear in (x, u) (dx/dt = A x + B u + c, RK4), a convex quadratic terminal cost and no running
+    cost: the Gauss–Newton blocks drop nothing, so they are the diagonal blocks of the exact reduced Hessian
+    (formed column by column from Hessian-vector products), up to the shift 1e-10 of the largest diagonal entry."""
+    rng = np.random.default_rng(6)
+    nx, nu, N, steps = 3, 4, 7, 5
+    A, B = rng.standard_normal((nx, nx)), rng.standard_normal((nx, nu))
+    x, u, y = ca.SX.sym("x", nx), ca.SX.sym("u", nu), ca.SX.sym("y", nx)
+    W = rng.standard_normal((nx, nx))
+    prob = tp.Problem(state=x, control=u, dynamics=ca.mtimes(A, x) + ca.mtimes(B, u) + 0.3,
+                      x0=rng.standard_normal((N, nx)), terminal_cost=ca.sumsqr(ca.mtimes(W, x - y)), data=y,
+                      data_values=rng.standard_normal((N, nx)), l2=0.05)
+    rs = ReducedSpace(prob, steps, "rk4")
+    p, w = rs.parameters(1.5), rng.standard_normal((steps, nu))
+    H = np.column_stack([rs.hessian_vector(w, p, e.reshape(steps, nu)).reshape(-1) for e in np.eye(steps * nu)])
+    G = rs.gauss_newton(w, p)
+    assert rs.gauss_newton_method.startswith("Gauss-Newton blocks per interval")
+    scale = max(np.max(np.diag(b)) for b in G.blocks)
+    for k, block in enumerate(G.blocks):
+        exact = H[k * nu:(k + 1) * nu, k * nu:(k + 1) * nu]
+        np.testing.assert_allclose(block - 1e-10 * scale * np.eye(nu), exact, rtol=1e-10, atol=1e-12 * scale)
+    assert np.abs(H - block_diag(*[b for b in G.blocks])).max() > 1e-3 * scale  # the blocks off the diagonal are not 0
 
 
 def test_a_stop_inside_conjugate_gradients_tries_the_step_so_far():

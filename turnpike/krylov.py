@@ -8,7 +8,10 @@ Both methods here use only such products and vectors of length n.
 * :func:`newton_cg`: the trust-region Newton method whose steps are computed by conjugate
   gradients, truncated at the trust-region boundary or at a direction of non-positive curvature
   (Steihaug–Toint; Nocedal & Wright, *Numerical Optimization*, Algorithm 7.2). A direction of
-  negative curvature is followed to the boundary, so the iteration leaves saddle points.
+  negative curvature is followed to the boundary, so the iteration leaves saddle points. With a
+  preconditioner M (e.g. :class:`BlockDiagonal`), conjugate gradients are preconditioned by M and the
+  trust region is the ellipsoid ``‖d‖_M <= Δ`` (Nocedal & Wright, Section 7.2, "scaling"): where the
+  Hessian's eigenvalues spread over many decades, M gathers them and a step takes fewer products.
 * :func:`smallest_eigenvalues`: the smallest eigenvalues of the Hessian by Lanczos with full
   reorthogonalisation, and :func:`second_order_verdict`, which turns them into "local minimum",
   "saddle point" or "not determined".
@@ -20,9 +23,10 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import eigh_tridiagonal
+from scipy.linalg import cho_factor, cho_solve, eigh_tridiagonal
 
-__all__ = ["NewtonCGResult", "SecondOrder", "newton_cg", "second_order_verdict", "smallest_eigenvalues"]
+__all__ = ["BlockDiagonal", "NewtonCGResult", "SecondOrder", "newton_cg", "second_order_verdict",
+           "smallest_eigenvalues"]
 
 _ROUND_OFF = 1e3 * np.finfo(float).eps  # a predicted decrease of J below this (relative to |J|) is round-off
 VERDICT_RTOL = 1e-8  # second_order_verdict: eigenvalues within this times the largest in magnitude count as 0
@@ -34,7 +38,8 @@ class NewtonCGResult:
 
     ``converged``: ``‖∇J‖∞ <= gtol``. ``iterations``: trust-region steps tried; ``products``:
     Hessian-vector products; ``evaluations``: evaluations of J and ∇J; ``negative_curvature``: steps
-    that ended on a direction of negative curvature.
+    that ended on a direction of negative curvature; ``preconditioners``: preconditioners built, in
+    ``preconditioner_seconds``.
     """
 
     converged: bool
@@ -47,93 +52,128 @@ class NewtonCGResult:
     negative_curvature: int
     seconds: float
     message: str
+    preconditioners: int = 0
+    preconditioner_seconds: float = 0.0
 
     def summary(self) -> dict:
         return {"method": "trust-region Newton-CG (Hessian-vector products)", "converged": self.converged,
                 "cost": self.cost, "gradient_norm": self.gradient_norm, "iterations": self.iterations,
                 "products": self.products, "evaluations": self.evaluations,
-                "negative_curvature": self.negative_curvature, "seconds": self.seconds, "message": self.message}
+                "negative_curvature": self.negative_curvature, "preconditioners": self.preconditioners,
+                "preconditioner_seconds": self.preconditioner_seconds, "seconds": self.seconds,
+                "message": self.message}
 
 
 class _SteihaugPath:
-    """The conjugate-gradient path of :func:`_steihaug`: its iterates ``d_0 = 0, d_1, ...`` and their products
-    ``H d_j``, ending at the step taken. Along the path ``‖d_j‖`` increases (Steihaug's theorem; Nocedal & Wright,
-    Theorem 7.3), and the iterates do not depend on the radius until the boundary is crossed, so the step for a
-    smaller radius is where the path crosses it (:meth:`at`): what conjugate gradients would compute again, at no
-    product. ``products``: spent; ``negative``: the path ended along a direction of non-positive curvature."""
+    """The conjugate-gradient path of :func:`_steihaug`: its iterates ``d_0 = 0, d_1, ...``, their products
+    ``H d_j`` and their images ``M d_j`` under the preconditioner, ending at the step taken. Along the path the
+    norm ``‖d_j‖_M = (d_jᵀ M d_j)^½`` increases (Steihaug's theorem; Nocedal & Wright, Theorem 7.3), and the
+    iterates do not depend on the radius until the boundary is crossed, so the step for a smaller radius is where
+    the path crosses it (:meth:`at`): what conjugate gradients would compute again, at no product. ``products``:
+    spent; ``negative``: the path ended along a direction of non-positive curvature."""
 
     def __init__(self, g: np.ndarray):
-        self.points, self.products_of_points = [np.zeros_like(g)], [np.zeros_like(g)]
+        self.points, self.products_of_points, self.metric_points = ([np.zeros_like(g)] for _ in range(3))
         self.products, self.negative = 0, False
 
-    def add(self, d: np.ndarray, Hd: np.ndarray) -> None:
+    def add(self, d: np.ndarray, Hd: np.ndarray, Md: np.ndarray) -> None:
         self.points.append(d)
         self.products_of_points.append(Hd)
+        self.metric_points.append(Md)
 
     @property
     def end(self):
-        """The step and its product ``(d, Hd)``."""
-        return self.points[-1], self.products_of_points[-1]
+        """The step, its product and its image ``(d, Hd, Md)``."""
+        return self.points[-1], self.products_of_points[-1], self.metric_points[-1]
 
     def at(self, radius: float):
-        """``(d, Hd, negative)`` where the path leaves the ball ``‖d‖ <= radius`` (its end if it stays inside);
-        ``negative``: that point is on the path's last segment, along a direction of non-positive curvature."""
+        """``(d, Hd, ‖d‖_M, negative)`` where the path leaves the ball ``‖d‖_M <= radius`` (its end if it stays
+        inside); ``negative``: that point is on the path's last segment, along a direction of non-positive
+        curvature."""
         last = len(self.points) - 1
         for j in range(1, last + 1):
-            if np.linalg.norm(self.points[j]) >= radius:
+            if _norm(self.points[j], self.metric_points[j]) >= radius:
                 d, p = self.points[j - 1], self.points[j] - self.points[j - 1]
+                Md, Mp = self.metric_points[j - 1], self.metric_points[j] - self.metric_points[j - 1]
                 Hd, Hp = self.products_of_points[j - 1], self.products_of_points[j] - self.products_of_points[j - 1]
-                tau = _to_boundary(d, p, radius)
-                return d + tau * p, Hd + tau * Hp, self.negative and j == last
-        return (*self.end, self.negative)
+                tau = _to_boundary(d, p, Md, Mp, radius)
+                return d + tau * p, Hd + tau * Hp, radius, self.negative and j == last
+        d, Hd, Md = self.end
+        return d, Hd, _norm(d, Md), self.negative
 
 
-def _steihaug(hvp, g: np.ndarray, radius: float, max_products: int, stop=None) -> _SteihaugPath:
-    """Approximately minimise ``m(d) = gᵀd + dᵀHd/2`` over ``‖d‖₂ <= radius`` by conjugate gradients.
+class BlockDiagonal:
+    """The preconditioner ``M = diag(M_0, ..., M_{n-1})`` of symmetric positive definite blocks of one size m
+    (``n·m`` variables, the blocks in order), factorised by Cholesky once; calling it on r gives ``M⁻¹ r``, in
+    ``O(n m²)``. A block that is not positive definite is an error (:class:`numpy.linalg.LinAlgError`)."""
+
+    def __init__(self, blocks):
+        self.blocks = [np.asarray(B, dtype=float) for B in blocks]
+        self.factors = [cho_factor(B, lower=True) for B in self.blocks]
+
+    def __call__(self, r: np.ndarray) -> np.ndarray:
+        R = np.asarray(r, dtype=float).reshape(len(self.blocks), -1)
+        return np.concatenate([cho_solve(f, row) for f, row in zip(self.factors, R, strict=True)])
+
+
+def _norm(d: np.ndarray, Md: np.ndarray) -> float:
+    """``‖d‖_M = (dᵀ M d)^½`` from d and its image ``M d``."""
+    return float(np.sqrt(max(float(d @ Md), 0.0)))
+
+
+def _steihaug(hvp, g: np.ndarray, radius: float, max_products: int, stop=None, precondition=None) -> _SteihaugPath:
+    """Approximately minimise ``m(d) = gᵀd + dᵀHd/2`` over ``‖d‖_M <= radius`` by conjugate gradients
+    preconditioned by M, given by ``precondition(r) = M⁻¹ r`` (M symmetric positive definite; without it the
+    identity, and the 2-norm). The images ``M d`` of the iterates follow from the recurrences (``M z = r``), so M
+    itself is never applied.
 
     Stops at the boundary, on a direction p with ``pᵀHp <= 0`` (followed to the boundary), when the
-    residual ``‖Hd + g‖`` is below ``min(0.5, ‖g‖^½) ‖g‖`` (superlinear convergence), after
+    residual ``‖Hd + g‖₂`` is below ``min(0.5, ‖g‖₂^½) ‖g‖₂`` (superlinear convergence), after
     ``max_products`` products, or when ``stop()`` gives a reason (asked after every product from the second;
     each iterate decreases m). Returns the path (:class:`_SteihaugPath`), which ends at the step.
     """
+    solve = precondition if precondition is not None else np.copy
     path = _SteihaugPath(g)
-    d, Hd = path.end
+    d, Hd, Md = path.end
     r = g.copy()
-    p = -r
+    z = solve(r)
+    p, Mp = -z, -r  # M p = -M M⁻¹ r
     g_norm = float(np.linalg.norm(g))
     tolerance = min(0.5, np.sqrt(g_norm)) * g_norm
-    rr = float(r @ r)
+    rz = float(r @ z)
     for products in range(1, max_products + 1):
         if products > 1 and stop is not None and stop():
             return path
         path.products = products
         Hp = hvp(p)
         curvature = float(p @ Hp)
-        if curvature <= 0 or np.linalg.norm(d + (rr / curvature) * p) >= radius:
-            tau = _to_boundary(d, p, radius)
-            path.add(d + tau * p, Hd + tau * Hp)
+        alpha = rz / curvature if curvature > 0 else np.inf
+        if curvature <= 0 or _norm(d + alpha * p, Md + alpha * Mp) >= radius:
+            tau = _to_boundary(d, p, Md, Mp, radius)
+            path.add(d + tau * p, Hd + tau * Hp, Md + tau * Mp)
             path.negative = curvature <= 0
             return path
-        alpha = rr / curvature
-        d, Hd, r = d + alpha * p, Hd + alpha * Hp, r + alpha * Hp
-        path.add(d, Hd)
-        rr_new = float(r @ r)
-        if np.sqrt(rr_new) <= tolerance:
+        d, Hd, Md, r = d + alpha * p, Hd + alpha * Hp, Md + alpha * Mp, r + alpha * Hp
+        path.add(d, Hd, Md)
+        if np.linalg.norm(r) <= tolerance:
             return path
-        p = -r + (rr_new / rr) * p
-        rr = rr_new
+        z = solve(r)
+        rz_new = float(r @ z)
+        beta = rz_new / rz
+        p, Mp = -z + beta * p, -r + beta * Mp
+        rz = rz_new
     return path
 
 
-def _to_boundary(d: np.ndarray, p: np.ndarray, radius: float) -> float:
-    """The τ >= 0 with ``‖d + τ p‖₂ = radius`` (``‖d‖ < radius``)."""
-    a, b, c = float(p @ p), 2 * float(d @ p), float(d @ d) - radius**2
+def _to_boundary(d: np.ndarray, p: np.ndarray, Md: np.ndarray, Mp: np.ndarray, radius: float) -> float:
+    """The τ >= 0 with ``‖d + τ p‖_M = radius`` (``‖d‖_M < radius``), from the images ``M d`` and ``M p``."""
+    a, b, c = float(p @ Mp), 2 * float(d @ Mp), float(d @ Md) - radius**2
     return (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
 
 
 def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float = 1e-10, max_iter: int = 500,
-              max_cg: int = 100, radius: float = 1.0, stop=None, callback=None,
-              verbose: bool = False) -> NewtonCGResult:
+              max_cg: int = 100, radius: float = 1.0, preconditioner=None, refresh: int = 10, stop=None,
+              callback=None, verbose: bool = False) -> NewtonCGResult:
     """Minimise J from ``x`` by trust-region Newton–CG (see the module docstring).
 
     Arguments:
@@ -141,7 +181,11 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
         x: the start (a flat array).
         gtol: stop when ``‖∇J‖∞ <= gtol`` (converged).
         max_iter: trust-region steps at most; max_cg: Hessian-vector products per step at most.
-        radius: the first trust-region radius (2-norm of the step).
+        radius: the first trust-region radius (``‖d‖_M``; the 2-norm without a preconditioner).
+        preconditioner: ``x -> (r -> M⁻¹ r)`` for a symmetric positive definite M (e.g. a :class:`BlockDiagonal`),
+            built at the start and again every ``refresh`` accepted steps: conjugate gradients are preconditioned
+            by M and the trust region is the ellipsoid ``‖d‖_M <= radius``. None (given, or returned by it): the
+            identity (the 2-norm).
         stop: asked before every step and after every Hessian-vector product from a step's second (``stop()``: a
             reason or None); with a reason the step so far is tried, and the iteration stops, not converged.
         callback: called as ``callback(x, J, ‖∇J‖∞)`` after every accepted step.
@@ -161,6 +205,7 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
     J, g = value_and_gradient(x)
     evaluations, products, curved, iterations = 1, 0, 0, 0
     path = None  # the conjugate-gradient path at x, kept while steps from x are rejected
+    metric, accepted_steps, built, building = None, 0, 0, 0.0  # the preconditioner, steps accepted since, builds
     message = f"stopped: {max_iter} iterations"
     while iterations < max_iter:
         g_max = float(np.max(np.abs(g)))
@@ -175,14 +220,19 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
             break
         spent = 0
         if path is None:
-            path = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg, stop)
+            if preconditioner is not None and (metric is None or accepted_steps >= refresh):
+                clock = time.perf_counter()
+                metric, accepted_steps, built = preconditioner(x), 0, built + 1
+                building += time.perf_counter() - clock
+                if metric is None:  # none to be had: go on without
+                    preconditioner, built = None, built - 1
+            path = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg, stop, metric)
             spent = path.products
-        d, Hd, negative = path.at(radius)
+        d, Hd, step, negative = path.at(radius)
         products, iterations = products + spent, iterations + 1
         predicted = -(float(g @ d) + 0.5 * float(d @ Hd))
         J_new, g_new = value_and_gradient(x + d)
         evaluations += 1
-        step = float(np.linalg.norm(d))
         if not np.isfinite(predicted):
             message = "stopped: non-finite Hessian-vector product"
             break
@@ -204,6 +254,7 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
                   f"radius {radius:.2e}{'  negative curvature' if negative else ''}", flush=True)
         if accepted:
             x, J, g, path = x + d, J_new, g_new, None
+            accepted_steps += 1
             curved += negative
             if callback is not None:
                 callback(x, J, float(np.max(np.abs(g))))
@@ -213,7 +264,7 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
     g_max = float(np.max(np.abs(g)))
     converged = bool(g_max <= gtol)
     return NewtonCGResult(converged, x, float(J), g_max, iterations, products, evaluations, curved,
-                          time.perf_counter() - start, "converged" if converged else message)
+                          time.perf_counter() - start, "converged" if converged else message, built, building)
 
 
 @dataclass(frozen=True)

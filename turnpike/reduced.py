@@ -51,15 +51,17 @@ for unstable systems over long horizons multiple shooting is the better conditio
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import casadi as ca
 import numpy as np
 
 from .compiled import compiling, ensemble_gradient
-from .derivatives import Batch, NumpyFunction, SampleDerivatives
+from .derivatives import COMPILE_WORK, Batch, NumpyFunction, SampleDerivatives
 from .ensemble import EnsembleObjective
 from .hessian_vector import compiling_hessian_vector
+from .krylov import BlockDiagonal
 from .problem import Problem
 from .transcription import stage_function, substep_function
 
@@ -126,6 +128,14 @@ def substep_recursion(problem: Problem, method: str) -> tuple[ca.Function, ca.Fu
     return (*recursion_stage(problem, substep, np.hstack([x0, np.zeros_like(x0), x0])), coefficients)
 
 
+def _psd_factor(S: np.ndarray, square: bool = False) -> np.ndarray:
+    """For symmetric ``S`` (..., m, m): ``C`` with ``CᵀC = [S]₊`` (the negative eigenvalues set to 0); with
+    ``square``, ``[S]₊`` itself."""
+    values, vectors = np.linalg.eigh((S + np.swapaxes(S, -1, -2)) / 2)
+    C = np.sqrt(np.clip(values, 0.0, None))[..., :, None] * np.swapaxes(vectors, -1, -2)
+    return np.matmul(np.swapaxes(C, -1, -2), C) if square else C
+
+
 class _NotWanted(Exception):
     """Raised to leave :meth:`ReducedSpace.hessian_vector_compiling` with its compiler killed."""
 
@@ -168,6 +178,7 @@ class ReducedSpace:
         self._objective = None  # the ensemble objective with Hessian-vector products, on first use
         self._product = None  # the compiled Hessian-vector product, on first use
         self._pending = None  # within hessian_vector_compiling: waits for the product's compiler
+        self.gauss_newton_method = None  # how the last gauss_newton blocks were built, or why they were not
         # How ∇J is evaluated (reported in sol.stats["gradient"]).
         self.gradient_method = (f"compiled adjoint, stage reverse mode ({self._gradient.build})"
                                 if self._gradient is not None else None)
@@ -413,6 +424,62 @@ class ReducedSpace:
         if self._product:
             return f"compiled forward over reverse mode ({self._product.build})"
         return f"CasADi forward over reverse mode ({self.objective.path} path)"
+
+    def gauss_newton(self, w: np.ndarray, p: np.ndarray) -> BlockDiagonal | None:
+        """The Gauss–Newton blocks of the reduced Hessian at ``w`` (steps, n_v), Newton-CG's preconditioner
+        (:func:`~turnpike.krylov.newton_cg`), or None where they would not pay (:attr:`gauss_newton_method` says why).
+
+        With ``F_{i,k} = F(x_{i,k}, u_k)`` the step of sample i on interval k, ``q`` its running cost's quadrature
+        and ``[S]₊`` a symmetric matrix with its negative eigenvalues set to 0, the cost-to-go curvature
+
+            P_{i,n} = [∇²φ_i]₊,   P_{i,k} = [∇²_xx q_{i,k}]₊ + ∂_x F_{i,k}ᵀ P_{i,k+1} ∂_x F_{i,k}
+
+        gives the block of interval k
+
+            G_k = (1/N) Σ_i ∂_u F_{i,k}ᵀ P_{i,k+1} ∂_u F_{i,k} + 2 λ2 h I + ε I,
+
+        the k-th diagonal block of ``∇²J`` without the second derivatives of the dynamics (and without those of q in
+        u, and with the negative curvature of q and φ clipped): exact for dynamics linear in (x, u) and costs that
+        are convex quadratic in x alone. ``ε = 1e-10`` times the largest diagonal entry makes every block positive
+        definite. Cost: one evaluation of the stage's Jacobians per sample and interval
+        (:class:`~turnpike.derivatives.SampleDerivatives` ``"gauss_newton"``) and one ``(nx N) × nu`` product per
+        interval; memory ``steps·nu²`` for the blocks and ``N·nx·nu`` for one interval's Jacobians, nothing of
+        size ``(steps·nu)²``. A constant control's copies are treated as the controls of their intervals.
+
+        The Jacobians are evaluated by CasADi's virtual machine when one build runs fewer than
+        :data:`~turnpike.derivatives.COMPILE_WORK` instructions, else by compiled lane code (compiled on first
+        use, once per machine: 11 s for the width-50 chessboard of ``benchmarks/bench_width.py``); where that
+        code cannot be built (over :data:`~turnpike.codegen.MAX_INSTRUCTIONS`: 140 k instructions at width 200), or
+        with the L1 split, None.
+        """
+        if self.split:
+            self.gauss_newton_method = "none: the problem has an L1 split"
+            return None
+        fn = self.samples.function("gauss_newton")
+        if fn.n_instructions() * self.N * self.steps < COMPILE_WORK:
+            jacobians = self.samples.mapped("gauss_newton", self.N, compile=False)
+            self.gauss_newton_method = "Gauss-Newton blocks per interval (CasADi map)"
+        elif (lanes := self.samples.lanes("gauss_newton")) is not None:
+            jacobians = functools.partial(lanes, self.N, 1)
+            self.gauss_newton_method = f"Gauss-Newton blocks per interval (compiled: {lanes.build})"
+        else:
+            self.gauss_newton_method = (f"none: the stage Jacobians ({fn.n_instructions()} instructions) are not "
+                                        "compiled")
+            return None
+        u, nx, nu, N, h = self.controls(w), self.nx, self.nu, self.N, p[0]
+        x, Y = self._trajectory(u, p)[0], self._data(p)
+        P = self.samples.mapped("terminal", N)(x[-1].T, Y)[2].T.reshape(N, nx, nx)
+        C = _psd_factor(P)
+        blocks = []
+        for k in range(self.steps - 1, -1, -1):
+            Fx, Fu, Qxx = (a.T.reshape(N, -1, nx).transpose(0, 2, 1) for a in jacobians(x[k].T, u[k][:, None], Y, h))
+            CFu = np.matmul(C, Fu).reshape(N * nx, nu)
+            blocks.append(CFu.T @ CFu / N)
+            CFx = np.matmul(C, Fx)
+            C = _psd_factor(np.matmul(CFx.transpose(0, 2, 1), CFx) + _psd_factor(Qxx, square=True))
+        blocks.reverse()
+        shift = 2 * self.problem.l2 * h + 1e-10 * max(float(np.max(np.diagonal(G))) for G in blocks)
+        return BlockDiagonal([G + shift * np.eye(nu) for G in blocks])
 
     def _trajectory(self, u: np.ndarray, p: np.ndarray):
         """States (steps+1, N, nx) and running costs (steps, N) of controls ``u``."""

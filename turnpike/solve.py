@@ -721,8 +721,11 @@ def _presolve(nlp, T, presolve, cold, second_order, x_guess, u_guess, seed, verb
                 newton = _newton_cg(nlp, u_guess, T, verbose, report.phase("newton-cg"), stop=stop)
                 u_guess = newton.x.reshape(u_guess.shape)
                 phases.append("Newton-CG")
+            summary = newton.summary()
+            if second_order != "dense":
+                summary["preconditioner"] = nlp.gauss_newton_method
             stats["presolve"].update(cost=newton.cost, seconds=stats["presolve"]["seconds"] + newton.seconds,
-                                     newton=newton.summary())
+                                     newton=summary)
         stats["presolve"]["method"] = ", then ".join(phases) + " (reduced space)"
     return stats, x_guess, u_guess
 
@@ -822,15 +825,22 @@ class _Progress:
         return report
 
 
-def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callback=None, stop=None):
-    """Trust-region Newton-CG (:func:`~turnpike.krylov.newton_cg`) on the reduced objective from ``u``."""
+def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callback=None, stop=None,
+               precondition: bool = True):
+    """Trust-region Newton-CG (:func:`~turnpike.krylov.newton_cg`) on the reduced objective from ``u``,
+    preconditioned by the Gauss–Newton blocks of the reduced Hessian (:meth:`ReducedSpace.gauss_newton`, rebuilt
+    every 10 accepted steps) where they are to be had and ``precondition``."""
     p, shape = rs.parameters(T), u.shape
 
     def hessian_vector(v, d):
         return rs.hessian_vector(v.reshape(shape), p, d.reshape(shape)).reshape(-1)
 
+    def gauss_newton(v):
+        return rs.gauss_newton(v.reshape(shape), p)
+
     return newton_cg(lambda v: rs._value_and_gradient(v, p), hessian_vector, u.reshape(-1), gtol=1e-10,
-                     max_cg=250, verbose=verbose, callback=callback, stop=stop)
+                     max_cg=250, preconditioner=gauss_newton if precondition else None, refresh=10,
+                     verbose=verbose, callback=callback, stop=stop)
 
 
 def _second_order_report(rs: ReducedSpace, res, T: float, mode: str, presolve: dict) -> dict:
