@@ -8,6 +8,7 @@ Run (one core: ``OMP_NUM_THREADS=1``, ``TURNPIKE_THREADS=1``)::
     python benchmarks/bench_endgame.py --only background    # part 2
     python benchmarks/bench_endgame.py --only handover      # part 3 (about an hour)
     python benchmarks/bench_endgame.py --only rule          # part 4 (about 10 minutes)
+    python benchmarks/bench_endgame.py --only preconditioner  # part 5 (about 3 minutes)
 
 Part 1, ``curvature``: the chessboard of ``bench_width.py`` (2397 training points, bottleneck of width 50, 16
 RK4 steps, T = 5, cost (B)) with tanh. L-BFGS-B (the presolve's settings: memory 20, no relative-decrease
@@ -27,7 +28,9 @@ from the same start for the largest of ``--handovers`` iterations, its iterate k
 ``turnpike.solve``'s Newton-CG phase (``turnpike.solve._newton_cg``: gtol 1e-10, at most 250 products a step) for
 at most ``--newton-limit`` seconds. Printed: the iterations, the seconds and ``‖∇J‖∞`` at the handover, Newton-CG's
 steps, products, seconds and end, and the total time to ``‖∇J‖∞ <= 1e-8``, the certificate's tolerance (the point
-where the Newton phase first reached it; "-" if it did not).
+where the Newton phase first reached it; "-" if it did not). From each iterate Newton-CG runs once per
+``--preconditioners`` (``gauss-newton``: the Gauss–Newton blocks of ``ReducedSpace.gauss_newton``, as ``turnpike.solve``
+does; ``none``: plain conjugate gradients).
 
 Part 4, ``rule``: ``turnpike.solve`` on chessboards of ``--rule-points`` points (width 16, tanh, 16 RK4 steps,
 T = 5) from the random starts ``--rule-seeds``, with the presolve's hand-over rule
@@ -35,11 +38,17 @@ T = 5) from the random starts ``--rule-seeds``, with the presolve's hand-over ru
 (L-BFGS-B for at most 3000 iterations, until it stalls), one after the other in this process. Printed per solve:
 L-BFGS-B's iterations, why it ended and its seconds, Newton-CG's steps, products and seconds, the solve's seconds
 without the build, J and the second-order verdict.
+
+Part 5, ``preconditioner``: ``turnpike.solve`` on the chessboards of part 4, its Newton-CG preconditioned by the
+Gauss–Newton blocks and not, one after the other in this process (the same L-BFGS-B phase, then two Newton-CG
+phases). Printed per solve: Newton-CG's steps, products, preconditioners built and their seconds, its seconds, the
+solve's seconds without the build, J and the verdict.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -62,6 +71,8 @@ import turnpike  # noqa: E402
 from turnpike import presolve  # noqa: E402
 from turnpike.reduced import ReducedSpace  # noqa: E402
 from turnpike.solve import _newton_cg, _random_controls  # noqa: E402
+
+solve_module = sys.modules["turnpike.solve"]  # the module (turnpike.solve is the function); part 5 sets its Newton-CG
 
 
 def conjugate_gradients(product, g: np.ndarray, precondition, max_products: int = 300) -> None:
@@ -139,7 +150,7 @@ def background_part(iterations: int) -> None:
               f"{first - waited:.2f} s ({rs.hessian_vector_method})")
 
 
-def handover_part(handovers: list[int], newton_limit: float) -> None:
+def handover_part(handovers: list[int], newton_limit: float, preconditioners: list[str]) -> None:
     problem, _, _ = chessboard_problem("tanh", 50)
     rs = ReducedSpace(problem, STEPS, "rk4")
     p, shape = rs.parameters(T), (STEPS, rs.n_v)
@@ -155,9 +166,9 @@ def handover_part(handovers: list[int], newton_limit: float) -> None:
                    options={"maxiter": max(handovers), "ftol": 0.0, "gtol": 1e-10, "maxcor": 20})
     print(f"chessboard, tanh, width 50, {problem.n_samples} points: L-BFGS-B ({res.nit} iterations: {res.message}), "
           f"then Newton-CG (at most {newton_limit:g} s) from its iterate after")
-    print(f"{'L-BFGS-B':>9} {'seconds':>8} {'|grad|inf':>10}  {'Newton-CG':>9} {'products':>8} {'seconds':>8} "
-          f"{'|grad|inf':>10} {'J':>14}  {'to 1e-8':>8}")
-    for k in sorted(kept):
+    print(f"{'L-BFGS-B':>9} {'seconds':>8} {'|grad|inf':>10}  {'M':>12} {'Newton-CG':>9} {'products':>8} "
+          f"{'seconds':>8} {'|grad|inf':>10} {'J':>14}  {'to 1e-8':>8}")
+    for k, preconditioner in ((k, m) for k in sorted(kept) for m in preconditioners):
         x, seconds = kept[k]
         g = np.abs(rs._value_and_gradient(x, p)[1]).max()
         reached, newton_start = [None], time.perf_counter()
@@ -169,10 +180,11 @@ def handover_part(handovers: list[int], newton_limit: float) -> None:
         def out_of_time(newton_start=newton_start):
             return "time limit" if time.perf_counter() - newton_start > newton_limit else None
 
-        newton = _newton_cg(rs, x.reshape(shape), T, False, first_below, out_of_time)
+        newton = _newton_cg(rs, x.reshape(shape), T, False, first_below, out_of_time,
+                            precondition=preconditioner == "gauss-newton")
         total = f"{seconds + reached[0]:.0f} s" if reached[0] is not None else "-"
-        print(f"{k:9d} {seconds:7.0f}s {g:10.2e}  {newton.iterations:9d} {newton.products:8d} {newton.seconds:7.0f}s "
-              f"{newton.gradient_norm:10.2e} {newton.cost:14.10f}  {total:>8}", flush=True)
+        print(f"{k:9d} {seconds:7.0f}s {g:10.2e}  {preconditioner:>12} {newton.iterations:9d} {newton.products:8d} "
+              f"{newton.seconds:7.0f}s {newton.gradient_norm:10.2e} {newton.cost:14.10f}  {total:>8}", flush=True)
 
 
 def rule_part(sizes: list[int], seeds: list[int]) -> None:
@@ -205,16 +217,46 @@ def rule_part(sizes: list[int], seeds: list[int]) -> None:
     presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, presolve.HANDOVER_DECREASE = rules["J settles"]
 
 
+def preconditioner_part(sizes: list[int], seeds: list[int]) -> None:
+    from problems.datasets import chessboard
+    from problems.neural_ode import NeuralODEClassification
+
+    newton_cg = solve_module._newton_cg
+    print("chessboard, tanh, width 16, 16 RK4 steps, T = 5: Newton-CG preconditioned by the Gauss-Newton blocks "
+          "and not")
+    print(f"{'N':>5} {'seed':>4} {'M':>12}  {'Newton':>6} {'products':>8} {'built':>5} {'s':>5} {'Newton s':>8}  "
+          f"{'solve s':>7} {'J':>13}  verdict")
+    for n in sizes:
+        points, labels = chessboard(n, seed=0)
+        for seed in seeds:
+            for name in ("gauss-newton", "none"):
+                solve_module._newton_cg = functools.partial(newton_cg, precondition=name == "gauss-newton")
+                problem = NeuralODEClassification(points, labels, field="bottleneck", hidden=16, augment=1,
+                                                  activation="tanh")
+                sol = turnpike.solve(problem, T=T, steps=STEPS, seed=seed)
+                newton = sol.stats["presolve"].get("newton", {})
+                print(f"{n:5d} {seed:4d} {name:>12}  {newton.get('iterations', 0):6d} {newton.get('products', 0):8d} "
+                      f"{newton.get('preconditioners', 0):5d} {newton.get('preconditioner_seconds', 0):5.2f} "
+                      f"{newton.get('seconds', 0):8.1f}  "
+                      f"{sol.stats['total_seconds'] - sol.stats['build_seconds']:7.1f} {sol.cost:13.10f}  "
+                      f"{sol.stats['second_order'].get('verdict')}{'' if sol.success else ' (not converged)'}",
+                      flush=True)
+    solve_module._newton_cg = newton_cg
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="curvature,background", help="parts: curvature, background, handover, rule")
+    parser.add_argument("--only", default="curvature,background",
+                        help="parts: curvature, background, handover, rule, preconditioner")
     parser.add_argument("--iterations", type=int, default=3000, help="L-BFGS-B iterations of part 1")
     parser.add_argument("--background-iterations", type=int, default=250, help="L-BFGS-B iterations of part 2")
     parser.add_argument("--handovers", default="3000,4000,5000,6000,8000,10000",
                         help="part 3: L-BFGS-B iterations after which Newton-CG starts")
     parser.add_argument("--newton-limit", type=float, default=600, help="part 3: seconds of Newton-CG at most")
-    parser.add_argument("--rule-points", default="200,600", help="part 4: chessboard sizes")
-    parser.add_argument("--rule-seeds", default="0,1,2", help="part 4: random starts")
+    parser.add_argument("--preconditioners", default="gauss-newton,none",
+                        help="part 3: Newton-CG's preconditioners (gauss-newton, none)")
+    parser.add_argument("--rule-points", default="200,600", help="parts 4 and 5: chessboard sizes")
+    parser.add_argument("--rule-seeds", default="0,1,2", help="parts 4 and 5: random starts")
     args = parser.parse_args()
     parts = args.only.split(",")
     if "curvature" in parts:
@@ -222,9 +264,11 @@ def main() -> None:
     if "background" in parts:
         background_part(args.background_iterations)
     if "handover" in parts:
-        handover_part([int(k) for k in args.handovers.split(",")], args.newton_limit)
+        handover_part([int(k) for k in args.handovers.split(",")], args.newton_limit, args.preconditioners.split(","))
     if "rule" in parts:
         rule_part([int(n) for n in args.rule_points.split(",")], [int(s) for s in args.rule_seeds.split(",")])
+    if "preconditioner" in parts:
+        preconditioner_part([int(n) for n in args.rule_points.split(",")], [int(s) for s in args.rule_seeds.split(",")])
 
 
 if __name__ == "__main__":
