@@ -128,12 +128,10 @@ def substep_recursion(problem: Problem, method: str) -> tuple[ca.Function, ca.Fu
     return (*recursion_stage(problem, substep, np.hstack([x0, np.zeros_like(x0), x0])), coefficients)
 
 
-def _psd_factor(S: np.ndarray, square: bool = False) -> np.ndarray:
-    """For symmetric ``S`` (..., m, m): ``C`` with ``CᵀC = [S]₊`` (the negative eigenvalues set to 0); with
-    ``square``, ``[S]₊`` itself."""
+def _psd(S: np.ndarray) -> np.ndarray:
+    """``[S]₊``: the symmetric matrices ``S`` (..., m, m) with their negative eigenvalues set to 0."""
     values, vectors = np.linalg.eigh((S + np.swapaxes(S, -1, -2)) / 2)
-    C = np.sqrt(np.clip(values, 0.0, None))[..., :, None] * np.swapaxes(vectors, -1, -2)
-    return np.matmul(np.swapaxes(C, -1, -2), C) if square else C
+    return np.matmul(vectors * np.clip(values, 0.0, None)[..., None, :], np.swapaxes(vectors, -1, -2))
 
 
 class _NotWanted(Exception):
@@ -468,15 +466,16 @@ class ReducedSpace:
             return None
         u, nx, nu, N, h = self.controls(w), self.nx, self.nu, self.N, p[0]
         x, Y = self._trajectory(u, p)[0], self._data(p)
-        P = self.samples.mapped("terminal", N)(x[-1].T, Y)[2].T.reshape(N, nx, nx)
-        C = _psd_factor(P)
+        P = _psd(self.samples.mapped("terminal", N)(x[-1].T, Y)[2].T.reshape(N, nx, nx))
         blocks = []
         for k in range(self.steps - 1, -1, -1):
-            Fx, Fu, Qxx = (a.T.reshape(N, -1, nx).transpose(0, 2, 1) for a in jacobians(x[k].T, u[k][:, None], Y, h))
-            CFu = np.matmul(C, Fu).reshape(N * nx, nu)
-            blocks.append(CFu.T @ CFu / N)
-            CFx = np.matmul(C, Fx)
-            C = _psd_factor(np.matmul(CFx.transpose(0, 2, 1), CFx) + _psd_factor(Qxx, square=True))
+            Fx, Fu, Qxx = jacobians(x[k].T, u[k][:, None], Y, h)  # column-major vec per sample: (nnz, N)
+            Fx, Qxx = (a.T.reshape(N, nx, nx).transpose(0, 2, 1) for a in (Fx, Qxx))  # (N, nx, nx)
+            rows = Fu.reshape(nu, nx, N)  # rows[:, a, i] = row a of ∂_u F_{i,k}: one (nu, N) matrix per a
+            # Σ_i F_uᵀ P F_u = Σ_a rows_a (Σ_b P_ab rows_b)ᵀ, as nx products (nu, N)(N, nu): no per-sample product
+            G = sum(rows[:, a] @ sum(rows[:, b] * P[:, a, b] for b in range(nx)).T for a in range(nx))
+            blocks.append((G + G.T) / (2 * N))
+            P = _psd(Qxx) + np.matmul(np.matmul(Fx.transpose(0, 2, 1), P), Fx)
         blocks.reverse()
         shift = 2 * self.problem.l2 * h + 1e-10 * max(float(np.max(np.diagonal(G))) for G in blocks)
         return BlockDiagonal([G + shift * np.eye(nu) for G in blocks])
