@@ -33,9 +33,10 @@ where the Newton phase first reached it; "-" if it did not). From each iterate N
 does; ``none``: plain conjugate gradients).
 
 Part 4, ``rule``: ``turnpike.solve`` on chessboards of ``--rule-points`` points (width 16, tanh, 16 RK4 steps,
-T = 5) from the random starts ``--rule-seeds``, with the presolve's hand-over rule
-(``turnpike.presolve.HANDOVER_*``: L-BFGS-B until J settles over a window of iterations) and with the one before it
-(L-BFGS-B for at most 3000 iterations, until it stalls), one after the other in this process. Printed per solve:
+T = 5) from the random starts ``--rule-seeds``, with the presolve's hand-over rule (``turnpike.presolve.HANDOVER_*``:
+L-BFGS-B until J settles, its relative decrease over a window of iterations below each of ``--rule-decreases``) and
+with the one before it (L-BFGS-B for at most 3000 iterations, until it stalls), one after the other in this process.
+Printed per solve:
 L-BFGS-B's iterations, why it ended and its seconds, Newton-CG's steps, products and seconds, the solve's seconds
 without the build, J and the second-order verdict.
 
@@ -187,15 +188,16 @@ def handover_part(handovers: list[int], newton_limit: float, preconditioners: li
               f"{newton.seconds:7.0f}s {newton.gradient_norm:10.2e} {newton.cost:14.10f}  {total:>8}", flush=True)
 
 
-def rule_part(sizes: list[int], seeds: list[int]) -> None:
+def rule_part(sizes: list[int], seeds: list[int], decreases: list[float]) -> None:
     from problems.datasets import chessboard
     from problems.neural_ode import NeuralODEClassification
 
-    rules = {"J settles": (presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, presolve.HANDOVER_DECREASE),
-             "3000 at most": (3000, None, 0.0)}
-    print(f"chessboard, tanh, width 16, 16 RK4 steps, T = 5: the hand-over rule {rules['J settles']} "
-          "(iterations at most, window, relative decrease) against the 3000-iteration cap")
-    print(f"{'N':>5} {'seed':>4} {'rule':>12}  {'L-BFGS-B':>8} {'ended by':>13} {'s':>6}  {'Newton':>6} "
+    default = (presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, presolve.HANDOVER_DECREASE)
+    rules = {f"J settles {d:g}": (presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, d) for d in decreases}
+    rules["3000 at most"] = (3000, None, 0.0)
+    print(f"chessboard, tanh, width 16, 16 RK4 steps, T = 5: the hand-over rule (at most {default[0]} iterations, "
+          f"window {default[1]}) with relative decreases {decreases}, and the 3000-iteration cap")
+    print(f"{'N':>5} {'seed':>4} {'rule':>16}  {'L-BFGS-B':>8} {'ended by':>13} {'s':>6}  {'Newton':>6} "
           f"{'products':>8} {'s':>6}  {'solve s':>7} {'J':>13}  verdict")
     for n in sizes:
         points, labels = chessboard(n, seed=0)
@@ -208,13 +210,13 @@ def rule_part(sizes: list[int], seeds: list[int]) -> None:
                 lbfgs, newton = sol.stats["presolve"]["lbfgs"], sol.stats["presolve"].get("newton", {})
                 ended = "J settled" if lbfgs["message"].startswith("relative decrease over") else (
                     "iteration cap" if "ITERATIONS" in lbfgs["message"] else "stalled")
-                print(f"{n:5d} {seed:4d} {name:>12}  {lbfgs['iterations']:8d} {ended:>13} {lbfgs['seconds']:6.1f}  "
+                print(f"{n:5d} {seed:4d} {name:>16}  {lbfgs['iterations']:8d} {ended:>13} {lbfgs['seconds']:6.1f}  "
                       f"{newton.get('iterations', 0):6d} {newton.get('products', 0):8d} "
                       f"{newton.get('seconds', 0):6.1f}  "
                       f"{sol.stats['total_seconds'] - sol.stats['build_seconds']:7.1f} {sol.cost:13.10f}  "
                       f"{sol.stats['second_order'].get('verdict')}{'' if sol.success else ' (not converged)'}",
                       flush=True)
-    presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, presolve.HANDOVER_DECREASE = rules["J settles"]
+    presolve.HANDOVER_ITERATIONS, presolve.HANDOVER_WINDOW, presolve.HANDOVER_DECREASE = default
 
 
 def preconditioner_part(sizes: list[int], seeds: list[int]) -> None:
@@ -257,6 +259,7 @@ def main() -> None:
                         help="part 3: Newton-CG's preconditioners (gauss-newton, none)")
     parser.add_argument("--rule-points", default="200,600", help="parts 4 and 5: chessboard sizes")
     parser.add_argument("--rule-seeds", default="0,1,2", help="parts 4 and 5: random starts")
+    parser.add_argument("--rule-decreases", default="1e-4,1e-5", help="part 4: the rule's relative decreases")
     args = parser.parse_args()
     parts = args.only.split(",")
     if "curvature" in parts:
@@ -266,7 +269,8 @@ def main() -> None:
     if "handover" in parts:
         handover_part([int(k) for k in args.handovers.split(",")], args.newton_limit, args.preconditioners.split(","))
     if "rule" in parts:
-        rule_part([int(n) for n in args.rule_points.split(",")], [int(s) for s in args.rule_seeds.split(",")])
+        rule_part([int(n) for n in args.rule_points.split(",")], [int(s) for s in args.rule_seeds.split(",")],
+                  [float(d) for d in args.rule_decreases.split(",")])
     if "preconditioner" in parts:
         preconditioner_part([int(n) for n in args.rule_points.split(",")], [int(s) for s in args.rule_seeds.split(",")])
 
