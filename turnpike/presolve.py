@@ -52,29 +52,21 @@ PRESOLVES = ("auto", "adam", "lbfgs", "none")
 
 #: Without a dense Hessian (:func:`turnpike.solve.solve`'s Hessian-vector mode) L-BFGS-B hands over to Newton-CG
 #: once J has decreased by less than ``HANDOVER_DECREASE`` relative over the last ``HANDOVER_WINDOW`` iterations
-#: (or it stalls at round-off, or after ``HANDOVER_ITERATIONS``). A step of Newton-CG costs up to 250
-#: Hessian-vector products (about 500 gradients). While L-BFGS-B still lowers J, Newton-CG from its iterate creeps:
-#: accepted steps, J falling slowly, ``‖∇J‖∞`` going up and down, for a hundred steps and more; on the path below,
-#: once J had settled it converged in a few. A heuristic, not a test of the basin: near an ill-conditioned minimum
-#: Newton-CG creeps whenever it starts (see the end of this comment). Measured (``python
-#: benchmarks/bench_endgame.py --only handover,rule``, ``benchmarks/results/endgame.txt``), tanh bottleneck on
-#: the chessboard, 16 RK4 steps, T = 5, one core:
+#: (or it stalls at round-off, or after ``HANDOVER_ITERATIONS``). A heuristic, not a test of the basin: while
+#: L-BFGS-B still lowers J quickly, Newton-CG from its iterate creeps (accepted steps, J falling slowly, ``‖∇J‖∞``
+#: going up and down), and near an ill-conditioned minimum it creeps wherever it starts. Measured (``python
+#: benchmarks/bench_endgame.py --only handover,rule``, ``benchmarks/results/endgame.txt``, ``docs/second_order.md``),
+#: tanh bottleneck on the chessboard, 16 RK4 steps, T = 5, one core:
 #:
-#: * width 50, 2397 points: time to ``‖∇J‖∞ <= 1e-8`` with Newton-CG from L-BFGS-B's iterate after 3000, 4000,
-#:   5000, 6000 and 7000 iterations: 677, 559, 515, 465 and 493 s; J had decreased by 1.9e-3, 4.9e-5 and 2.9e-4
-#:   relative over the 500 iterations before the first three (it falls again after a pause), and this rule hands
-#:   over after 5701 (1.0e-5). The whole solve (``docs/second_order.md``) was certified in 539 s, Lanczos's report
-#:   included, where 3000 iterations at most had taken 877 s, with 178 steps of Newton-CG, to a higher minimum
-#:   (0.87295 against 0.87262);
-#: * width 16, 200 and 600 points, starts 0-2: 91 s in all against 100 s; one start where Newton-CG had crept
-#:   (200 points, start 0: 228 steps) 14.9 s against 21.7 s, to a lower minimum; the others within 10%.
+#: * width 50, 2397 points, Newton-CG preconditioned by the Gauss–Newton blocks: with 1e-4 L-BFGS-B hands over
+#:   after 2793 iterations and the solve is certified in 282 s (a local minimum, J = 0.8514219529); with 1e-5
+#:   after 3430, and the preconditioned Newton-CG follows a long valley to a lower minimum (J = 0.8508601191):
+#:   397 s. Unpreconditioned, Newton-CG from the iterate after 3430 iterations had not converged after 1200 s;
+#: * width 16, 200 and 600 points, starts 0-2: 1e-4, 1e-5 and at most 3000 iterations gave the same minima in
+#:   48, 49 and 48 s in all (the solves' sums).
 #:
-#: The threshold 1e-4 would have handed over after about 3900 iterations on the first (its 4000 row).
-#: With the gradient that keeps the tanh values (the same arithmetic in another order) L-BFGS-B takes another path
-#: on the same machine; the rule hands over after 3430 iterations, and Newton-CG from there, or from L-BFGS-B's
-#: iterates after up to 8000, does not reach 1e-8 in 300 s: that path's minimum has a condition number of 2e7
-#: against 1.5e6 (``benchmarks/results/endgame.txt``, ``docs/second_order.md``).
-HANDOVER_ITERATIONS, HANDOVER_WINDOW, HANDOVER_DECREASE = 10000, 500, 1e-5
+#: The rule's earlier threshold was 1e-5 (measured without the preconditioner, on another path: 539 s).
+HANDOVER_ITERATIONS, HANDOVER_WINDOW, HANDOVER_DECREASE = 10000, 500, 1e-4
 
 
 @dataclass(frozen=True)
