@@ -274,10 +274,13 @@ def test_conjugate_gradients_preconditioned_by_the_hessian_take_the_newton_step_
     assert counts["block"] <= 2 and counts["plain"] >= 30, counts
 
 
-def test_gauss_newton_blocks_are_the_hessians_diagonal_blocks_for_linear_dynamics():
-    """Dynamics linear in (x, u) (dx/dt = A x + B u + c, RK4), a convex quadratic terminal cost and no running
-    cost: the Gauss–Newton blocks drop nothing, so they are the diagonal blocks of the exact reduced Hessian
-    (formed column by column from Hessian-vector products), up to the shift 1e-10 of the largest diagonal entry."""
+@pytest.mark.parametrize("running", [0.0, 0.7])
+def test_gauss_newton_blocks_are_the_hessians_diagonal_blocks_for_linear_dynamics(running):
+    """Dynamics linear in (x, u) (dx/dt = A x + B u + c, RK4) and convex quadratic costs in x: the Gauss–Newton
+    blocks drop no second derivative of the dynamics, so with no running cost they are the diagonal blocks of the
+    exact reduced Hessian (formed column by column from Hessian-vector products), up to the shift 1e-10 of the
+    largest diagonal entry; with a running cost ``0.7 |x - y|²`` they miss exactly ``(1/N) Σ_i ∇²_uu q_{i,k}`` (RK4's
+    quadrature reads u through its stages), computed here from CasADi's Hessian of one sample's stage."""
     rng = np.random.default_rng(6)
     nx, nu, N, steps = 3, 4, 7, 5
     A, B = rng.standard_normal((nx, nx)), rng.standard_normal((nx, nu))
@@ -285,17 +288,43 @@ def test_gauss_newton_blocks_are_the_hessians_diagonal_blocks_for_linear_dynamic
     W = rng.standard_normal((nx, nx))
     prob = tp.Problem(state=x, control=u, dynamics=ca.mtimes(A, x) + ca.mtimes(B, u) + 0.3,
                       x0=rng.standard_normal((N, nx)), terminal_cost=ca.sumsqr(ca.mtimes(W, x - y)), data=y,
-                      data_values=rng.standard_normal((N, nx)), l2=0.05)
+                      running_cost=running * ca.sumsqr(x - y), data_values=rng.standard_normal((N, nx)), l2=0.05)
     rs = ReducedSpace(prob, steps, "rk4")
-    p, w = rs.parameters(1.5), rng.standard_normal((steps, nu))
+    T = 1.5
+    p, w = rs.parameters(T), rng.standard_normal((steps, nu))
     H = np.column_stack([rs.hessian_vector(w, p, e.reshape(steps, nu)).reshape(-1) for e in np.eye(steps * nu)])
     G = rs.gauss_newton(w, p)
     assert rs.gauss_newton_method.startswith("Gauss-Newton blocks per interval")
+    one = stage_function(prob, "rk4")
+    xs, us, ys, hs = one.sx_in()
+    q_uu = ca.Function("q_uu", [xs, us, ys, hs], [ca.hessian(one(xs, us, ys, hs)[1], us)[0]])
+    states = rs.simulate(w, T)
     scale = max(np.max(np.diag(b)) for b in G.blocks)
     for k, block in enumerate(G.blocks):
+        missed = sum(q_uu(states[k, i], w[k], prob.data_values[i], T / steps).full() for i in range(N)) / N
         exact = H[k * nu:(k + 1) * nu, k * nu:(k + 1) * nu]
-        np.testing.assert_allclose(block - 1e-10 * scale * np.eye(nu), exact, rtol=1e-10, atol=1e-12 * scale)
+        np.testing.assert_allclose(block - 1e-10 * scale * np.eye(nu) + missed, exact, rtol=1e-9, atol=1e-11 * scale)
     assert np.abs(H - block_diag(*[b for b in G.blocks])).max() > 1e-3 * scale  # the blocks off the diagonal are not 0
+
+
+def test_newton_cg_runs_unpreconditioned_where_the_gauss_newton_blocks_are_over_the_compile_budget(monkeypatch):
+    """Over the compile budget (here lowered to 1000 instructions) no Gauss–Newton blocks are built, the reason is
+    given, and Newton-CG goes on with plain conjugate gradients to a stationary point (checked by a fresh gradient;
+    the landscape is not convex, so not necessarily the one reached with them)."""
+    import turnpike.reduced
+    from turnpike.solve import _newton_cg
+
+    prob = small_problem("bottleneck", "tanh", n=12)
+    rs = ReducedSpace(prob, 6, "rk4")
+    u0 = 0.3 * np.random.default_rng(2).standard_normal((6, rs.n_v))
+    with_blocks = _newton_cg(rs, u0, 2.0, False)
+    assert with_blocks.converged and with_blocks.preconditioners >= 1
+    monkeypatch.setattr(turnpike.reduced, "MAX_INSTRUCTIONS", 1000)
+    assert rs.gauss_newton(u0, rs.parameters(2.0)) is None
+    assert rs.gauss_newton_method.startswith("none: its sample functions have")
+    plain = _newton_cg(rs, u0, 2.0, False)
+    assert plain.converged and plain.preconditioners == 0
+    assert np.abs(rs._value_and_gradient(plain.x, rs.parameters(2.0))[1]).max() <= 1e-10
 
 
 def test_a_stop_inside_conjugate_gradients_tries_the_step_so_far():

@@ -158,8 +158,10 @@ class SampleDerivatives:
       ``R = ∇²_{uu} ℓ`` (nu, nu); ``R`` is summed over each group of consecutive items (the samples of a
       stage, which share ``u``);
     * ``"terminal"``: ``(x, y) -> (φ, ∇φ, vec ∇²φ)``;
-    * ``"gauss_newton"``: ``(x, u, y, h) -> (vec ∂F/∂x, vec ∂F/∂u, vec ∇²_{xx} q)``, what the Gauss–Newton blocks of
-      the reduced Hessian read (:meth:`turnpike.reduced.ReducedSpace.gauss_newton`).
+    * ``"gauss_newton"``: ``(x, u, y, h, s) -> (∂(sᵀF)/∂x, ∂(sᵀF)/∂u)``, the rows ``sᵀ ∂F/∂(x, u)`` for a seed s (one
+      reverse sweep: 42 k instructions for the width-200 bottleneck, where the Jacobian ``∂F/∂(x, u)`` has 139 k),
+      and ``"running_curvature"``: ``(x, u, y, h) -> vec ∇²_{xx} q``; what the Gauss–Newton blocks of the reduced
+      Hessian read (:meth:`turnpike.reduced.ReducedSpace.gauss_newton`).
 
     :meth:`mapped` evaluates one of them over ``M`` items (sample-stages) in one call: as vectorised C when
     asked to and a compiler is there (:func:`~turnpike.compiled.lanes_map`, compiled once per
@@ -169,7 +171,7 @@ class SampleDerivatives:
     """
 
     #: Per function: the inputs that are one number for every item (h, σ), and the outputs summed over each group (R).
-    _SHARED = {"first": {3}, "second": {3, 4}, "gauss_newton": {3}}
+    _SHARED = {"first": {3}, "second": {3, 4}, "gauss_newton": {3}, "running_curvature": {3}}
     _SUMMED = {"second": {2}}
 
     def __init__(self, step: ca.Function, terminal: ca.Function):
@@ -181,8 +183,7 @@ class SampleDerivatives:
         self._maps: dict[tuple, Batch] = {}
 
     def function(self, name: str) -> ca.Function:
-        """The SX function ``name`` (``"first"``, ``"second"``, ``"gauss_newton"`` or ``"terminal"``), built on first
-        use."""
+        """The SX function ``name`` (see the class docstring), built on first use."""
         if name not in self._functions:
             step, terminal, x, u, y, h = self._symbols
             x_next, q = step(x, u, y, h)
@@ -195,19 +196,23 @@ class SampleDerivatives:
                 out = [H[: self.nx, : self.nx], H[self.nx :, : self.nx], H[self.nx :, self.nx :]]
                 args = [x, u, y, h, sigma, lam]
             elif name == "gauss_newton":
-                out = [ca.jacobian(x_next, x), ca.jacobian(x_next, u), ca.hessian(q, x)[0]]
-                args = [x, u, y, h]
+                seed = ca.SX.sym("s", self.nx)
+                out = [ca.gradient(ca.dot(seed, x_next), x), ca.gradient(ca.dot(seed, x_next), u)]
+                args = [x, u, y, h, seed]
+            elif name == "running_curvature":
+                out, args = [ca.hessian(q, x)[0]], [x, u, y, h]
             elif name == "terminal":
                 phi = terminal(x, y)
                 out, args = [phi, ca.gradient(phi, x), ca.hessian(phi, x)[0]], [x, y]
             else:
-                raise ValueError(f"no sample derivative {name!r}: 'first', 'second', 'gauss_newton' or 'terminal'")
+                raise ValueError(f"no sample derivative {name!r}: 'first', 'second', 'gauss_newton', "
+                                 "'running_curvature' or 'terminal'")
             self._functions[name] = ca.Function(f"sample_{name}", args, [ca.densify(ca.vec(e)) for e in out])
         return self._functions[name]
 
     def lanes(self, name: str):
-        """The lane code of ``"first"``, ``"second"`` or ``"gauss_newton"`` (see
-        :func:`~turnpike.compiled.lanes_map`), or None (no compiler, or an operation the lane code does not write)."""
+        """The lane code of the function ``name`` other than ``"terminal"`` (see :func:`~turnpike.compiled.lanes_map`),
+        or None (no compiler, or an operation the lane code does not write)."""
         if name not in self._lanes:
             self._lanes[name] = lanes_map(self.function(name), shared=self._SHARED[name],
                                           summed=self._SUMMED.get(name, set()))

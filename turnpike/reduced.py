@@ -57,6 +57,7 @@ from contextlib import contextmanager
 import casadi as ca
 import numpy as np
 
+from .codegen import MAX_INSTRUCTIONS
 from .compiled import compiling, ensemble_gradient
 from .derivatives import COMPILE_WORK, Batch, NumpyFunction, SampleDerivatives
 from .ensemble import EnsembleObjective
@@ -128,10 +129,12 @@ def substep_recursion(problem: Problem, method: str) -> tuple[ca.Function, ca.Fu
     return (*recursion_stage(problem, substep, np.hstack([x0, np.zeros_like(x0), x0])), coefficients)
 
 
-def _psd(S: np.ndarray) -> np.ndarray:
-    """``[S]₊``: the symmetric matrices ``S`` (..., m, m) with their negative eigenvalues set to 0."""
+def _psd_factor(S: np.ndarray, square: bool = False) -> np.ndarray:
+    """For symmetric ``S`` (..., m, m): ``C`` with ``CᵀC = [S]₊`` (the negative eigenvalues set to 0); with
+    ``square``, ``[S]₊`` itself."""
     values, vectors = np.linalg.eigh((S + np.swapaxes(S, -1, -2)) / 2)
-    return np.matmul(vectors * np.clip(values, 0.0, None)[..., None, :], np.swapaxes(vectors, -1, -2))
+    C = np.sqrt(np.clip(values, 0.0, None))[..., :, None] * np.swapaxes(vectors, -1, -2)
+    return np.matmul(np.swapaxes(C, -1, -2), C) if square else C
 
 
 class _NotWanted(Exception):
@@ -439,46 +442,64 @@ class ReducedSpace:
         the k-th diagonal block of ``∇²J`` without the second derivatives of the dynamics (and without those of q in
         u, and with the negative curvature of q and φ clipped): exact for dynamics linear in (x, u) and costs that
         are convex quadratic in x alone. ``ε = 1e-10`` times the largest diagonal entry makes every block positive
-        definite. Cost: one evaluation of the stage's Jacobians per sample and interval
-        (:class:`~turnpike.derivatives.SampleDerivatives` ``"gauss_newton"``) and one ``(nx N) × nu`` product per
-        interval; memory ``steps·nu²`` for the blocks and ``N·nx·nu`` for one interval's Jacobians, nothing of
-        size ``(steps·nu)²``. A constant control's copies are treated as the controls of their intervals.
+        definite. With ``P_{i,k+1} = CᵀC``, ``C ∂_{(x,u)} F`` is nx reverse sweeps of the stage seeded by the rows of
+        C (:class:`~turnpike.derivatives.SampleDerivatives` ``"gauss_newton"``), so ``G_k`` is one ``(nu, nx N)``
+        matrix times its transpose. Cost per build: ``nx`` reverse sweeps and one Hessian ``∇²_xx q`` per sample and
+        interval, and one such product per interval; memory ``steps·nu²`` for the blocks and ``N·nx·nu`` for one
+        interval's rows, nothing of size ``(steps·nu)²``. A constant control's copies are treated as the controls of
+        their intervals.
 
-        The Jacobians are evaluated by CasADi's virtual machine when one build runs fewer than
-        :data:`~turnpike.derivatives.COMPILE_WORK` instructions, else by compiled lane code (compiled on first
-        use, once per machine: 11 s for the width-50 chessboard of ``benchmarks/bench_width.py``); where that
-        code cannot be built (over :data:`~turnpike.codegen.MAX_INSTRUCTIONS`: 140 k instructions at width 200), or
-        with the L1 split, None.
+        Both sample functions are evaluated by CasADi's virtual machine when one build runs fewer than
+        :data:`~turnpike.derivatives.COMPILE_WORK` of their instructions, else by compiled lane code (compiled on
+        first use, once per machine). None where that code cannot be built (no compiler), where the two together
+        have more than :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions, and with the L1 split. Measured
+        for the chessboard bottleneck (``benchmarks/bench_width.py``, N = 1000, a fresh cache, one core): width 50,
+        11 k + 14 k instructions; width 100, 21 k + 28 k, compiled in 16 s with 347 MB of compiler memory, then 1.5 s
+        a build; width 200, 42 k + 56 k: 60 s and 935 MB, over the budget of the width-200 build (30 s, 1 GB), so
+        Newton-CG runs unpreconditioned there.
         """
         if self.split:
             self.gauss_newton_method = "none: the problem has an L1 split"
             return None
-        fn = self.samples.function("gauss_newton")
-        if fn.n_instructions() * self.N * self.steps < COMPILE_WORK:
-            jacobians = self.samples.mapped("gauss_newton", self.N, compile=False)
-            self.gauss_newton_method = "Gauss-Newton blocks per interval (CasADi map)"
-        elif (lanes := self.samples.lanes("gauss_newton")) is not None:
-            jacobians = functools.partial(lanes, self.N, 1)
-            self.gauss_newton_method = f"Gauss-Newton blocks per interval (compiled: {lanes.build})"
-        else:
-            self.gauss_newton_method = (f"none: the stage Jacobians ({fn.n_instructions()} instructions) are not "
-                                        "compiled")
+        size = sum(self.samples.function(name).n_instructions() for name in ("gauss_newton", "running_curvature"))
+        if size > MAX_INSTRUCTIONS:
+            self.gauss_newton_method = (f"none: its sample functions have {size} instructions, over the compile budget "
+                                        f"MAX_INSTRUCTIONS = {MAX_INSTRUCTIONS}")
             return None
+        rows, how = self._sample_function("gauss_newton", self.N * self.nx)
+        curvature, how_q = self._sample_function("running_curvature", self.N)
+        if rows is None or curvature is None:
+            self.gauss_newton_method = f"none: {how if rows is None else how_q}"
+            return None
+        self.gauss_newton_method = f"Gauss-Newton blocks per interval ({how})"
         u, nx, nu, N, h = self.controls(w), self.nx, self.nu, self.N, p[0]
         x, Y = self._trajectory(u, p)[0], self._data(p)
-        P = _psd(self.samples.mapped("terminal", N)(x[-1].T, Y)[2].T.reshape(N, nx, nx))
+        Y_seeds = np.repeat(Y, nx, axis=1)  # item i·nx + a: sample i, seeded by row a of its C
+        P = self.samples.mapped("terminal", N)(x[-1].T, Y)[2].T.reshape(N, nx, nx)
         blocks = []
         for k in range(self.steps - 1, -1, -1):
-            Fx, Fu, Qxx = jacobians(x[k].T, u[k][:, None], Y, h)  # column-major vec per sample: (nnz, N)
-            Fx, Qxx = (a.T.reshape(N, nx, nx).transpose(0, 2, 1) for a in (Fx, Qxx))  # (N, nx, nx)
-            rows = Fu.reshape(nu, nx, N)  # rows[:, a, i] = row a of ∂_u F_{i,k}: one (nu, N) matrix per a
-            # Σ_i F_uᵀ P F_u = Σ_a rows_a (Σ_b P_ab rows_b)ᵀ, as nx products (nu, N)(N, nu): no per-sample product
-            G = sum(rows[:, a] @ sum(rows[:, b] * P[:, a, b] for b in range(nx)).T for a in range(nx))
+            C = _psd_factor(P)  # (N, nx, nx): CᵀC = [P]₊
+            CFx, CFu = rows(np.repeat(x[k].T, nx, axis=1), u[k][:, None], Y_seeds, h, C.reshape(N * nx, nx).T)
+            G = CFu @ CFu.T  # Σ_i (C_i ∂_u F_i)ᵀ (C_i ∂_u F_i)
             blocks.append((G + G.T) / (2 * N))
-            P = _psd(Qxx) + np.matmul(np.matmul(Fx.transpose(0, 2, 1), P), Fx)
+            CFx = CFx.T.reshape(N, nx, nx)  # [i, a, :] = row a of C_i ∂_x F_i
+            Qxx = curvature(x[k].T, u[k][:, None], Y, h)[0].T.reshape(N, nx, nx)
+            P = _psd_factor(Qxx, square=True) + np.matmul(CFx.transpose(0, 2, 1), CFx)
         blocks.reverse()
         shift = 2 * self.problem.l2 * h + 1e-10 * max(float(np.max(np.diagonal(G))) for G in blocks)
         return BlockDiagonal([G + shift * np.eye(nu) for G in blocks])
+
+    def _sample_function(self, name: str, items: int):
+        """``(evaluate, how)``: :attr:`samples`' function ``name`` over ``items`` items, by CasADi's virtual machine
+        when ``steps`` evaluations run fewer than :data:`~turnpike.derivatives.COMPILE_WORK` instructions, else
+        compiled (lane code); ``(None, why)`` where it is not compiled."""
+        fn = self.samples.function(name)
+        if fn.n_instructions() * items * self.steps < COMPILE_WORK:
+            return self.samples.mapped(name, items, compile=False), "CasADi map"
+        lanes = self.samples.lanes(name)
+        if lanes is None:
+            return None, f"the sample function {name} ({fn.n_instructions()} instructions) is not compiled"
+        return functools.partial(lanes, items, 1), f"compiled: {lanes.build}"
 
     def _trajectory(self, u: np.ndarray, p: np.ndarray):
         """States (steps+1, N, nx) and running costs (steps, N) of controls ``u``."""
