@@ -310,7 +310,8 @@ def test_gauss_newton_blocks_are_the_hessians_diagonal_blocks_for_linear_dynamic
 def test_newton_cg_runs_unpreconditioned_where_the_gauss_newton_blocks_are_over_the_compile_budget(monkeypatch):
     """Over the compile budget (here lowered to 1000 instructions) no Gauss–Newton blocks are built, the reason is
     given, and Newton-CG goes on with plain conjugate gradients to a stationary point (checked by a fresh gradient;
-    the landscape is not convex, so not necessarily the one reached with them)."""
+    the landscape is not convex, so not necessarily the one reached with them). Blocks that are not finite are
+    not built either."""
     import turnpike.reduced
     from turnpike.solve import _newton_cg
 
@@ -324,6 +325,9 @@ def test_newton_cg_runs_unpreconditioned_where_the_gauss_newton_blocks_are_over_
     assert rs.gauss_newton_method.startswith("none: its sample functions have")
     plain = _newton_cg(rs, u0, 2.0, False)
     assert plain.converged and plain.preconditioners == 0
+    monkeypatch.undo()
+    assert rs.gauss_newton(np.full_like(u0, np.nan), rs.parameters(2.0)) is None  # not an error: said why
+    assert rs.gauss_newton_method == "none: the Gauss-Newton blocks are not finite"
     assert np.abs(rs._value_and_gradient(plain.x, rs.parameters(2.0))[1]).max() <= 1e-10
 
 

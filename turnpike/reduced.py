@@ -452,7 +452,8 @@ class ReducedSpace:
         Both sample functions are evaluated by CasADi's virtual machine when one build runs fewer than
         :data:`~turnpike.derivatives.COMPILE_WORK` of their instructions, else by compiled lane code (compiled on
         first use, once per machine). None where that code cannot be built (no compiler), where the two together
-        have more than :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions, and with the L1 split. Measured
+        have more than :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions, with the L1 split, and where the blocks
+        are zero (with ``λ2 = 0``) or not finite. Measured
         for the chessboard bottleneck (``benchmarks/bench_width.py``, N = 1000, a fresh cache, one core): width 50,
         11 k + 14 k instructions; width 100, 21 k + 28 k, compiled in 16 s with 347 MB of compiler memory, then 1.5 s
         a build; width 200, 42 k + 56 k: 60 s and 935 MB, over the budget of the width-200 build (30 s, 1 GB), so
@@ -478,15 +479,23 @@ class ReducedSpace:
         P = self.samples.mapped("terminal", N)(x[-1].T, Y)[2].T.reshape(N, nx, nx)
         blocks = []
         for k in range(self.steps - 1, -1, -1):
+            if not np.all(np.isfinite(P)):
+                self.gauss_newton_method = "none: the Gauss-Newton blocks are not finite"
+                return None
             C = _psd_factor(P)  # (N, nx, nx): CᵀC = [P]₊
             CFx, CFu = rows(np.repeat(x[k].T, nx, axis=1), u[k][:, None], Y_seeds, h, C.reshape(N * nx, nx).T)
             G = CFu @ CFu.T  # Σ_i (C_i ∂_u F_i)ᵀ (C_i ∂_u F_i)
             blocks.append((G + G.T) / (2 * N))
             CFx = CFx.T.reshape(N, nx, nx)  # [i, a, :] = row a of C_i ∂_x F_i
             Qxx = curvature(x[k].T, u[k][:, None], Y, h)[0].T.reshape(N, nx, nx)
-            P = _psd_factor(Qxx, square=True) + np.matmul(CFx.transpose(0, 2, 1), CFx)
+            finite = np.all(np.isfinite(Qxx))  # else P is not finite, and the loop's next test says so
+            P = (_psd_factor(Qxx, square=True) if finite else Qxx) + np.matmul(CFx.transpose(0, 2, 1), CFx)
         blocks.reverse()
-        shift = 2 * self.problem.l2 * h + 1e-10 * max(float(np.max(np.diagonal(G))) for G in blocks)
+        largest = max(float(np.max(np.diagonal(G))) for G in blocks)
+        shift = 2 * self.problem.l2 * h + 1e-10 * largest
+        if not (np.isfinite(largest) and shift > 0):
+            self.gauss_newton_method = f"none: the Gauss-Newton blocks are {'zero' if largest == 0 else 'not finite'}"
+            return None
         return BlockDiagonal([G + shift * np.eye(nu) for G in blocks])
 
     def _sample_function(self, name: str, items: int):
