@@ -43,12 +43,15 @@ from scipy.optimize import OptimizeResult, minimize
 from .errors import InputError
 
 __all__ = ["BATCH", "EPOCHS", "HANDOVER_DECREASE", "HANDOVER_ITERATIONS", "HANDOVER_WINDOW", "LEARNING_RATE",
-           "PRESOLVES", "NewtonResult", "ReducedSpaceResult",
+           "PRESOLVES", "ROUND_OFF_STOP", "NewtonResult", "ReducedSpaceResult",
            "augmented_lagrangian_descent", "face_newton", "minibatch_descent", "newton_refinement", "project_l1_ball",
            "projected_descent", "projected_gradient",
            "reduced_space_descent", "unconstrained"]
 
 PRESOLVES = ("auto", "adam", "lbfgs", "none")
+#: :func:`newton_refinement`'s message when the full Newton step from its last point (whose Hessian it factorised)
+#: does not halve ``‖∇J‖∞`` and J cannot tell: the point is stationary to round-off.
+ROUND_OFF_STOP = "stopped: J and its gradient at round-off level"
 
 #: Without a dense Hessian (:func:`turnpike.solve.solve`'s Hessian-vector mode) L-BFGS-B hands over to Newton-CG
 #: once J has decreased by less than ``HANDOVER_DECREASE`` relative over the last ``HANDOVER_WINDOW`` iterations
@@ -946,7 +949,7 @@ def newton_refinement(rs, u: np.ndarray, T: float, *, max_iter: int = 200, gtol:
             J_try, g_try = value_and_gradient(u + d)
             evaluations += 1
             step = (u + d, J_try, g_try, 1.0, 1) if np.isfinite(J_try) and _halves(g_try, g) else None
-            failure = "stopped: J and its gradient at round-off level"
+            failure = ROUND_OFF_STOP
         else:
             step = _line_search(value_and_gradient, u, J, g, d, slope)
             evaluations += step[4] if step else 0

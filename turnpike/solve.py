@@ -16,6 +16,7 @@ from .krylov import newton_cg, smallest_eigenvalues
 from .machine import memory_budget
 from .presolve import (
     PRESOLVES,
+    ROUND_OFF_STOP,
     minibatch_descent,
     newton_refinement,
     projected_gradient,
@@ -849,7 +850,9 @@ def _second_order_report(rs: ReducedSpace, res, T: float, mode: str, presolve: d
     Hessian-vector mode: the smallest eigenvalues of the reduced Hessian by Lanczos
     (:func:`~turnpike.krylov.smallest_eigenvalues`) and their verdict. Dense mode: the Newton phase's last
     Hessian, factorised by Cholesky (``positive_definite``: a strict local minimum where the gradient
-    vanishes), at no extra cost; a point Newton did not converge to is "not determined".
+    vanishes), at no extra cost, where IPOPT accepted the phase's point as it was and the phase converged or
+    stopped at round-off (:data:`~turnpike.presolve.ROUND_OFF_STOP`: its last Hessian is then that point's); any
+    other point is "not determined".
     """
     report = {"mode": mode}
     if not res.success:
@@ -859,7 +862,8 @@ def _second_order_report(rs: ReducedSpace, res, T: float, mode: str, presolve: d
                 "reason": "constrained problem: the reduced Hessian alone does not decide"}
     if mode == "dense":
         newton = presolve.get("newton", {})
-        if newton.get("converged") and newton.get("positive_definite") and res.iterations == 0:
+        ended = newton.get("converged") or newton.get("message") == ROUND_OFF_STOP  # there, H is the end point's
+        if ended and newton.get("positive_definite") and res.iterations == 0:
             return {**report, "verdict": "local minimum",
                     "reason": "the Newton phase's last Hessian is positive definite (Cholesky without regularisation) "
                               "and IPOPT accepted the phase's point"}
