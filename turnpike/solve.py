@@ -408,14 +408,14 @@ def solve(
         u=u,
         adjoint=adjoint.reshape(steps, *shape),
     )
+    if stop.interrupted:  # not re-simulated at h/2 and h/4 (seconds at thousands of steps): it is not an answer
+        raise Interrupted(f"solve interrupted by {stop.signal.name}: its last iterate (not an optimum) is the "
+                          "exception's .solution", stop.signal, replace(sol, stats={**sol.stats, "warnings": []}))
     if np.all(np.isfinite(sol.x)) and np.all(np.isfinite(sol.u)):
         check, found = step_check(P, sol, method)
         sol = replace(sol, stats={**sol.stats, "step_check": check, "warnings": found})
     else:
         sol = replace(sol, stats={**sol.stats, "warnings": ["the states or controls are not finite"]})
-    if stop.interrupted:
-        raise Interrupted(f"solve interrupted by {stop.signal.name}: its last iterate (not an optimum) is the "
-                          "exception's .solution", stop.signal, sol)
     return sol
 
 
