@@ -62,7 +62,7 @@ ROUND_OFF_STOP = "stopped: J and its gradient at round-off level"
 #: tanh bottleneck on the chessboard, 16 RK4 steps, T = 5, one core:
 #:
 #: * width 50, 2397 points, Newton-CG preconditioned by the Gauss–Newton blocks: with 1e-4 L-BFGS-B hands over
-#:   after 2793 iterations and the solve is certified in 282 s (a local minimum, J = 0.8514219529); with 1e-5
+#:   after 2793 iterations and the solve is certified in 282-285 s (a local minimum, J = 0.8514219529); with 1e-5
 #:   after 3430, and the preconditioned Newton-CG follows a long valley to a lower minimum (J = 0.8508601191):
 #:   397 s. Unpreconditioned, Newton-CG from the iterate after 3430 iterations had not converged after 1200 s;
 #: * width 16, 200 and 600 points, starts 0-2: 1e-4, 1e-5 and at most 3000 iterations gave the same minima in
