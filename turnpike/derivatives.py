@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .transcription import MultipleShooting
 
 __all__ = ["COMPILE_WORK", "Batch", "NumpyFunction", "SampleDerivatives", "constraint_jacobian", "lagrangian_hessian",
-           "stagewise_derivatives"]
+           "sample_blocks", "stagewise_derivatives"]
 
 
 class NumpyFunction(ca.Callback):
@@ -255,10 +255,11 @@ def _compressed(shape: tuple[int, int], rows: np.ndarray, per_column: np.ndarray
 COMPILE_WORK = 10_000_000
 
 
-def _sample_blocks(samples: SampleDerivatives, name: str, items: int, group: int = 1):
-    """``samples.mapped(name, items, group)``, compiled when one evaluation runs at least :data:`COMPILE_WORK` of
-    its instructions, and how it is evaluated (``"compiled lane code"`` or ``"CasADi map"``)."""
-    compile = samples.function(name).n_instructions() * items >= COMPILE_WORK
+def sample_blocks(samples: SampleDerivatives, name: str, items: int, group: int = 1, calls: int = 1):
+    """``samples.mapped(name, items, group)``, compiled when ``calls`` evaluations of it (those that one use of the
+    result makes) run at least :data:`COMPILE_WORK` of its instructions, and how it is evaluated (``"compiled lane
+    code"`` or ``"CasADi map"``)."""
+    compile = samples.function(name).n_instructions() * items * calls >= COMPILE_WORK
     how = "compiled lane code" if compile and samples.lanes(name) is not None else "CasADi map"
     return samples.mapped(name, items, group, compile=compile), how
 
@@ -279,7 +280,7 @@ def lagrangian_hessian(ms: MultipleShooting, samples: SampleDerivatives) -> Nump
     P, lay, steps = ms.problem, ms.layout, ms.steps
     N, nx, nu, ny = P.n_samples, P.nx, P.nu, P.ny
     n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
-    (second, how), terminal = _sample_blocks(samples, "second", M, N), samples.mapped("terminal", N)
+    (second, how), terminal = sample_blocks(samples, "second", M, N), samples.mapped("terminal", N)
 
     # One stage's pattern: per column (ascending), its rows, and where each value sits in the stage's values
     # (Q of every sample, S of every sample, then R; each column-major).
@@ -345,7 +346,7 @@ def constraint_jacobian(ms: MultipleShooting, samples: SampleDerivatives) -> Num
     N, nx, nu, ny = P.n_samples, P.nx, P.nu, P.ny
     n_state, n_stage, n_g, M = lay.n_state, lay.n_stage, ms.n_g_stage, steps * N
     split, bound = lay.split, P.l1_bound is not None
-    first, how = _sample_blocks(samples, "first", M)
+    first, how = sample_blocks(samples, "first", M)
     dynamics = Batch(ms.dynamics.map(steps))
 
     # One stage k >= 1: per column, its rows relative to block row k, and where each value sits in the stage's

@@ -51,7 +51,6 @@ for unstable systems over long horizons multiple shooting is the better conditio
 
 from __future__ import annotations
 
-import functools
 from contextlib import contextmanager
 
 import casadi as ca
@@ -59,7 +58,7 @@ import numpy as np
 
 from .codegen import MAX_INSTRUCTIONS
 from .compiled import compiling, ensemble_gradient
-from .derivatives import COMPILE_WORK, Batch, NumpyFunction, SampleDerivatives
+from .derivatives import Batch, NumpyFunction, SampleDerivatives, sample_blocks
 from .ensemble import EnsembleObjective
 from .hessian_vector import compiling_hessian_vector
 from .krylov import BlockDiagonal
@@ -129,12 +128,10 @@ def substep_recursion(problem: Problem, method: str) -> tuple[ca.Function, ca.Fu
     return (*recursion_stage(problem, substep, np.hstack([x0, np.zeros_like(x0), x0])), coefficients)
 
 
-def _psd_factor(S: np.ndarray, square: bool = False) -> np.ndarray:
-    """For symmetric ``S`` (..., m, m): ``C`` with ``CᵀC = [S]₊`` (the negative eigenvalues set to 0); with
-    ``square``, ``[S]₊`` itself."""
+def _psd_factor(S: np.ndarray) -> np.ndarray:
+    """For symmetric ``S`` (..., m, m): ``C`` with ``CᵀC = [S]₊`` (the negative eigenvalues set to 0)."""
     values, vectors = np.linalg.eigh((S + np.swapaxes(S, -1, -2)) / 2)
-    C = np.sqrt(np.clip(values, 0.0, None))[..., :, None] * np.swapaxes(vectors, -1, -2)
-    return np.matmul(np.swapaxes(C, -1, -2), C) if square else C
+    return np.sqrt(np.clip(values, 0.0, None))[..., :, None] * np.swapaxes(vectors, -1, -2)
 
 
 class _NotWanted(Exception):
@@ -449,11 +446,11 @@ class ReducedSpace:
         interval's rows, nothing of size ``(steps·nu)²``. A constant control's copies are treated as the controls of
         their intervals.
 
-        Both sample functions are evaluated by CasADi's virtual machine when one build runs fewer than
-        :data:`~turnpike.derivatives.COMPILE_WORK` of their instructions, else by compiled lane code (compiled on
-        first use, once per machine). None where that code cannot be built (no compiler), where the two together
-        have more than :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions, with the L1 split, and where the blocks
-        are zero (with ``λ2 = 0``) or not finite. Measured
+        Both sample functions are evaluated as the multiple-shooting blocks are
+        (:func:`~turnpike.derivatives.sample_blocks`: compiled lane code, compiled on first use and once per machine,
+        where one build runs at least :data:`~turnpike.derivatives.COMPILE_WORK` instructions). None where the
+        two together have more than :data:`~turnpike.codegen.MAX_INSTRUCTIONS` instructions, with the L1 split, and
+        where the blocks are zero (with ``λ2 = 0``) or not finite. Measured
         for the chessboard bottleneck (``benchmarks/bench_width.py``, N = 1000, a fresh cache, one core): width 50,
         11 k + 14 k instructions; width 100, 21 k + 28 k, compiled in 16 s with 347 MB of compiler memory, then 1.5 s
         a build; width 200, 42 k + 56 k: 60 s and 935 MB, over the budget of the width-200 build (30 s, 1 GB), so
@@ -467,11 +464,8 @@ class ReducedSpace:
             self.gauss_newton_method = (f"none: its sample functions have {size} instructions, over the compile budget "
                                         f"MAX_INSTRUCTIONS = {MAX_INSTRUCTIONS}")
             return None
-        rows, how = self._sample_function("gauss_newton", self.N * self.nx)
-        curvature, how_q = self._sample_function("running_curvature", self.N)
-        if rows is None or curvature is None:
-            self.gauss_newton_method = f"none: {how if rows is None else how_q}"
-            return None
+        rows, how = sample_blocks(self.samples, "gauss_newton", self.N * self.nx, calls=self.steps)
+        curvature = sample_blocks(self.samples, "running_curvature", self.N, calls=self.steps)[0]
         self.gauss_newton_method = f"Gauss-Newton blocks per interval ({how})"
         u, nx, nu, N, h = self.controls(w), self.nx, self.nu, self.N, p[0]
         x, Y = self._trajectory(u, p)[0], self._data(p)
@@ -488,8 +482,8 @@ class ReducedSpace:
             blocks.append((G + G.T) / (2 * N))
             CFx = CFx.T.reshape(N, nx, nx)  # [i, a, :] = row a of C_i ∂_x F_i
             Qxx = curvature(x[k].T, u[k][:, None], Y, h)[0].T.reshape(N, nx, nx)
-            finite = np.all(np.isfinite(Qxx))  # else P is not finite, and the loop's next test says so
-            P = (_psd_factor(Qxx, square=True) if finite else Qxx) + np.matmul(CFx.transpose(0, 2, 1), CFx)
+            Cq = _psd_factor(Qxx) if np.all(np.isfinite(Qxx)) else Qxx  # else P is not finite: the next test says so
+            P = np.matmul(Cq.transpose(0, 2, 1), Cq) + np.matmul(CFx.transpose(0, 2, 1), CFx)
         blocks.reverse()
         largest = max(float(np.max(np.diagonal(G))) for G in blocks)
         shift = 2 * self.problem.l2 * h + 1e-10 * largest
@@ -497,18 +491,6 @@ class ReducedSpace:
             self.gauss_newton_method = f"none: the Gauss-Newton blocks are {'zero' if largest == 0 else 'not finite'}"
             return None
         return BlockDiagonal([G + shift * np.eye(nu) for G in blocks])
-
-    def _sample_function(self, name: str, items: int):
-        """``(evaluate, how)``: :attr:`samples`' function ``name`` over ``items`` items, by CasADi's virtual machine
-        when ``steps`` evaluations run fewer than :data:`~turnpike.derivatives.COMPILE_WORK` instructions, else
-        compiled (lane code); ``(None, why)`` where it is not compiled."""
-        fn = self.samples.function(name)
-        if fn.n_instructions() * items * self.steps < COMPILE_WORK:
-            return self.samples.mapped(name, items, compile=False), "CasADi map"
-        lanes = self.samples.lanes(name)
-        if lanes is None:
-            return None, f"the sample function {name} ({fn.n_instructions()} instructions) is not compiled"
-        return functools.partial(lanes, items, 1), f"compiled: {lanes.build}"
 
     def _trajectory(self, u: np.ndarray, p: np.ndarray):
         """States (steps+1, N, nx) and running costs (steps, N) of controls ``u``."""
