@@ -222,10 +222,12 @@ def newton_cg(value_and_gradient, hessian_vector, x: np.ndarray, *, gtol: float 
         if path is None:
             if preconditioner is not None and (metric is None or accepted_steps >= refresh):
                 clock = time.perf_counter()
-                metric, accepted_steps, built = preconditioner(x), 0, built + 1
+                metric, accepted_steps = preconditioner(x), 0
                 building += time.perf_counter() - clock
                 if metric is None:  # none to be had: go on without
-                    preconditioner, built = None, built - 1
+                    preconditioner = None
+                else:
+                    built += 1
             path = _steihaug(lambda v, x=x: hessian_vector(x, v), g, radius, max_cg, stop, metric)
             spent = path.products
         d, Hd, step, negative = path.at(radius)

@@ -840,7 +840,7 @@ def _newton_cg(rs: ReducedSpace, u: np.ndarray, T: float, verbose: bool, callbac
         return rs.gauss_newton(v.reshape(shape), p)
 
     return newton_cg(lambda v: rs._value_and_gradient(v, p), hessian_vector, u.reshape(-1), gtol=1e-10,
-                     max_cg=250, preconditioner=gauss_newton if precondition else None, refresh=10,
+                     max_cg=250, preconditioner=gauss_newton if precondition else None,
                      verbose=verbose, callback=callback, stop=stop)
 
 
